@@ -1,0 +1,61 @@
+//! The offer catalog.
+
+use serde_json::json;
+use sqlx::PgPool;
+
+use super::{Error, EventType, RequestContext, Result};
+use crate::{
+    db::{self, Keyset, events::NewEvent, offers::Offer},
+    domain::{DisplayName, OfferId, OfferTerms, ProductKind, Segment},
+};
+
+/// Creates an offer; special offers must be license based (R1).
+pub async fn create(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    name: &DisplayName,
+    terms: OfferTerms,
+) -> Result<Offer> {
+    if !terms.is_sellable() {
+        return Err(Error::SpecialOfferNotLicenseBased {
+            segment: terms.segment,
+            product_kind: terms.product_kind,
+        });
+    }
+    let mut tx = pool.begin().await?;
+    let offer = db::offers::insert(&mut *tx, OfferId::new(), name.as_str(), terms).await?;
+    db::events::append(
+        &mut *tx,
+        ctx,
+        NewEvent {
+            event_type: EventType::OfferCreated,
+            customer_id: None,
+            partner_id: None,
+            payload: json!({ "offer_id": offer.id, "name": offer.name, "segment": offer.segment, "product_kind": offer.product_kind }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(offer)
+}
+
+/// One offer.
+pub async fn get(pool: &PgPool, id: OfferId) -> Result<Offer> {
+    db::offers::get(pool, id)
+        .await?
+        .ok_or(Error::OfferNotFound(id))
+}
+
+/// A page of the catalog, optionally restricted to one segment and/or product kind.
+pub async fn list(
+    pool: &PgPool,
+    segment: Option<Segment>,
+    product_kind: Option<ProductKind>,
+    page: Keyset,
+) -> Result<Vec<Offer>> {
+    let terms: Vec<_> = OfferTerms::all()
+        .filter(|t| segment.is_none_or(|s| s == t.segment))
+        .filter(|t| product_kind.is_none_or(|k| k == t.product_kind))
+        .collect();
+    Ok(db::offers::list_with_terms(pool, &terms, page).await?)
+}

@@ -1,0 +1,257 @@
+//! Purchases: the decision, the subscription it creates, and idempotent retries.
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgPool;
+
+use super::{Error, EventType, RequestContext, Result};
+use crate::{
+    db::{
+        self, Keyset,
+        events::NewEvent,
+        offers::Offer,
+        purchases::{Locking, Missing, PurchaseFacts},
+        subscriptions::{NewSubscription, Subscription},
+    },
+    domain::{
+        CustomerId, OfferId, OfferTerms, PartnerId, PurchaseContext, PurchaseDecision, Quantity,
+        RuleViolation, decide,
+    },
+};
+
+/// An ordering system's key for one purchase attempt: 1 to 255 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+/// A key that is empty, too long, or not visible ASCII.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an Idempotency-Key must be 1 to 255 visible ASCII characters")]
+pub struct InvalidIdempotencyKey;
+
+impl IdempotencyKey {
+    /// Checks a key.
+    pub fn parse(raw: &str) -> Result<Self, InvalidIdempotencyKey> {
+        let ok = (1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidIdempotencyKey)
+        }
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A proposed purchase.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PurchaseRequest {
+    /// The customer buying.
+    pub customer_id: CustomerId,
+    /// The partner buying on the customer's behalf.
+    pub partner_id: PartnerId,
+    /// The offer.
+    pub offer_id: OfferId,
+    /// Number of licenses.
+    pub quantity: Quantity,
+}
+
+/// What a purchase ended in; stored with its idempotency key and answered again to retries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum PurchaseOutcome {
+    /// The subscription was created.
+    Created {
+        /// The new subscription.
+        subscription: Subscription,
+    },
+    /// The rules denied the purchase; nothing but the denial event was written.
+    Denied {
+        /// Every broken rule.
+        violations: Vec<RuleViolation>,
+    },
+}
+
+/// A purchase's outcome, and whether it is a replay of an earlier request with the same key.
+#[derive(Debug)]
+pub struct Purchase {
+    /// The outcome.
+    pub outcome: PurchaseOutcome,
+    /// `true` when the outcome was stored by an earlier request.
+    pub replayed: bool,
+}
+
+fn context(facts: &PurchaseFacts, offer: OfferTerms) -> PurchaseContext<'_> {
+    PurchaseContext {
+        partner: &facts.partner,
+        customer_related_to_partner: facts.related,
+        customer: facts.customer,
+        customer_has_gcc_history: facts.gcc_history,
+        offer,
+    }
+}
+
+fn not_found(missing: Missing, customer: CustomerId, partner: PartnerId) -> Error {
+    match missing {
+        Missing::Customer => Error::CustomerNotFound(customer),
+        Missing::Partner => Error::PartnerNotFound(partner),
+    }
+}
+
+/// Decides and records a purchase in one transaction.
+///
+/// Concurrency: the transaction row-locks the customer (`FOR NO KEY UPDATE`), the lock every
+/// qualification change of that customer takes too, and only then reads its GCC history. Writers
+/// of one customer therefore run one after another and each sees what the previous committed, on
+/// any number of service instances. We chose the lock over SERIALIZABLE because it never aborts, so
+/// there is no retry loop, and a hot customer queues instead of failing; unrelated customers never
+/// wait for each other.
+pub async fn purchase(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    key: &IdempotencyKey,
+    request: PurchaseRequest,
+) -> Result<Purchase> {
+    let request_json = serde_json::to_value(request)
+        .context("serialize purchase request")
+        .map_err(Error::Internal)?;
+    let mut tx = pool.begin().await?;
+
+    db::idempotency::lock(&mut *tx, key.as_str()).await?;
+    if let Some(stored) = db::idempotency::find(&mut *tx, key.as_str()).await? {
+        if stored.request != request_json {
+            return Err(Error::IdempotencyKeyReused(key.as_str().to_owned()));
+        }
+        let outcome = serde_json::from_value(stored.outcome)
+            .context("stored purchase outcome is unreadable")
+            .map_err(Error::Internal)?;
+        return Ok(Purchase {
+            outcome,
+            replayed: true,
+        });
+    }
+
+    // Offers never change, so reading it before taking the customer lock is safe and shortens the lock.
+    let offer = db::offers::get(&mut *tx, request.offer_id)
+        .await?
+        .ok_or(Error::OfferNotFound(request.offer_id))?;
+    let facts = db::purchases::load(
+        &mut tx,
+        request.customer_id,
+        request.partner_id,
+        Locking::ForPurchase,
+    )
+    .await?
+    .map_err(|m| not_found(m, request.customer_id, request.partner_id))?;
+
+    let (outcome, event) = match decide(&context(&facts, offer.terms())) {
+        PurchaseDecision::Allowed => {
+            let subscription = db::subscriptions::insert(
+                &mut *tx,
+                NewSubscription {
+                    customer_id: request.customer_id,
+                    partner_id: request.partner_id,
+                    offer_id: request.offer_id,
+                    segment: offer.segment,
+                    quantity: request.quantity.get(),
+                },
+            )
+            .await?;
+            let payload = json!({
+                "subscription_id": subscription.id,
+                "offer_id": offer.id,
+                "segment": offer.segment,
+                "quantity": subscription.quantity,
+                "customer_qualifications": facts.customer,
+                "idempotency_key": key.as_str(),
+            });
+            (
+                PurchaseOutcome::Created { subscription },
+                (EventType::SubscriptionCreated, payload),
+            )
+        }
+        PurchaseDecision::Denied(violations) => {
+            let payload = json!({
+                "offer_id": offer.id,
+                "segment": offer.segment,
+                "quantity": request.quantity,
+                "customer_qualifications": facts.customer,
+                "violations": violations,
+                "idempotency_key": key.as_str(),
+            });
+            (
+                PurchaseOutcome::Denied { violations },
+                (EventType::PurchaseDenied, payload),
+            )
+        }
+    };
+    db::events::append(
+        &mut *tx,
+        ctx,
+        NewEvent {
+            event_type: event.0,
+            customer_id: Some(request.customer_id),
+            partner_id: Some(request.partner_id),
+            payload: event.1,
+        },
+    )
+    .await?;
+    let subscription_id = match &outcome {
+        PurchaseOutcome::Created { subscription } => Some(subscription.id),
+        PurchaseOutcome::Denied { .. } => None,
+    };
+    let outcome_json = serde_json::to_value(&outcome)
+        .context("serialize purchase outcome")
+        .map_err(Error::Internal)?;
+    db::idempotency::insert(
+        &mut *tx,
+        key.as_str(),
+        request.customer_id,
+        &request_json,
+        &outcome_json,
+        subscription_id,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Purchase {
+        outcome,
+        replayed: false,
+    })
+}
+
+/// The decision a purchase would get now, without writing anything.
+pub async fn decide_only(
+    pool: &PgPool,
+    customer: CustomerId,
+    partner: PartnerId,
+    offer: OfferId,
+) -> Result<PurchaseDecision> {
+    let mut tx = db::begin_read_only(pool).await?;
+    let offer = db::offers::get(&mut *tx, offer)
+        .await?
+        .ok_or(Error::OfferNotFound(offer))?;
+    let facts = db::purchases::load(&mut tx, customer, partner, Locking::None)
+        .await?
+        .map_err(|m| not_found(m, customer, partner))?;
+    Ok(decide(&context(&facts, offer.terms())))
+}
+
+/// A page of the offers `partner` may sell `customer` now: every offer whose terms the rules allow.
+pub async fn eligible_offers(
+    pool: &PgPool,
+    customer: CustomerId,
+    partner: PartnerId,
+    page: Keyset,
+) -> Result<Vec<Offer>> {
+    let mut tx = db::begin_read_only(pool).await?;
+    let facts = db::purchases::load(&mut tx, customer, partner, Locking::None)
+        .await?
+        .map_err(|m| not_found(m, customer, partner))?;
+    let allowed: Vec<_> = OfferTerms::all()
+        .filter(|&terms| decide(&context(&facts, terms)).is_allowed())
+        .collect();
+    Ok(db::offers::list_with_terms(&mut *tx, &allowed, page).await?)
+}

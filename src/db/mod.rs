@@ -1,0 +1,155 @@
+//! Persistence: every SQL statement of the service, checked at compile time by `sqlx::query!`.
+//! Functions take `impl PgExecutor` (a pool or a transaction); callers own `begin`/`commit`.
+
+pub mod customers;
+pub mod events;
+pub mod idempotency;
+pub mod offers;
+pub mod partners;
+pub mod purchases;
+pub mod subscriptions;
+
+use anyhow::Context;
+use sqlx::{
+    Decode, Postgres, Type,
+    error::BoxDynError,
+    migrate::MigrateDatabase,
+    postgres::{PgHasArrayType, PgTypeInfo, PgValueRef},
+};
+use uuid::Uuid;
+
+use crate::domain::{
+    CustomerId, CustomerQualification, OfferId, PartnerId, PartnerKind, ProductKind,
+    ResellerQualification, Segment, SpecialQualification, SubscriptionId, SubscriptionStatus,
+};
+
+/// Creates the database named in `url` if it does not exist, then applies pending migrations.
+/// Safe to run from several instances at once: creation races are tolerated and sqlx serializes
+/// migrations with an advisory lock.
+pub async fn prepare_database(url: &str) -> anyhow::Result<()> {
+    if !Postgres::database_exists(url)
+        .await
+        .context("cannot reach PostgreSQL")?
+    {
+        match Postgres::create_database(url).await {
+            Ok(()) => tracing::info!("created the database"),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e).context("cannot create the database"),
+        }
+    }
+    let pool = sqlx::PgPool::connect(url)
+        .await
+        .context("cannot connect to the database")?;
+    sqlx::migrate!("./migrations")
+        .run(&pool)
+        .await
+        .context("cannot apply migrations")?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Begins a transaction whose statements all read one consistent snapshot and cannot write.
+pub async fn begin_read_only(
+    pool: &sqlx::PgPool,
+) -> sqlx::Result<sqlx::Transaction<'static, Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query!("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Checks that the database answers.
+pub async fn ping(pool: &sqlx::PgPool) -> sqlx::Result<()> {
+    sqlx::query!("select 1 as one").fetch_one(pool).await?;
+    Ok(())
+}
+
+/// Where a keyset-paginated listing resumes.
+#[derive(Debug, Clone, Copy)]
+pub struct Keyset {
+    /// Return rows whose id sorts after this one (ids are UUIDv7, so oldest first).
+    pub after: Option<Uuid>,
+    /// At most this many rows.
+    pub limit: i64,
+}
+
+impl Keyset {
+    /// The lower bound to compare ids against; the nil UUID sorts before every v7 id.
+    fn after(&self) -> Uuid {
+        self.after.unwrap_or(Uuid::nil())
+    }
+}
+
+// Domain enums are stored as text; these impls let `query_as!` decode them with overrides such as
+// `kind as "kind: PartnerKind"` while the domain itself stays free of sqlx.
+macro_rules! text_column {
+    ($($ty:ty),+) => {$(
+        impl Type<Postgres> for $ty {
+            fn type_info() -> PgTypeInfo {
+                <&str as Type<Postgres>>::type_info()
+            }
+            fn compatible(ty: &PgTypeInfo) -> bool {
+                <&str as Type<Postgres>>::compatible(ty)
+            }
+        }
+        impl<'r> Decode<'r, Postgres> for $ty {
+            fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+                Ok(<&str as Decode<Postgres>>::decode(value)?.parse()?)
+            }
+        }
+        impl PgHasArrayType for $ty {
+            fn array_type_info() -> PgTypeInfo {
+                <&str as PgHasArrayType>::array_type_info()
+            }
+        }
+    )+};
+}
+text_column!(
+    PartnerKind,
+    ResellerQualification,
+    SpecialQualification,
+    Segment,
+    ProductKind,
+    SubscriptionStatus
+);
+
+macro_rules! uuid_column {
+    ($($ty:ident),+) => {$(
+        impl Type<Postgres> for $ty {
+            fn type_info() -> PgTypeInfo {
+                <Uuid as Type<Postgres>>::type_info()
+            }
+        }
+        impl<'r> Decode<'r, Postgres> for $ty {
+            fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+                Ok($ty(<Uuid as Decode<Postgres>>::decode(value)?))
+            }
+        }
+        impl PgHasArrayType for $ty {
+            fn array_type_info() -> PgTypeInfo {
+                <Uuid as PgHasArrayType>::array_type_info()
+            }
+        }
+    )+};
+}
+uuid_column!(PartnerId, CustomerId, OfferId, SubscriptionId);
+
+/// The stored `text[]` is checked against the seven sets of R3 by the database, and again here.
+impl Type<Postgres> for CustomerQualification {
+    fn type_info() -> PgTypeInfo {
+        <Vec<String> as Type<Postgres>>::type_info()
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for CustomerQualification {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        let set = <Vec<SpecialQualification> as Decode<Postgres>>::decode(value)?;
+        Ok(CustomerQualification::from_set(set)?)
+    }
+}
+
+/// Text of every element, for binding a set of enum values as `text[]`.
+fn texts<T: Copy>(values: &[T], as_str: fn(T) -> &'static str) -> Vec<&'static str> {
+    values.iter().map(|v| as_str(*v)).collect()
+}

@@ -1,0 +1,97 @@
+//! The offer catalog.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgExecutor;
+
+use super::Keyset;
+use crate::domain::{OfferId, OfferTerms, ProductKind, Segment};
+
+/// An offer as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Offer {
+    /// Offer id.
+    pub id: OfferId,
+    /// Display name.
+    pub name: String,
+    /// Segment the offer is priced for.
+    pub segment: Segment,
+    /// Kind of product.
+    pub product_kind: ProductKind,
+    /// When the offer was created.
+    pub created_at: DateTime<Utc>,
+}
+
+impl Offer {
+    /// What the purchase rules look at.
+    pub fn terms(&self) -> OfferTerms {
+        OfferTerms {
+            segment: self.segment,
+            product_kind: self.product_kind,
+        }
+    }
+}
+
+/// Inserts an offer; the database rejects special offers that are not license based (R1).
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    id: OfferId,
+    name: &str,
+    terms: OfferTerms,
+) -> sqlx::Result<Offer> {
+    let created_at = sqlx::query_scalar!(
+        "insert into offers (id, name, segment, product_kind) values ($1, $2, $3, $4)
+         returning created_at",
+        id.0,
+        name,
+        terms.segment.as_str(),
+        terms.product_kind.as_str(),
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(Offer {
+        id,
+        name: name.to_owned(),
+        segment: terms.segment,
+        product_kind: terms.product_kind,
+        created_at,
+    })
+}
+
+/// One offer, if it exists.
+pub async fn get(db: impl PgExecutor<'_>, id: OfferId) -> sqlx::Result<Option<Offer>> {
+    sqlx::query_as!(
+        Offer,
+        r#"select id as "id: OfferId", name, segment as "segment: Segment",
+                  product_kind as "product_kind: ProductKind", created_at
+           from offers where id = $1"#,
+        id.0
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A page of the offers whose terms are among `terms`, oldest first.
+pub async fn list_with_terms(
+    db: impl PgExecutor<'_>,
+    terms: &[OfferTerms],
+    page: Keyset,
+) -> sqlx::Result<Vec<Offer>> {
+    let segments: Vec<_> = terms.iter().map(|t| t.segment.as_str()).collect();
+    let kinds: Vec<_> = terms.iter().map(|t| t.product_kind.as_str()).collect();
+    sqlx::query_as!(
+        Offer,
+        r#"select id as "id: OfferId", name, segment as "segment: Segment",
+                  product_kind as "product_kind: ProductKind", created_at
+           from offers
+           where (segment, product_kind) in (select * from unnest($1::text[], $2::text[]))
+             and id > $3
+           order by id limit $4"#,
+        &segments as &[&str],
+        &kinds as &[&str],
+        page.after(),
+        page.limit
+    )
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,135 @@
+//! The reads a purchase decision is made from.
+
+use sqlx::PgConnection;
+
+use crate::domain::{
+    CustomerId, CustomerQualification, PartnerId, PartnerKind, PartnerProfile,
+    ResellerQualification,
+};
+
+/// Everything about a customer and partner that the rules read, apart from the offer.
+#[derive(Debug, Clone)]
+pub struct PurchaseFacts {
+    /// The customer's qualification set.
+    pub customer: CustomerQualification,
+    /// The partner's profile.
+    pub partner: PartnerProfile,
+    /// Whether the customer has a relationship with the partner.
+    pub related: bool,
+    /// Whether the customer's history holds a GCC subscription.
+    pub gcc_history: bool,
+}
+
+/// Which party of a purchase is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// No such customer.
+    Customer,
+    /// No such partner.
+    Partner,
+}
+
+/// Whether loading the facts takes the locks that a purchase needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locking {
+    /// Lock the customer (the lock every writer of its purchases and qualifications takes) and
+    /// share-lock the partner (against a concurrent profile change), for a purchase.
+    ForPurchase,
+    /// Plain reads, for decisions that write nothing.
+    None,
+}
+
+struct Parties {
+    customer: CustomerQualification,
+    kind: PartnerKind,
+    reseller_qualifications: Vec<ResellerQualification>,
+}
+
+/// Reads the facts of a purchase by `partner` for `customer`, or says which party is missing.
+pub async fn load(
+    db: &mut PgConnection,
+    customer: CustomerId,
+    partner: PartnerId,
+    locking: Locking,
+) -> sqlx::Result<Result<PurchaseFacts, Missing>> {
+    let parties = match locking {
+        Locking::ForPurchase => sqlx::query_as!(
+            Parties,
+            r#"select c.special_qualifications as "customer: CustomerQualification",
+                      p.kind as "kind: PartnerKind",
+                      p.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>"
+               from customers c, partners p where c.id = $1 and p.id = $2
+               for no key update of c for share of p"#,
+            customer.0,
+            partner.0
+        )
+        .fetch_optional(&mut *db)
+        .await?,
+        Locking::None => sqlx::query_as!(
+            Parties,
+            r#"select c.special_qualifications as "customer: CustomerQualification",
+                      p.kind as "kind: PartnerKind",
+                      p.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>"
+               from customers c, partners p where c.id = $1 and p.id = $2"#,
+            customer.0,
+            partner.0
+        )
+        .fetch_optional(&mut *db)
+        .await?,
+    };
+    let Some(parties) = parties else {
+        return Ok(Err(missing(db, customer).await?));
+    };
+    // A separate statement on purpose: under READ COMMITTED each statement takes a fresh snapshot,
+    // so this one sees every subscription committed by the writers we waited for above. Reading the
+    // history in the locking statement would use a snapshot from before the wait.
+    let related = related_history(db, customer, partner).await?;
+    Ok(Ok(PurchaseFacts {
+        customer: parties.customer,
+        partner: PartnerProfile {
+            kind: parties.kind,
+            reseller_qualifications: parties.reseller_qualifications.into_iter().collect(),
+            has_indirect_provider: related.has_provider,
+        },
+        related: related.related,
+        gcc_history: related.gcc_history,
+    }))
+}
+
+struct Related {
+    related: bool,
+    has_provider: bool,
+    gcc_history: bool,
+}
+
+async fn related_history(
+    db: &mut PgConnection,
+    customer: CustomerId,
+    partner: PartnerId,
+) -> sqlx::Result<Related> {
+    sqlx::query_as!(
+        Related,
+        r#"select
+             exists(select 1 from customer_partners where customer_id = $1 and partner_id = $2) as "related!",
+             exists(select 1 from indirect_reseller_providers where reseller_id = $2) as "has_provider!",
+             exists(select 1 from subscriptions where customer_id = $1 and segment = 'gcc') as "gcc_history!""#,
+        customer.0,
+        partner.0
+    )
+    .fetch_one(db)
+    .await
+}
+
+async fn missing(db: &mut PgConnection, customer: CustomerId) -> sqlx::Result<Missing> {
+    let customer_exists = sqlx::query_scalar!(
+        r#"select exists(select 1 from customers where id = $1) as "e!""#,
+        customer.0
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(if customer_exists {
+        Missing::Partner
+    } else {
+        Missing::Customer
+    })
+}

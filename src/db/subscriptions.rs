@@ -1,0 +1,107 @@
+//! Subscription history: inserted, never deleted.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgExecutor;
+
+use super::Keyset;
+use crate::domain::{CustomerId, OfferId, PartnerId, Segment, SubscriptionId, SubscriptionStatus};
+
+/// A subscription as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// Subscription id.
+    pub id: SubscriptionId,
+    /// The customer who owns it.
+    pub customer_id: CustomerId,
+    /// The partner who sold it.
+    pub partner_id: PartnerId,
+    /// The offer bought.
+    pub offer_id: OfferId,
+    /// The offer's segment.
+    pub segment: Segment,
+    /// Number of licenses.
+    pub quantity: i32,
+    /// Lifecycle state.
+    pub status: SubscriptionStatus,
+    /// When it was created (under the customer's lock).
+    pub created_at: DateTime<Utc>,
+}
+
+/// The fields of a new subscription.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSubscription {
+    /// The customer.
+    pub customer_id: CustomerId,
+    /// The selling partner.
+    pub partner_id: PartnerId,
+    /// The offer.
+    pub offer_id: OfferId,
+    /// The offer's segment.
+    pub segment: Segment,
+    /// Number of licenses.
+    pub quantity: i32,
+}
+
+/// Inserts an active subscription.
+pub async fn insert(db: impl PgExecutor<'_>, new: NewSubscription) -> sqlx::Result<Subscription> {
+    sqlx::query_as!(
+        Subscription,
+        r#"insert into subscriptions (id, customer_id, partner_id, offer_id, segment, quantity)
+           values ($1, $2, $3, $4, $5, $6)
+           returning id as "id: SubscriptionId", customer_id as "customer_id: CustomerId",
+                     partner_id as "partner_id: PartnerId", offer_id as "offer_id: OfferId",
+                     segment as "segment: Segment", quantity,
+                     status as "status: SubscriptionStatus", created_at"#,
+        SubscriptionId::new().0,
+        new.customer_id.0,
+        new.partner_id.0,
+        new.offer_id.0,
+        new.segment.as_str(),
+        new.quantity,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// A page of a customer's subscriptions, oldest first.
+pub async fn list_for_customer(
+    db: impl PgExecutor<'_>,
+    customer: CustomerId,
+    page: Keyset,
+) -> sqlx::Result<Vec<Subscription>> {
+    sqlx::query_as!(
+        Subscription,
+        r#"select id as "id: SubscriptionId", customer_id as "customer_id: CustomerId",
+                  partner_id as "partner_id: PartnerId", offer_id as "offer_id: OfferId",
+                  segment as "segment: Segment", quantity,
+                  status as "status: SubscriptionStatus", created_at
+           from subscriptions where customer_id = $1 and id > $2
+           order by id limit $3"#,
+        customer.0,
+        page.after(),
+        page.limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// One of a customer's subscriptions, if it exists.
+pub async fn get(
+    db: impl PgExecutor<'_>,
+    customer: CustomerId,
+    id: SubscriptionId,
+) -> sqlx::Result<Option<Subscription>> {
+    sqlx::query_as!(
+        Subscription,
+        r#"select id as "id: SubscriptionId", customer_id as "customer_id: CustomerId",
+                  partner_id as "partner_id: PartnerId", offer_id as "offer_id: OfferId",
+                  segment as "segment: Segment", quantity,
+                  status as "status: SubscriptionStatus", created_at
+           from subscriptions where customer_id = $1 and id = $2"#,
+        customer.0,
+        id.0
+    )
+    .fetch_optional(db)
+    .await
+}

@@ -1,0 +1,145 @@
+//! The rule book (`shared/domain.md`) as pure code: no I/O, no clock, no framework types.
+//! Everything here is decided from values the caller loaded and passes in.
+
+mod customer;
+mod ids;
+mod offer;
+mod partner;
+mod purchase;
+
+pub use customer::{CustomerQualification, InvalidQualificationSet, SpecialQualification};
+pub use ids::{CustomerId, OfferId, PartnerId, SubscriptionId};
+pub use offer::{OfferTerms, ProductKind, Segment, SubscriptionStatus};
+pub use partner::{PartnerKind, PartnerProfile, ResellerQualification};
+pub use purchase::{PurchaseContext, PurchaseDecision, RuleViolation, decide};
+
+/// A stored or received value that is not one of an enumeration's variants.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{value}` is not a valid {kind}")]
+pub struct UnknownVariant {
+    /// What was being parsed, e.g. "segment".
+    pub kind: &'static str,
+    /// The offending text.
+    pub value: String,
+}
+
+/// Defines a closed set of snake_case wire values with `as_str`, `FromStr`, `ALL` and serde.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident ($kind:literal) { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The wire and database spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::domain::UnknownVariant;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err($crate::domain::UnknownVariant { kind: $kind, value: s.to_owned() }),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use wire_enum;
+
+/// A display name: trimmed, 1 to 200 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+/// A name that is empty or too long.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a name must have 1 to {max} characters after trimming", max = DisplayName::MAX_CHARS)]
+pub struct InvalidDisplayName;
+
+impl DisplayName {
+    /// Longest accepted name, in characters.
+    pub const MAX_CHARS: usize = 200;
+
+    /// Trims and checks a name.
+    pub fn parse(raw: &str) -> Result<Self, InvalidDisplayName> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(InvalidDisplayName);
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Number of licenses in a purchase: 1 to 1,000,000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct Quantity(i32);
+
+/// A quantity outside 1 to 1,000,000.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("quantity must be between 1 and {max}", max = Quantity::MAX)]
+pub struct InvalidQuantity;
+
+impl Quantity {
+    /// Largest quantity of one purchase.
+    pub const MAX: i32 = 1_000_000;
+
+    /// Checks a requested quantity.
+    pub fn new(value: i64) -> Result<Self, InvalidQuantity> {
+        match i32::try_from(value) {
+            Ok(v) if (1..=Self::MAX).contains(&v) => Ok(Self(v)),
+            _ => Err(InvalidQuantity),
+        }
+    }
+
+    /// The number of licenses.
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_are_trimmed_and_bounded() {
+        assert_eq!(
+            DisplayName::parse("  Contoso ").unwrap().as_str(),
+            "Contoso"
+        );
+        assert!(DisplayName::parse("   ").is_err());
+        assert!(DisplayName::parse("").is_err());
+        assert!(DisplayName::parse(&"é".repeat(200)).is_ok());
+        assert!(DisplayName::parse(&"é".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn quantities_are_bounded() {
+        assert_eq!(Quantity::new(1).map(Quantity::get), Ok(1));
+        assert_eq!(Quantity::new(1_000_000).map(Quantity::get), Ok(1_000_000));
+        for bad in [0, -1, 1_000_001, i64::from(i32::MAX) + 1, i64::MIN] {
+            assert_eq!(Quantity::new(bad), Err(InvalidQuantity), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Offers: what is sold, to which segment, as which kind of product.
+
+use super::wire_enum;
+
+wire_enum!(
+    /// The market segment an offer is priced for.
+    Segment("segment") {
+        Commercial => "commercial",
+        Education => "education",
+        Nonprofit => "nonprofit",
+        /// Government Community Cloud (US government).
+        Gcc => "gcc",
+    }
+);
+
+impl Segment {
+    /// Special segments carry reduced prices and need qualified partners and customers.
+    pub fn is_special(self) -> bool {
+        self != Segment::Commercial
+    }
+}
+
+wire_enum!(
+    /// How an offer is licensed; only license-based products have special prices (R1).
+    ProductKind("product kind") {
+        LicenseBased => "license_based",
+        SoftwareSubscription => "software_subscription",
+        PerpetualSoftware => "perpetual_software",
+        Azure => "azure",
+    }
+);
+
+wire_enum!(
+    /// Lifecycle state of a subscription; subscriptions are never deleted.
+    SubscriptionStatus("subscription status") {
+        Active => "active",
+        Suspended => "suspended",
+        Cancelled => "cancelled",
+    }
+);
+
+/// The parts of an offer the purchase rules look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OfferTerms {
+    /// Segment the offer is priced for.
+    pub segment: Segment,
+    /// Kind of product sold.
+    pub product_kind: ProductKind,
+}
+
+impl OfferTerms {
+    /// R1: special prices exist only for license-based products.
+    pub fn is_sellable(self) -> bool {
+        !self.segment.is_special() || self.product_kind == ProductKind::LicenseBased
+    }
+
+    /// Every combination of segment and product kind, sellable or not.
+    pub fn all() -> impl Iterator<Item = OfferTerms> {
+        Segment::ALL.iter().flat_map(|&segment| {
+            ProductKind::ALL
+                .iter()
+                .map(move |&product_kind| OfferTerms {
+                    segment,
+                    product_kind,
+                })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_license_based_products_may_carry_special_prices() {
+        for terms in OfferTerms::all() {
+            let expected = terms.segment == Segment::Commercial
+                || terms.product_kind == ProductKind::LicenseBased;
+            assert_eq!(terms.is_sellable(), expected, "{terms:?}");
+        }
+        assert_eq!(OfferTerms::all().count(), 16);
+    }
+
+    #[test]
+    fn wire_values_round_trip() {
+        for s in Segment::ALL {
+            assert_eq!(s.as_str().parse::<Segment>(), Ok(*s));
+        }
+        for k in ProductKind::ALL {
+            assert_eq!(k.as_str().parse::<ProductKind>(), Ok(*k));
+        }
+        for s in SubscriptionStatus::ALL {
+            assert_eq!(s.as_str().parse::<SubscriptionStatus>(), Ok(*s));
+        }
+        let err = "Education".parse::<Segment>().unwrap_err();
+        assert_eq!(err.to_string(), "`Education` is not a valid segment");
+    }
+}

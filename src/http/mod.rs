@@ -1,0 +1,96 @@
+//! The HTTP layer: one module per resource, merged here with the cross-cutting layers.
+
+mod customers;
+mod decisions;
+mod error;
+mod extract;
+mod offers;
+mod pagination;
+mod partners;
+mod subscriptions;
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{DefaultBodyLimit, State},
+    http::{Request, StatusCode},
+    routing::get,
+};
+use sqlx::PgPool;
+use tower_http::{
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+pub use error::{ApiError, PROBLEM_JSON};
+
+/// Header carrying the request id: taken from the client when present, generated otherwise, and
+/// echoed on the response.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Largest accepted request body. Every body of this API is a small JSON object.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The database pool.
+    pub pool: PgPool,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
+    Router::new()
+        .merge(partners::router())
+        .merge(customers::router())
+        .merge(offers::router())
+        .merge(subscriptions::router())
+        .merge(decisions::router())
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "No such route.") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This route does not accept this method.")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost first: assign the id, open a span carrying it, echo it on the response.
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<Body>| {
+                    let id = request
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|id| id.header_value().to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuidV7))
+        .with_state(state)
+}
+
+/// Ready when the database answers.
+async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    crate::db::ping(&state.pool)
+        .await
+        .map_err(crate::app::Error::from)?;
+    Ok("ready")
+}
+
+/// Request ids are UUIDv7, so they sort by arrival time in logs.
+#[derive(Debug, Clone, Copy)]
+struct MakeRequestUuidV7;
+
+impl MakeRequestId for MakeRequestUuidV7 {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        uuid::Uuid::now_v7()
+            .to_string()
+            .parse()
+            .ok()
+            .map(RequestId::new)
+    }
+}

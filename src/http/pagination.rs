@@ -1,0 +1,65 @@
+//! Keyset pagination: `?limit=&after=` in, `{items, next_cursor}` out.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::ApiError;
+use crate::db::Keyset;
+
+/// Page size when `limit` is absent.
+const DEFAULT_LIMIT: u32 = 50;
+/// Largest accepted `limit`.
+const MAX_LIMIT: u32 = 200;
+
+/// The pagination query parameters.
+#[derive(Debug, Deserialize)]
+pub struct PageParams {
+    /// Page size, 1 to 200 (default 50).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    after: Option<Uuid>,
+}
+
+impl PageParams {
+    /// Checks the parameters; the keyset asks for one row more than the page to detect a next page.
+    pub fn keyset(&self) -> Result<(Keyset, usize), ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::invalid_query(format!(
+                "limit must be between 1 and {MAX_LIMIT}"
+            )));
+        }
+        Ok((
+            Keyset {
+                after: self.after,
+                limit: i64::from(limit) + 1,
+            },
+            limit as usize,
+        ))
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    /// The items, oldest first.
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows.
+    pub fn from_rows(mut rows: Vec<T>, limit: usize, id: impl Fn(&T) -> Uuid) -> Self {
+        let next_cursor = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(id)
+        } else {
+            None
+        };
+        Self {
+            items: rows,
+            next_cursor,
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Building and running the service: database, pool, listener, router, graceful shutdown.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use anyhow::Context;
+use sqlx::{PgPool, postgres::PgPoolOptions};
+use tokio::net::TcpListener;
+
+use crate::{config::Config, db, http};
+
+/// A bound, ready-to-serve instance of the service.
+pub struct Application {
+    listener: TcpListener,
+    pool: PgPool,
+}
+
+impl Application {
+    /// Creates the database if needed, applies migrations, opens the pool and binds the listener.
+    /// Binding port 0 picks a free port (tests do this); see [`Application::local_addr`].
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        db::prepare_database(&config.database_url).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.database_max_connections)
+            // Waiting longer than this for a connection is answered with 503, never a hang.
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&config.database_url)
+            .await
+            .context("cannot connect to the database")?;
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        Ok(Self { listener, pool })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The service's connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the pool.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tracing::info!(address = %self.local_addr(), "partner-catalog listening");
+        let router = http::router(http::AppState {
+            pool: self.pool.clone(),
+        });
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        self.pool.close().await;
+        tracing::info!("partner-catalog stopped");
+        Ok(())
+    }
+}
