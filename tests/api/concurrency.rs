@@ -1,0 +1,168 @@
+//! Many writers, several service instances, one customer lock: R4 must hold whatever the timing.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{purchase_at, spawn_app};
+
+const ROUNDS: usize = 40;
+const ROUNDS_AT_ONCE: usize = 4;
+const BUYERS_PER_SIDE: usize = 5;
+
+/// One round on a fresh customer qualified for education: at the same instant, buyers of
+/// commercial and education offers, a back-office change to {gcc}, and buyers of the GCC offer,
+/// spread over all instances and partners. Returns the segments of the 201s.
+async fn race_round(
+    client: reqwest::Client,
+    instances: Vec<String>,
+    partners: Vec<Uuid>,
+    offers: Vec<(&'static str, Uuid)>,
+    customer: Uuid,
+    round: usize,
+) -> Vec<&'static str> {
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(2 * BUYERS_PER_SIDE + 1));
+    let mut buyers = Vec::new();
+    for b in 0..2 * BUYERS_PER_SIDE {
+        let (client, start) = (client.clone(), start.clone());
+        // The first half buys commercial or education, the second half GCC.
+        let (segment, offer) = if b < BUYERS_PER_SIDE {
+            offers[b % 2]
+        } else {
+            offers[2]
+        };
+        let partner = partners[b % partners.len()];
+        let base = instances[b % instances.len()].clone();
+        buyers.push(tokio::spawn(async move {
+            start.wait().await;
+            let reply = purchase_at(
+                &client,
+                &base,
+                customer,
+                partner,
+                offer,
+                &format!("r{round}-b{b}"),
+            )
+            .await;
+            match reply.status {
+                StatusCode::CREATED => Some(segment),
+                StatusCode::UNPROCESSABLE_ENTITY => {
+                    assert_eq!(reply.body["code"], "purchase_denied");
+                    None
+                }
+                other => panic!("unexpected {other}: {:#}", reply.body),
+            }
+        }));
+    }
+    let base = instances[round % instances.len()].clone();
+    start.wait().await;
+    let reply = client
+        .put(format!("{base}/v1/customers/{customer}/qualifications"))
+        .json(&json!({ "special_qualifications": ["gcc"], "reason": "race" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    let mut created = Vec::new();
+    for buyer in buyers {
+        created.extend(buyer.await.expect("buyer task"));
+    }
+    created
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_purchases_and_qualification_changes_never_break_the_gcc_lockout() {
+    let app = spawn_app().await;
+    // Three service instances, each with its own pool, over one database.
+    let instances = vec![
+        app.address.clone(),
+        app.spawn_instance().await,
+        app.spawn_instance().await,
+    ];
+    let mut partners = Vec::new();
+    for _ in 0..4 {
+        partners.push(app.create_qualified_partner().await);
+    }
+    let mut offers = Vec::new();
+    for segment in ["commercial", "education", "gcc"] {
+        offers.push((segment, app.create_offer(segment, "license_based").await));
+    }
+    let mut customers = Vec::new();
+    for _ in 0..ROUNDS {
+        let customer = app.create_customer(&["education"]).await;
+        for partner in &partners {
+            app.link(customer, *partner).await;
+        }
+        customers.push(customer);
+    }
+
+    let mut created = Vec::new();
+    for chunk in customers.chunks(ROUNDS_AT_ONCE).enumerate() {
+        let (c, group) = chunk;
+        let rounds: Vec<_> = group
+            .iter()
+            .enumerate()
+            .map(|(i, customer)| {
+                let args = (
+                    app.client.clone(),
+                    instances.clone(),
+                    partners.clone(),
+                    offers.clone(),
+                );
+                tokio::spawn(race_round(
+                    args.0,
+                    args.1,
+                    args.2,
+                    args.3,
+                    *customer,
+                    c * ROUNDS_AT_ONCE + i,
+                ))
+            })
+            .collect();
+        for round in rounds {
+            created.extend(round.await.expect("round"));
+        }
+    }
+
+    let gcc = created.iter().filter(|s| **s == "gcc").count();
+    assert!(
+        gcc > 0 && gcc < created.len(),
+        "the race must create both GCC and other subscriptions"
+    );
+    assert_eq!(
+        app.count("subscriptions").await,
+        created.len() as i64,
+        "one subscription per 201"
+    );
+    let broken: i64 = sqlx::query_scalar(
+        "select count(*) from subscriptions s
+         where s.segment <> 'gcc'
+           and exists (select 1 from subscriptions g
+                       where g.customer_id = s.customer_id and g.segment = 'gcc' and g.created_at < s.created_at)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        broken, 0,
+        "no customer bought a non-GCC subscription after its first GCC subscription"
+    );
+
+    // Each subscription was decided under the qualification set in force at its commit: the set
+    // recorded with the decision is the one the latest qualification change before it had set.
+    let mismatched: i64 = sqlx::query_scalar(
+        "select count(*) from events e
+         where e.event_type = 'subscription_created'
+           and e.payload -> 'customer_qualifications' is distinct from coalesce(
+               (select q.payload -> 'after' from events q
+                where q.customer_id = e.customer_id and q.event_type = 'customer_qualifications_set'
+                  and q.occurred_at < e.occurred_at
+                order by q.occurred_at desc limit 1),
+               (select c.payload -> 'special_qualifications' from events c
+                where c.customer_id = e.customer_id and c.event_type = 'customer_created'))",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(mismatched, 0);
+}

@@ -1,0 +1,376 @@
+//! `spawn_app()`: a fresh database, the real service on a random port, and one method per call.
+
+use std::{
+    str::FromStr,
+    sync::OnceLock,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use partner_catalog::{
+    config::{Config, LogFormat},
+    startup::Application,
+};
+use reqwest::{Response, StatusCode, Url};
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use testcontainers_modules::{
+    postgres::Postgres,
+    testcontainers::{Container, ImageExt, runners::SyncRunner},
+};
+use uuid::Uuid;
+
+/// PostgreSQL image for the Docker fallback; the module's default tag is too old for us.
+const POSTGRES_TAG: &str = "16-alpine";
+/// Test databases are named `pc_test_<unix seconds>_<random>`; ones older than this are leftovers.
+const STALE_AFTER_SECS: u64 = 3600;
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+
+/// The PostgreSQL server the tests use.
+struct Server {
+    /// URL of its maintenance database.
+    admin_url: Url,
+    /// Keeps a testcontainers server alive for the whole test run.
+    _container: Option<Container<Postgres>>,
+}
+
+/// `DATABASE_URL` (or `.env`) when a server answers there; otherwise a container, if Docker runs.
+fn server() -> &'static Server {
+    SERVER.get_or_init(|| {
+        // A thread of its own: this may block, and the sync runner must not run inside a runtime.
+        std::thread::spawn(|| {
+            let _ = dotenvy::dotenv();
+            let configured = std::env::var("DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            let mut admin_url = Url::parse(&configured).expect("DATABASE_URL is not a URL");
+            admin_url.set_path("/postgres");
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let reachable = runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(admin_url.as_str()))
+                    .await
+                    .is_ok_and(|c| c.is_ok())
+            });
+            let server = if reachable {
+                Server { admin_url, _container: None }
+            } else {
+                let container = Postgres::default().with_tag(POSTGRES_TAG).start().unwrap_or_else(|e| {
+                    panic!("no PostgreSQL answers at {admin_url} and no container could be started: {e}")
+                });
+                let host = container.get_host().expect("container host");
+                let port = container.get_host_port_ipv4(5432).expect("container port");
+                let admin_url = Url::parse(&format!("postgres://postgres:postgres@{host}:{port}/postgres")).unwrap();
+                Server { admin_url, _container: Some(container) }
+            };
+            runtime.block_on(drop_stale_databases(&server.admin_url));
+            server
+        })
+        .join()
+        .expect("test database server setup failed")
+    })
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Drops test databases left behind by killed test runs.
+async fn drop_stale_databases(admin_url: &Url) {
+    let mut conn = PgConnection::connect(admin_url.as_str())
+        .await
+        .expect("connect to PostgreSQL");
+    let names: Vec<String> =
+        sqlx::query_scalar("select datname from pg_database where datname like 'pc_test_%'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    for name in names {
+        let created = name
+            .split('_')
+            .nth(2)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        if created + STALE_AFTER_SECS < now_secs() {
+            let _ = conn
+                .execute(format!(r#"drop database if exists "{name}" with (force)"#).as_str())
+                .await;
+        }
+    }
+}
+
+/// A running service over its own database, dropped with it.
+pub struct TestApp {
+    /// Base URL of the first service instance.
+    pub address: String,
+    /// HTTP client.
+    pub client: reqwest::Client,
+    /// A pool on the test database, for assertions on what was stored.
+    pub pool: PgPool,
+    database_url: String,
+    database_name: String,
+}
+
+/// Creates a fresh database and starts the service on it (the service creates and migrates it).
+pub async fn spawn_app() -> TestApp {
+    let server = server();
+    let database_name = format!("pc_test_{}_{}", now_secs(), Uuid::new_v4().simple());
+    let mut url = server.admin_url.clone();
+    url.set_path(&format!("/{database_name}"));
+    let database_url = url.to_string();
+    let address = spawn_instance(&database_url).await;
+    let pool = PgPool::connect(&database_url)
+        .await
+        .expect("connect to the test database");
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        pool,
+        database_url,
+        database_name,
+    }
+}
+
+/// Starts one more service instance (its own pool) over `database_url`; returns its base URL.
+async fn spawn_instance(database_url: &str) -> String {
+    let config = Config {
+        database_url: database_url.to_owned(),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database_max_connections: 5,
+        log_format: LogFormat::Text,
+    };
+    let app = Application::build(&config)
+        .await
+        .expect("build the application");
+    let address = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    address
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let admin_url = server().admin_url.clone();
+        let name = self.database_name.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on; use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(mut conn) = PgConnection::connect(admin_url.as_str()).await {
+                    let _ = conn
+                        .execute(
+                            format!(r#"drop database if exists "{name}" with (force)"#).as_str(),
+                        )
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A response's status and JSON body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    async fn from(response: Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("read body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// The `id` of the created resource.
+    pub fn id(&self) -> Uuid {
+        Uuid::from_str(
+            self.body["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no id in {self:?}")),
+        )
+        .unwrap()
+    }
+
+    /// Asserts a problem+json answer with this status and code.
+    pub fn assert_problem(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "{:#}", self.body);
+        assert_eq!(self.body["code"], code, "{:#}", self.body);
+        assert_eq!(self.body["status"], status.as_u16());
+        assert_eq!(
+            self.headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json")
+        );
+    }
+
+    /// The rule codes of a denial.
+    pub fn violation_codes(&self) -> Vec<String> {
+        self.body["violations"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .map(|v| v["code"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl TestApp {
+    /// Starts another service instance over the same database.
+    pub async fn spawn_instance(&self) -> String {
+        spawn_instance(&self.database_url).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        Reply::from(
+            self.client
+                .get(format!("{}{path}", self.address))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        Reply::from(
+            self.client
+                .post(format!("{}{path}", self.address))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        Reply::from(
+            self.client
+                .put(format!("{}{path}", self.address))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Sends a raw body with the given content type.
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .body(body);
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    pub async fn create_partner(&self, kind: &str, quals: &[&str]) -> Uuid {
+        let reply = self
+            .post("/v1/partners", json!({ "name": format!("{kind} partner"), "kind": kind, "reseller_qualifications": quals }))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+        reply.id()
+    }
+
+    /// A direct-bill partner authorized for every special program.
+    pub async fn create_qualified_partner(&self) -> Uuid {
+        self.create_partner("direct_bill_partner", &["education", "gcc", "nonprofit"])
+            .await
+    }
+
+    pub async fn create_customer(&self, quals: &[&str]) -> Uuid {
+        let reply = self
+            .post(
+                "/v1/customers",
+                json!({ "name": "Customer", "special_qualifications": quals }),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+        reply.id()
+    }
+
+    pub async fn create_offer(&self, segment: &str, product_kind: &str) -> Uuid {
+        let reply = self
+            .post("/v1/offers", json!({ "name": format!("{segment} offer"), "segment": segment, "product_kind": product_kind }))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+        reply.id()
+    }
+
+    pub async fn link(&self, customer: Uuid, partner: Uuid) {
+        let reply = self
+            .put(
+                &format!("/v1/customers/{customer}/partners/{partner}"),
+                json!(null),
+            )
+            .await;
+        assert!(reply.status.is_success(), "{:#}", reply.body);
+    }
+
+    pub async fn set_qualifications(&self, customer: Uuid, quals: &[&str]) -> Reply {
+        self.put(
+            &format!("/v1/customers/{customer}/qualifications"),
+            json!({ "special_qualifications": quals }),
+        )
+        .await
+    }
+
+    /// Buys `offer` for `customer` through `partner`, with this idempotency key.
+    pub async fn purchase(&self, customer: Uuid, partner: Uuid, offer: Uuid, key: &str) -> Reply {
+        purchase_at(&self.client, &self.address, customer, partner, offer, key).await
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("select count(*) from {table}"))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+/// A purchase against any instance's base URL.
+pub async fn purchase_at(
+    client: &reqwest::Client,
+    base: &str,
+    customer: Uuid,
+    partner: Uuid,
+    offer: Uuid,
+    key: &str,
+) -> Reply {
+    let response = client
+        .post(format!("{base}/v1/customers/{customer}/subscriptions"))
+        .header("idempotency-key", key)
+        .json(&json!({ "partner_id": partner, "offer_id": offer, "quantity": 1 }))
+        .send()
+        .await
+        .unwrap();
+    Reply::from(response).await
+}

@@ -1,0 +1,10 @@
+//! The service driven over HTTP, each test against its own fresh PostgreSQL database.
+
+mod concurrency;
+mod customers;
+mod helpers;
+mod malformed;
+mod offers;
+mod partners;
+mod purchases;
+mod schema;
