@@ -3,6 +3,9 @@ use serde_json::json;
 
 use crate::helpers::spawn_app;
 
+/// Method, path, content type, body, expected status, expected code.
+type Case<'a> = (Method, String, Option<&'a str>, Vec<u8>, StatusCode, &'a str);
+
 #[tokio::test]
 async fn bad_input_of_any_kind_is_a_problem_and_changes_nothing() {
     let app = spawn_app().await;
@@ -16,7 +19,7 @@ async fn bad_input_of_any_kind_is_a_problem_and_changes_nothing() {
     let json_ct = Some("application/json");
     let oversize = format!(r#"{{"name":"{}"}}"#, "x".repeat(100 * 1024)).into_bytes();
 
-    let cases: Vec<(Method, String, Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             "/v1/customers".into(),
