@@ -4,7 +4,14 @@ use serde_json::json;
 use crate::helpers::spawn_app;
 
 /// Method, path, content type, body, expected status, expected code.
-type Case<'a> = (Method, String, Option<&'a str>, Vec<u8>, StatusCode, &'a str);
+type Case<'a> = (
+    Method,
+    String,
+    Option<&'a str>,
+    Vec<u8>,
+    StatusCode,
+    &'a str,
+);
 
 #[tokio::test]
 async fn bad_input_of_any_kind_is_a_problem_and_changes_nothing() {
