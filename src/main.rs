@@ -1,3 +1,5 @@
+//! The `partner-catalog` binary: reads `.env`, parses the command line, runs it.
+
 use clap::Parser;
 use partner_catalog::cli::Cli;
 
