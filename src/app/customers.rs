@@ -1,24 +1,80 @@
-//! Customer management: creation, qualification sets, partner relationships, subscription history.
+//! Customer management: creation, qualification sets with evidence and history, partner
+//! relationships, subscription history.
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{Error, EventType, RequestContext, Result};
+use super::{Error, EventType, Precondition, RequestContext, Result, Warning};
 use crate::{
-    db::{self, Keyset, customers::Customer, events::NewEvent, subscriptions::Subscription},
-    domain::{CustomerId, CustomerQualification, DisplayName, PartnerId, SubscriptionId},
+    db::{
+        self, Keyset,
+        customers::{Customer, CustomerEvidence, QualificationRecord},
+        events::NewEvent,
+        subscriptions::Subscription,
+    },
+    domain::{
+        CustomerId, CustomerQualification, DisplayName, PartnerId, Reason, SpecialQualification,
+        SubscriptionId, evidence_after_change,
+    },
 };
 
-/// Creates a customer and records `customer_created`.
+/// A qualification set to record, with its evidence and reason.
+#[derive(Debug, Clone)]
+pub struct QualificationChange {
+    /// The new set.
+    pub qualifications: CustomerQualification,
+    /// Evidence given with this change, by qualification.
+    pub evidence: CustomerEvidence,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// A recorded qualification change, and what the caller should know about it.
+#[derive(Debug, Clone)]
+pub struct QualificationUpdate {
+    /// The version now in force.
+    pub record: QualificationRecord,
+    /// E.g. that the GCC lockout still applies.
+    pub warnings: Vec<Warning>,
+}
+
+/// The evidence a new customer's first qualification set needs: every qualification is added.
+pub fn initial_evidence(change: &QualificationChange) -> Result<CustomerEvidence> {
+    Ok(evidence_after_change(
+        &[],
+        &CustomerEvidence::new(),
+        change.qualifications.qualifications(),
+        &change.evidence,
+    )?)
+}
+
+/// Creates a customer with its first qualification set (version 1 of its history).
 pub async fn create(
     pool: &PgPool,
     ctx: &RequestContext,
     name: &DisplayName,
-    qualifications: CustomerQualification,
+    change: &QualificationChange,
 ) -> Result<Customer> {
+    let evidence = initial_evidence(change)?;
     let mut tx = pool.begin().await?;
-    let customer =
-        db::customers::insert(&mut *tx, CustomerId::new(), name.as_str(), qualifications).await?;
+    let customer = db::customers::insert(
+        &mut *tx,
+        CustomerId::new(),
+        name.as_str(),
+        change.qualifications,
+    )
+    .await?;
+    db::customers::insert_history(
+        &mut *tx,
+        ctx,
+        customer.id,
+        customer.version,
+        change.qualifications,
+        &evidence,
+        &change.reason,
+    )
+    .await?;
     db::events::append(
         &mut *tx,
         ctx,
@@ -26,7 +82,12 @@ pub async fn create(
             event_type: EventType::CustomerCreated,
             customer_id: Some(customer.id),
             partner_id: None,
-            payload: json!({ "name": customer.name, "special_qualifications": qualifications }),
+            payload: json!({
+                "name": customer.name,
+                "special_qualifications": change.qualifications,
+                "evidence": evidence,
+                "reason": change.reason.as_str(),
+            }),
         },
     )
     .await?;
@@ -46,20 +107,37 @@ pub async fn list(pool: &PgPool, page: Keyset) -> Result<Vec<Customer>> {
     Ok(db::customers::list(pool, page).await?)
 }
 
-/// Replaces a customer's qualification set under the customer's lock, the same lock purchases
-/// take, so every purchase is decided under the set in force when it commits.
+/// Records a new qualification set under the customer's lock, the same lock purchases take, so
+/// every purchase is decided under the set in force when it commits. Refused (nothing written)
+/// if the customer moved past the version the caller read, or evidence is missing.
 pub async fn set_qualifications(
     pool: &PgPool,
     ctx: &RequestContext,
     id: CustomerId,
-    qualifications: CustomerQualification,
-    reason: Option<&str>,
-) -> Result<Customer> {
+    precondition: Precondition,
+    change: &QualificationChange,
+) -> Result<QualificationUpdate> {
     let mut tx = pool.begin().await?;
-    let mut customer = db::customers::lock_for_update(&mut *tx, id)
+    db::customers::lock_for_update(&mut *tx, id)
         .await?
         .ok_or(Error::CustomerNotFound(id))?;
-    customer.version = db::customers::set_qualifications(&mut *tx, id, qualifications).await?;
+    let current = db::customers::qualifications_at(&mut *tx, id, None)
+        .await?
+        .ok_or(Error::CustomerNotFound(id))?;
+    if !precondition.holds(current.version) {
+        return Err(Error::CustomerVersionMismatch(Box::new(current)));
+    }
+    let before = current.special_qualifications;
+    let after = change.qualifications;
+    let evidence = evidence_after_change(
+        before.qualifications(),
+        &current.evidence,
+        after.qualifications(),
+        &change.evidence,
+    )?;
+    let version = db::customers::set_qualifications(&mut *tx, id, after).await?;
+    db::customers::insert_history(&mut *tx, ctx, id, version, after, &evidence, &change.reason)
+        .await?;
     db::events::append(
         &mut *tx,
         ctx,
@@ -68,16 +146,60 @@ pub async fn set_qualifications(
             customer_id: Some(id),
             partner_id: None,
             payload: json!({
-                "before": customer.special_qualifications,
-                "after": qualifications,
-                "reason": reason,
+                "before": before,
+                "after": after,
+                "evidence": evidence,
+                "reason": change.reason.as_str(),
+                "version": version,
             }),
         },
     )
     .await?;
+    let mut warnings = Vec::new();
+    if !after.has(SpecialQualification::Gcc)
+        && db::subscriptions::has_gcc_history(&mut *tx, id).await?
+    {
+        warnings.push(Warning {
+            code: "gcc_lockout_still_applies",
+            message: "The customer has a GCC subscription in its history, so it still may not buy \
+                      commercial, education or nonprofit subscriptions (R4)."
+                .into(),
+        });
+    }
+    let record = db::customers::qualifications_at(&mut *tx, id, None)
+        .await?
+        .ok_or(Error::CustomerNotFound(id))?;
     tx.commit().await?;
-    customer.special_qualifications = qualifications;
-    Ok(customer)
+    Ok(QualificationUpdate { record, warnings })
+}
+
+/// The qualification set in force now, or at `at`.
+pub async fn qualifications(
+    pool: &PgPool,
+    id: CustomerId,
+    at: Option<DateTime<Utc>>,
+) -> Result<QualificationRecord> {
+    if let Some(record) = db::customers::qualifications_at(pool, id, at).await? {
+        return Ok(record);
+    }
+    match (at, db::customers::get(pool, id).await?) {
+        (Some(at), Some(_)) => Err(Error::NotRecordedAt(format!("customer {id}"), at)),
+        _ => Err(Error::CustomerNotFound(id)),
+    }
+}
+
+/// A page of every qualification set the customer ever had, oldest first.
+pub async fn qualification_history(
+    pool: &PgPool,
+    id: CustomerId,
+    after_version: i64,
+    limit: i64,
+) -> Result<Vec<QualificationRecord>> {
+    let rows = db::customers::qualification_history(pool, id, after_version, limit).await?;
+    if rows.is_empty() && db::customers::get(pool, id).await?.is_none() {
+        return Err(Error::CustomerNotFound(id));
+    }
+    Ok(rows)
 }
 
 /// Records that `partner` has a relationship with the customer; `false` if it already had.

@@ -2,13 +2,19 @@
 //! rules need, asks the domain, writes the outcome and its event, and commits (or writes nothing).
 
 pub mod customers;
+pub mod import;
 pub mod offers;
 pub mod partners;
 pub mod purchases;
 
-use crate::domain::{
-    CustomerId, InvalidQualificationSet, OfferId, PartnerId, ProductKind, Segment, SubscriptionId,
-    wire_enum,
+use chrono::{DateTime, Utc};
+
+use crate::{
+    db::{customers::QualificationRecord, partners::Partner},
+    domain::{
+        CustomerId, EvidenceError, InvalidQualificationSet, OfferId, PartnerId, ProductKind,
+        Segment, SubscriptionId, wire_enum,
+    },
 };
 
 /// Who is acting, for the event log.
@@ -34,6 +40,34 @@ wire_enum!(
         PurchaseDenied => "purchase_denied",
     }
 );
+
+/// What a conditional write expects the current version to be (from `If-Match`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// `If-Match: *`: whatever the current version is.
+    Any,
+    /// `If-Match: "N"`: only if the current version is N.
+    Version(i64),
+}
+
+impl Precondition {
+    /// Whether `current` satisfies the precondition.
+    pub fn holds(self, current: i64) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Version(expected) => expected == current,
+        }
+    }
+}
+
+/// Something the caller should know about a change that succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Warning {
+    /// Stable code.
+    pub code: &'static str,
+    /// Human sentence.
+    pub message: String,
+}
 
 /// Why a use case did not complete; nothing was written.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +106,18 @@ pub enum Error {
     /// A provider link names a partner that is not an indirect provider.
     #[error("partner {0} is not an indirect provider")]
     NotAnIndirectProvider(PartnerId),
+    /// Added qualifications without proper evidence.
+    #[error(transparent)]
+    Evidence(#[from] EvidenceError),
+    /// The customer changed since the version the caller read.
+    #[error("customer {} is at version {}, not the version in If-Match", .0.customer_id, .0.version)]
+    CustomerVersionMismatch(Box<QualificationRecord>),
+    /// The partner changed since the version the caller read.
+    #[error("partner {} is at version {}, not the version in If-Match", .0.id, .0.version)]
+    PartnerVersionMismatch(Box<Partner>),
+    /// The customer or partner did not exist yet at the requested time.
+    #[error("nothing was recorded for {0} at {1}")]
+    NotRecordedAt(String, DateTime<Utc>),
     /// The idempotency key was first used with a different request.
     #[error("idempotency key `{0}` was already used with a different request")]
     IdempotencyKeyReused(String),

@@ -57,5 +57,5 @@ pub async fn list(
         .filter(|t| segment.is_none_or(|s| s == t.segment))
         .filter(|t| product_kind.is_none_or(|k| k == t.product_kind))
         .collect();
-    Ok(db::offers::list_with_terms(pool, &terms, page).await?)
+    Ok(db::offers::list_with_terms(pool, &terms, None, page).await?)
 }

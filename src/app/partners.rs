@@ -1,25 +1,56 @@
-//! Partner management: creation, reseller qualifications, indirect provider links.
+//! Partner management: creation, and the partner's profile (reseller qualifications with evidence,
+//! indirect provider links), kept with its full history.
 
 use std::collections::BTreeSet;
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{Error, EventType, RequestContext, Result};
+use super::{Error, EventType, Precondition, RequestContext, Result};
 use crate::{
-    db::{self, Keyset, events::NewEvent, partners::Partner},
-    domain::{DisplayName, PartnerId, PartnerKind, ResellerQualification},
+    db::{
+        self, Keyset,
+        events::NewEvent,
+        partners::{Partner, PartnerEvidence, ProfileRecord},
+    },
+    domain::{
+        DisplayName, PartnerId, PartnerKind, Reason, ResellerQualification, evidence_after_change,
+    },
 };
 
-/// Creates a partner and records `partner_created`.
+/// Reseller qualifications to record, with their evidence and reason.
+#[derive(Debug, Clone)]
+pub struct ResellerQualificationChange {
+    /// The new set.
+    pub qualifications: BTreeSet<ResellerQualification>,
+    /// Evidence given with this change, by qualification.
+    pub evidence: PartnerEvidence,
+    /// Why.
+    pub reason: Reason,
+}
+
+impl ResellerQualificationChange {
+    fn sorted(&self) -> Vec<ResellerQualification> {
+        self.qualifications.iter().copied().collect()
+    }
+}
+
+/// Creates a partner with its first profile (version 1 of its history).
 pub async fn create(
     pool: &PgPool,
     ctx: &RequestContext,
     name: &DisplayName,
     kind: PartnerKind,
-    reseller_qualifications: &BTreeSet<ResellerQualification>,
+    change: &ResellerQualificationChange,
 ) -> Result<Partner> {
-    let qualifications: Vec<_> = reseller_qualifications.iter().copied().collect();
+    let qualifications = change.sorted();
+    let evidence = evidence_after_change(
+        &[],
+        &PartnerEvidence::new(),
+        &qualifications,
+        &change.evidence,
+    )?;
     let mut tx = pool.begin().await?;
     let partner = db::partners::insert(
         &mut *tx,
@@ -29,6 +60,7 @@ pub async fn create(
         &qualifications,
     )
     .await?;
+    db::partners::insert_history(&mut *tx, ctx, &partner, &evidence, &change.reason).await?;
     db::events::append(
         &mut *tx,
         ctx,
@@ -36,7 +68,13 @@ pub async fn create(
             event_type: EventType::PartnerCreated,
             customer_id: None,
             partner_id: Some(partner.id),
-            payload: json!({ "name": partner.name, "kind": kind, "reseller_qualifications": qualifications }),
+            payload: json!({
+                "name": partner.name,
+                "kind": kind,
+                "reseller_qualifications": qualifications,
+                "evidence": evidence,
+                "reason": change.reason.as_str(),
+            }),
         },
     )
     .await?;
@@ -56,20 +94,47 @@ pub async fn list(pool: &PgPool, page: Keyset) -> Result<Vec<Partner>> {
     Ok(db::partners::list(pool, page).await?)
 }
 
-/// Replaces a partner's reseller qualifications, serialized with purchases by that partner.
+/// Locks the partner (serializing with its purchases and other profile changes), checks the
+/// caller's version, and returns the partner with its current profile record.
+async fn lock_at_version(
+    tx: &mut sqlx::PgConnection,
+    id: PartnerId,
+    precondition: Precondition,
+) -> Result<(Partner, ProfileRecord)> {
+    let partner = db::partners::lock_for_update(tx, id)
+        .await?
+        .ok_or(Error::PartnerNotFound(id))?;
+    if !precondition.holds(partner.version) {
+        return Err(Error::PartnerVersionMismatch(Box::new(partner)));
+    }
+    let record = db::partners::profile_at(&mut *tx, id, None)
+        .await?
+        .ok_or(Error::PartnerNotFound(id))?;
+    Ok((partner, record))
+}
+
+/// Replaces a partner's reseller qualifications; added ones need evidence.
 pub async fn set_reseller_qualifications(
     pool: &PgPool,
     ctx: &RequestContext,
     id: PartnerId,
-    qualifications: &BTreeSet<ResellerQualification>,
-    reason: Option<&str>,
+    precondition: Precondition,
+    change: &ResellerQualificationChange,
 ) -> Result<Partner> {
-    let after: Vec<_> = qualifications.iter().copied().collect();
+    let after = change.sorted();
     let mut tx = pool.begin().await?;
-    let (_, before) = db::partners::lock_for_update(&mut *tx, id)
+    let (before, record) = lock_at_version(&mut tx, id, precondition).await?;
+    let evidence = evidence_after_change(
+        &before.reseller_qualifications,
+        &record.evidence,
+        &after,
+        &change.evidence,
+    )?;
+    db::partners::set_reseller_qualifications(&mut *tx, id, &after).await?;
+    let partner = db::partners::get(&mut *tx, id)
         .await?
         .ok_or(Error::PartnerNotFound(id))?;
-    db::partners::set_reseller_qualifications(&mut *tx, id, &after).await?;
+    db::partners::insert_history(&mut *tx, ctx, &partner, &evidence, &change.reason).await?;
     db::events::append(
         &mut *tx,
         ctx,
@@ -77,13 +142,16 @@ pub async fn set_reseller_qualifications(
             event_type: EventType::PartnerQualificationsSet,
             customer_id: None,
             partner_id: Some(id),
-            payload: json!({ "before": before, "after": after, "reason": reason }),
+            payload: json!({
+                "before": before.reseller_qualifications,
+                "after": after,
+                "evidence": evidence,
+                "reason": change.reason.as_str(),
+                "version": partner.version,
+            }),
         },
     )
     .await?;
-    let partner = db::partners::get(&mut *tx, id)
-        .await?
-        .ok_or(Error::PartnerNotFound(id))?;
     tx.commit().await?;
     Ok(partner)
 }
@@ -93,14 +161,14 @@ pub async fn set_indirect_providers(
     pool: &PgPool,
     ctx: &RequestContext,
     id: PartnerId,
+    precondition: Precondition,
     providers: &BTreeSet<PartnerId>,
+    reason: &Reason,
 ) -> Result<Partner> {
     let after: Vec<_> = providers.iter().copied().collect();
     let mut tx = pool.begin().await?;
-    let (kind, _) = db::partners::lock_for_update(&mut *tx, id)
-        .await?
-        .ok_or(Error::PartnerNotFound(id))?;
-    if kind != PartnerKind::IndirectReseller {
+    let (before, record) = lock_at_version(&mut tx, id, precondition).await?;
+    if before.kind != PartnerKind::IndirectReseller {
         return Err(Error::NotAnIndirectReseller(id));
     }
     let kinds = db::partners::kinds(&mut *tx, &after).await?;
@@ -111,8 +179,11 @@ pub async fn set_indirect_providers(
             Some(_) => return Err(Error::NotAnIndirectProvider(*provider)),
         }
     }
-    let before = db::partners::providers(&mut *tx, id).await?;
     db::partners::replace_providers(&mut tx, id, &after).await?;
+    let partner = db::partners::get(&mut *tx, id)
+        .await?
+        .ok_or(Error::PartnerNotFound(id))?;
+    db::partners::insert_history(&mut *tx, ctx, &partner, &record.evidence, reason).await?;
     db::events::append(
         &mut *tx,
         ctx,
@@ -120,13 +191,44 @@ pub async fn set_indirect_providers(
             event_type: EventType::PartnerProvidersSet,
             customer_id: None,
             partner_id: Some(id),
-            payload: json!({ "before": before, "after": after }),
+            payload: json!({
+                "before": before.indirect_providers,
+                "after": after,
+                "reason": reason.as_str(),
+                "version": partner.version,
+            }),
         },
     )
     .await?;
-    let partner = db::partners::get(&mut *tx, id)
-        .await?
-        .ok_or(Error::PartnerNotFound(id))?;
     tx.commit().await?;
     Ok(partner)
+}
+
+/// The profile in force now, or at `at`.
+pub async fn profile(
+    pool: &PgPool,
+    id: PartnerId,
+    at: Option<DateTime<Utc>>,
+) -> Result<ProfileRecord> {
+    if let Some(record) = db::partners::profile_at(pool, id, at).await? {
+        return Ok(record);
+    }
+    match (at, db::partners::get(pool, id).await?) {
+        (Some(at), Some(_)) => Err(Error::NotRecordedAt(format!("partner {id}"), at)),
+        _ => Err(Error::PartnerNotFound(id)),
+    }
+}
+
+/// A page of every profile the partner ever had, oldest first.
+pub async fn profile_history(
+    pool: &PgPool,
+    id: PartnerId,
+    after_version: i64,
+    limit: i64,
+) -> Result<Vec<ProfileRecord>> {
+    let rows = db::partners::profile_history(pool, id, after_version, limit).await?;
+    if rows.is_empty() && db::partners::get(pool, id).await?.is_none() {
+        return Err(Error::PartnerNotFound(id));
+    }
+    Ok(rows)
 }

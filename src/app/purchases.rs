@@ -1,6 +1,7 @@
 //! Purchases: the decision, the subscription it creates, and idempotent retries.
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
@@ -239,19 +240,29 @@ pub async fn decide_only(
     Ok(decide(&context(&facts, offer.terms())))
 }
 
-/// A page of the offers `partner` may sell `customer` now: every offer whose terms the rules allow.
+/// A page of the offers `partner` may sell `customer` now, or could have sold it at `at`: every
+/// offer whose terms the rules allow, decided on the facts then in force (R4 on the subscription
+/// history as of `at`). Parties that did not exist yet at `at` could sell nothing.
 pub async fn eligible_offers(
     pool: &PgPool,
     customer: CustomerId,
     partner: PartnerId,
+    at: Option<DateTime<Utc>>,
     page: Keyset,
 ) -> Result<Vec<Offer>> {
     let mut tx = db::begin_read_only(pool).await?;
-    let facts = db::purchases::load(&mut tx, customer, partner, Locking::None)
+    let now = db::purchases::load(&mut tx, customer, partner, Locking::None)
         .await?
         .map_err(|m| not_found(m, customer, partner))?;
+    let facts = match at {
+        None => Some(now),
+        Some(at) => db::purchases::load_as_of(&mut *tx, customer, partner, at).await?,
+    };
+    let Some(facts) = facts else {
+        return Ok(Vec::new());
+    };
     let allowed: Vec<_> = OfferTerms::all()
         .filter(|&terms| decide(&context(&facts, terms)).is_allowed())
         .collect();
-    Ok(db::offers::list_with_terms(&mut *tx, &allowed, page).await?)
+    Ok(db::offers::list_with_terms(&mut *tx, &allowed, at, page).await?)
 }

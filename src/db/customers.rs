@@ -1,11 +1,22 @@
 //! Customers, their special qualification sets and partner relationships.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, types::Json};
+use uuid::Uuid;
 
 use super::{Keyset, texts};
-use crate::domain::{CustomerId, CustomerQualification, PartnerId, SpecialQualification};
+use serde_json::json;
+
+use super::events::NewEvent;
+use crate::{
+    app::{EventType, RequestContext},
+    domain::{
+        CustomerId, CustomerQualification, DisplayName, PartnerId, Reason, SpecialQualification,
+    },
+};
 
 /// A customer as stored.
 #[derive(Debug, Clone, Serialize)]
@@ -143,4 +154,182 @@ pub async fn partners(
     )
     .fetch_all(db)
     .await
+}
+
+/// Evidence references by qualification, as stored in history rows.
+pub type CustomerEvidence = BTreeMap<SpecialQualification, String>;
+
+/// One version of a customer's qualification set, with when it was in force.
+#[derive(Debug, Clone, Serialize)]
+pub struct QualificationRecord {
+    /// The customer.
+    pub customer_id: CustomerId,
+    /// The version this record is (the customer's ETag).
+    pub version: i64,
+    /// The set.
+    pub special_qualifications: CustomerQualification,
+    /// Evidence for each qualification of the set.
+    pub evidence: Json<CustomerEvidence>,
+    /// Why the set was recorded.
+    pub reason: String,
+    /// Who recorded it.
+    pub actor: String,
+    /// The request that recorded it.
+    pub request_id: Option<String>,
+    /// In force from.
+    pub valid_from: DateTime<Utc>,
+    /// In force until (exclusive); absent for the current version.
+    pub valid_to: Option<DateTime<Utc>>,
+}
+
+/// Appends version `version` of a customer's qualification history, in force from now.
+pub async fn insert_history(
+    db: impl PgExecutor<'_>,
+    ctx: &RequestContext,
+    customer: CustomerId,
+    version: i64,
+    qualifications: CustomerQualification,
+    evidence: &CustomerEvidence,
+    reason: &Reason,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into customer_qualification_history
+           (id, customer_id, version, special_qualifications, evidence, reason, actor, request_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        Uuid::now_v7(),
+        customer.0,
+        version,
+        &qualification_texts(qualifications) as &[&str],
+        Json(evidence) as _,
+        reason.as_str(),
+        ctx.actor,
+        ctx.request_id.as_deref(),
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The version in force at `at` (`None`: now), if the customer existed then.
+pub async fn qualifications_at(
+    db: impl PgExecutor<'_>,
+    customer: CustomerId,
+    at: Option<DateTime<Utc>>,
+) -> sqlx::Result<Option<QualificationRecord>> {
+    sqlx::query_as!(
+        QualificationRecord,
+        r#"select h.customer_id as "customer_id: CustomerId", h.version,
+                  h.special_qualifications as "special_qualifications: CustomerQualification",
+                  h.evidence as "evidence: Json<CustomerEvidence>", h.reason, h.actor, h.request_id,
+                  h.valid_from,
+                  (select n.valid_from from customer_qualification_history n
+                   where n.customer_id = h.customer_id and n.version = h.version + 1) as valid_to
+           from customer_qualification_history h
+           where h.customer_id = $1 and h.valid_from <= coalesce($2::timestamptz, 'infinity')
+           order by h.valid_from desc limit 1"#,
+        customer.0,
+        at
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A page of a customer's qualification history, oldest first.
+pub async fn qualification_history(
+    db: impl PgExecutor<'_>,
+    customer: CustomerId,
+    after_version: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<QualificationRecord>> {
+    sqlx::query_as!(
+        QualificationRecord,
+        r#"select h.customer_id as "customer_id: CustomerId", h.version,
+                  h.special_qualifications as "special_qualifications: CustomerQualification",
+                  h.evidence as "evidence: Json<CustomerEvidence>", h.reason, h.actor, h.request_id,
+                  h.valid_from,
+                  (select n.valid_from from customer_qualification_history n
+                   where n.customer_id = h.customer_id and n.version = h.version + 1) as valid_to
+           from customer_qualification_history h
+           where h.customer_id = $1 and h.version > $2
+           order by h.version limit $3"#,
+        customer.0,
+        after_version,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// A customer to create in bulk, with version 1 of its history.
+#[derive(Debug)]
+pub struct NewCustomer {
+    /// Its id.
+    pub id: CustomerId,
+    /// Its name.
+    pub name: DisplayName,
+    /// Its first qualification set.
+    pub qualifications: CustomerQualification,
+    /// Evidence for that set.
+    pub evidence: CustomerEvidence,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// Creates many customers with their first history versions and `customer_created` events, in
+/// three statements.
+pub async fn insert_many(
+    db: &mut sqlx::PgConnection,
+    ctx: &RequestContext,
+    customers: &[NewCustomer],
+) -> sqlx::Result<()> {
+    let ids: Vec<Uuid> = customers.iter().map(|c| c.id.0).collect();
+    let names: Vec<&str> = customers.iter().map(|c| c.name.as_str()).collect();
+    // Each set as comma-joined text: PostgreSQL has no arrays of arrays of different lengths.
+    let sets: Vec<String> = customers
+        .iter()
+        .map(|c| qualification_texts(c.qualifications).join(","))
+        .collect();
+    let evidence: Vec<Json<&CustomerEvidence>> =
+        customers.iter().map(|c| Json(&c.evidence)).collect();
+    let reasons: Vec<&str> = customers.iter().map(|c| c.reason.as_str()).collect();
+    let history_ids: Vec<Uuid> = customers.iter().map(|_| Uuid::now_v7()).collect();
+    sqlx::query!(
+        "insert into customers (id, name, special_qualifications)
+         select id, name, string_to_array(q, ',') from unnest($1::uuid[], $2::text[], $3::text[]) as t(id, name, q)",
+        &ids,
+        &names as &[&str],
+        &sets,
+    )
+    .execute(&mut *db)
+    .await?;
+    sqlx::query!(
+        "insert into customer_qualification_history
+           (id, customer_id, version, special_qualifications, evidence, reason, actor, request_id)
+         select h, c, 1, string_to_array(q, ','), e, r, $6, $7
+         from unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[]) as t(h, c, q, e, r)",
+        &history_ids,
+        &ids,
+        &sets,
+        &evidence as _,
+        &reasons as &[&str],
+        ctx.actor,
+        ctx.request_id.as_deref(),
+    )
+    .execute(&mut *db)
+    .await?;
+    let events: Vec<NewEvent> = customers
+        .iter()
+        .map(|c| NewEvent {
+            event_type: EventType::CustomerCreated,
+            customer_id: Some(c.id),
+            partner_id: None,
+            payload: json!({
+                "name": c.name.as_str(),
+                "special_qualifications": c.qualifications,
+                "evidence": c.evidence,
+                "reason": c.reason.as_str(),
+            }),
+        })
+        .collect();
+    super::events::append_many(db, ctx, &events).await
 }

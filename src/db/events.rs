@@ -43,3 +43,31 @@ pub async fn append(
     .await?;
     Ok(())
 }
+
+/// Appends many events in one statement, in the caller's transaction.
+pub async fn append_many(
+    db: impl PgExecutor<'_>,
+    ctx: &RequestContext,
+    events: &[NewEvent],
+) -> sqlx::Result<()> {
+    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+    let customers: Vec<Option<Uuid>> = events.iter().map(|e| e.customer_id.map(|c| c.0)).collect();
+    let partners: Vec<Option<Uuid>> = events.iter().map(|e| e.partner_id.map(|p| p.0)).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
+    sqlx::query!(
+        "insert into events (id, actor, request_id, customer_id, partner_id, event_type, payload)
+         select id, $1, $2, c, p, t, pl
+         from unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::jsonb[]) as u(id, c, p, t, pl)",
+        ctx.actor,
+        ctx.request_id.as_deref(),
+        &ids,
+        &customers as &[Option<Uuid>],
+        &partners as &[Option<Uuid>],
+        &types as &[&str],
+        &payloads as _,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

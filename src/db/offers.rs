@@ -71,10 +71,12 @@ pub async fn get(db: impl PgExecutor<'_>, id: OfferId) -> sqlx::Result<Option<Of
     .await
 }
 
-/// A page of the offers whose terms are among `terms`, oldest first.
+/// A page of the offers whose terms are among `terms` (and that existed at `at`, if given),
+/// oldest first.
 pub async fn list_with_terms(
     db: impl PgExecutor<'_>,
     terms: &[OfferTerms],
+    at: Option<DateTime<Utc>>,
     page: Keyset,
 ) -> sqlx::Result<Vec<Offer>> {
     let segments: Vec<_> = terms.iter().map(|t| t.segment.as_str()).collect();
@@ -85,10 +87,11 @@ pub async fn list_with_terms(
                   product_kind as "product_kind: ProductKind", created_at
            from offers
            where (segment, product_kind) in (select * from unnest($1::text[], $2::text[]))
-             and id > $3
-           order by id limit $4"#,
+             and created_at <= coalesce($3::timestamptz, 'infinity') and id > $4
+           order by id limit $5"#,
         &segments as &[&str],
         &kinds as &[&str],
+        at,
         page.after(),
         page.limit
     )

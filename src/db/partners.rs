@@ -1,11 +1,17 @@
 //! Partners, their reseller qualifications and indirect reseller → provider links.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, types::Json};
+use uuid::Uuid;
 
 use super::{Keyset, texts};
-use crate::domain::{PartnerId, PartnerKind, ResellerQualification};
+use crate::{
+    app::RequestContext,
+    domain::{PartnerId, PartnerKind, Reason, ResellerQualification},
+};
 
 /// A partner as stored, with its current qualifications and provider links.
 #[derive(Debug, Clone, Serialize)]
@@ -20,6 +26,8 @@ pub struct Partner {
     pub reseller_qualifications: Vec<ResellerQualification>,
     /// For indirect resellers: the providers it sells through, sorted.
     pub indirect_providers: Vec<PartnerId>,
+    /// Incremented by every profile change (the partner's ETag).
+    pub version: i64,
     /// When the partner was created.
     pub created_at: DateTime<Utc>,
 }
@@ -48,6 +56,7 @@ pub async fn insert(
         kind,
         reseller_qualifications: reseller_qualifications.to_vec(),
         indirect_providers: Vec::new(),
+        version: 1,
         created_at,
     })
 }
@@ -60,7 +69,7 @@ pub async fn get(db: impl PgExecutor<'_>, id: PartnerId) -> sqlx::Result<Option<
                   p.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>",
                   array(select l.provider_id from indirect_reseller_providers l
                         where l.reseller_id = p.id order by l.provider_id) as "indirect_providers!: Vec<PartnerId>",
-                  p.created_at
+                  p.version, p.created_at
            from partners p where p.id = $1"#,
         id.0
     )
@@ -76,7 +85,7 @@ pub async fn list(db: impl PgExecutor<'_>, page: Keyset) -> sqlx::Result<Vec<Par
                   p.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>",
                   array(select l.provider_id from indirect_reseller_providers l
                         where l.reseller_id = p.id order by l.provider_id) as "indirect_providers!: Vec<PartnerId>",
-                  p.created_at
+                  p.version, p.created_at
            from partners p where p.id > $1 order by p.id limit $2"#,
         page.after(),
         page.limit
@@ -85,37 +94,38 @@ pub async fn list(db: impl PgExecutor<'_>, page: Keyset) -> sqlx::Result<Vec<Par
     .await
 }
 
-/// Locks a partner against concurrent profile changes (and purchases reading it) and returns
-/// its kind and current reseller qualifications.
+/// Locks a partner against concurrent profile changes (and purchases reading it) and returns it
+/// as it is under that lock.
 pub async fn lock_for_update(
-    db: impl PgExecutor<'_>,
+    db: &mut sqlx::PgConnection,
     id: PartnerId,
-) -> sqlx::Result<Option<(PartnerKind, Vec<ResellerQualification>)>> {
-    let row = sqlx::query!(
-        r#"select kind as "kind: PartnerKind",
-                  reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>"
-           from partners where id = $1 for no key update"#,
+) -> sqlx::Result<Option<Partner>> {
+    let locked = sqlx::query_scalar!(
+        "select id from partners where id = $1 for no key update",
         id.0
     )
-    .fetch_optional(db)
+    .fetch_optional(&mut *db)
     .await?;
-    Ok(row.map(|r| (r.kind, r.reseller_qualifications)))
+    match locked {
+        Some(_) => get(db, id).await,
+        None => Ok(None),
+    }
 }
 
-/// Replaces a partner's reseller qualifications.
+/// Replaces a partner's reseller qualifications and bumps its version; returns the new version.
 pub async fn set_reseller_qualifications(
     db: impl PgExecutor<'_>,
     id: PartnerId,
     qualifications: &[ResellerQualification],
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "update partners set reseller_qualifications = $2 where id = $1",
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        "update partners set reseller_qualifications = $2, version = version + 1 where id = $1
+         returning version",
         id.0,
         &texts(qualifications, ResellerQualification::as_str) as &[&str],
     )
-    .execute(db)
-    .await?;
-    Ok(())
+    .fetch_one(db)
+    .await
 }
 
 /// The kinds of those of `ids` that exist.
@@ -133,26 +143,13 @@ pub async fn kinds(
     Ok(rows.into_iter().map(|r| (r.id, r.kind)).collect())
 }
 
-/// The providers an indirect reseller is connected to, sorted.
-pub async fn providers(
-    db: impl PgExecutor<'_>,
-    reseller: PartnerId,
-) -> sqlx::Result<Vec<PartnerId>> {
-    sqlx::query_scalar!(
-        r#"select provider_id as "provider_id: PartnerId" from indirect_reseller_providers
-           where reseller_id = $1 order by provider_id"#,
-        reseller.0
-    )
-    .fetch_all(db)
-    .await
-}
-
-/// Replaces the set of providers an indirect reseller is connected to.
+/// Replaces the set of providers an indirect reseller is connected to and bumps its version;
+/// returns the new version.
 pub async fn replace_providers(
     db: &mut sqlx::PgConnection,
     reseller: PartnerId,
     providers: &[PartnerId],
-) -> sqlx::Result<()> {
+) -> sqlx::Result<i64> {
     sqlx::query!(
         "delete from indirect_reseller_providers where reseller_id = $1",
         reseller.0
@@ -168,5 +165,118 @@ pub async fn replace_providers(
     )
     .execute(&mut *db)
     .await?;
+    sqlx::query_scalar!(
+        "update partners set version = version + 1 where id = $1 returning version",
+        reseller.0
+    )
+    .fetch_one(&mut *db)
+    .await
+}
+
+/// Evidence references by reseller qualification, as stored in history rows.
+pub type PartnerEvidence = BTreeMap<ResellerQualification, String>;
+
+/// One version of a partner's profile (reseller qualifications and provider links).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileRecord {
+    /// The partner.
+    pub partner_id: PartnerId,
+    /// The version this record is (the partner's ETag).
+    pub version: i64,
+    /// Special programs the partner was authorized for.
+    pub reseller_qualifications: Vec<ResellerQualification>,
+    /// Providers an indirect reseller was connected to.
+    pub indirect_providers: Vec<PartnerId>,
+    /// Evidence for each reseller qualification.
+    pub evidence: Json<PartnerEvidence>,
+    /// Why this version was recorded.
+    pub reason: String,
+    /// Who recorded it.
+    pub actor: String,
+    /// The request that recorded it.
+    pub request_id: Option<String>,
+    /// In force from.
+    pub valid_from: DateTime<Utc>,
+    /// In force until (exclusive); absent for the current version.
+    pub valid_to: Option<DateTime<Utc>>,
+}
+
+/// Appends a snapshot of the partner's current profile as version `partner.version`.
+pub async fn insert_history(
+    db: impl PgExecutor<'_>,
+    ctx: &RequestContext,
+    partner: &Partner,
+    evidence: &PartnerEvidence,
+    reason: &Reason,
+) -> sqlx::Result<()> {
+    let providers: Vec<_> = partner.indirect_providers.iter().map(|id| id.0).collect();
+    sqlx::query!(
+        "insert into partner_profile_history
+           (id, partner_id, version, reseller_qualifications, indirect_providers, evidence, reason, actor, request_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        Uuid::now_v7(),
+        partner.id.0,
+        partner.version,
+        &texts(&partner.reseller_qualifications, ResellerQualification::as_str) as &[&str],
+        &providers,
+        Json(evidence) as _,
+        reason.as_str(),
+        ctx.actor,
+        ctx.request_id.as_deref(),
+    )
+    .execute(db)
+    .await?;
     Ok(())
+}
+
+/// The profile version in force at `at` (`None`: now), if the partner existed then.
+pub async fn profile_at(
+    db: impl PgExecutor<'_>,
+    partner: PartnerId,
+    at: Option<DateTime<Utc>>,
+) -> sqlx::Result<Option<ProfileRecord>> {
+    sqlx::query_as!(
+        ProfileRecord,
+        r#"select h.partner_id as "partner_id: PartnerId", h.version,
+                  h.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>",
+                  h.indirect_providers as "indirect_providers: Vec<PartnerId>",
+                  h.evidence as "evidence: Json<PartnerEvidence>", h.reason, h.actor, h.request_id,
+                  h.valid_from,
+                  (select n.valid_from from partner_profile_history n
+                   where n.partner_id = h.partner_id and n.version = h.version + 1) as valid_to
+           from partner_profile_history h
+           where h.partner_id = $1 and h.valid_from <= coalesce($2::timestamptz, 'infinity')
+           order by h.valid_from desc limit 1"#,
+        partner.0,
+        at
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A page of a partner's profile history, oldest first.
+pub async fn profile_history(
+    db: impl PgExecutor<'_>,
+    partner: PartnerId,
+    after_version: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<ProfileRecord>> {
+    sqlx::query_as!(
+        ProfileRecord,
+        r#"select h.partner_id as "partner_id: PartnerId", h.version,
+                  h.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>",
+                  h.indirect_providers as "indirect_providers: Vec<PartnerId>",
+                  h.evidence as "evidence: Json<PartnerEvidence>", h.reason, h.actor, h.request_id,
+                  h.valid_from,
+                  (select n.valid_from from partner_profile_history n
+                   where n.partner_id = h.partner_id and n.version = h.version + 1) as valid_to
+           from partner_profile_history h
+           where h.partner_id = $1 and h.version > $2
+           order by h.version limit $3"#,
+        partner.0,
+        after_version,
+        limit
+    )
+    .fetch_all(db)
+    .await
 }

@@ -1,6 +1,7 @@
 //! The reads a purchase decision is made from.
 
-use sqlx::PgConnection;
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgExecutor};
 
 use crate::domain::{
     CustomerId, CustomerQualification, PartnerId, PartnerKind, PartnerProfile,
@@ -132,4 +133,47 @@ async fn missing(db: &mut PgConnection, customer: CustomerId) -> sqlx::Result<Mi
     } else {
         Missing::Customer
     })
+}
+
+/// The facts as they were at `at`, from the qualification and profile histories and the
+/// relationships and subscriptions that existed then; `None` if either party did not exist yet.
+pub async fn load_as_of(
+    db: impl PgExecutor<'_>,
+    customer: CustomerId,
+    partner: PartnerId,
+    at: DateTime<Utc>,
+) -> sqlx::Result<Option<PurchaseFacts>> {
+    let row = sqlx::query!(
+        r#"select c.special_qualifications as "customer!: CustomerQualification",
+                  p.kind as "kind!: PartnerKind",
+                  ph.reseller_qualifications as "reseller_qualifications!: Vec<ResellerQualification>",
+                  cardinality(ph.indirect_providers) > 0 as "has_provider!",
+                  exists(select 1 from customer_partners r
+                         where r.customer_id = $1 and r.partner_id = $2 and r.created_at <= $3) as "related!",
+                  exists(select 1 from subscriptions s
+                         where s.customer_id = $1 and s.segment = 'gcc' and s.created_at <= $3) as "gcc_history!"
+           from partners p,
+                lateral (select h.special_qualifications from customer_qualification_history h
+                         where h.customer_id = $1 and h.valid_from <= $3
+                         order by h.valid_from desc limit 1) c,
+                lateral (select h.reseller_qualifications, h.indirect_providers from partner_profile_history h
+                         where h.partner_id = p.id and h.valid_from <= $3
+                         order by h.valid_from desc limit 1) ph
+           where p.id = $2"#,
+        customer.0,
+        partner.0,
+        at
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| PurchaseFacts {
+        customer: r.customer,
+        partner: PartnerProfile {
+            kind: r.kind,
+            reseller_qualifications: r.reseller_qualifications.into_iter().collect(),
+            has_indirect_provider: r.has_provider,
+        },
+        related: r.related,
+        gcc_history: r.gcc_history,
+    }))
 }

@@ -105,3 +105,13 @@ pub async fn get(
     .fetch_optional(db)
     .await
 }
+
+/// Whether the customer's history holds any GCC subscription (R4), whatever its status.
+pub async fn has_gcc_history(db: impl PgExecutor<'_>, customer: CustomerId) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"select exists(select 1 from subscriptions where customer_id = $1 and segment = 'gcc') as "exists!""#,
+        customer.0
+    )
+    .fetch_one(db)
+    .await
+}

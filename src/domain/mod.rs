@@ -2,12 +2,16 @@
 //! Everything here is decided from values the caller loaded and passes in.
 
 mod customer;
+mod evidence;
 mod ids;
 mod offer;
 mod partner;
 mod purchase;
 
 pub use customer::{CustomerQualification, InvalidQualificationSet, SpecialQualification};
+pub use evidence::{
+    EvidenceError, Evidenced, InvalidReason, MAX_EVIDENCE_CHARS, Reason, evidence_after_change,
+};
 pub use ids::{CustomerId, OfferId, PartnerId, SubscriptionId};
 pub use offer::{OfferTerms, ProductKind, Segment, SubscriptionStatus};
 pub use partner::{PartnerKind, PartnerProfile, ResellerQualification};

@@ -5,6 +5,7 @@ use axum::{
     extract::State,
     routing::{get, post},
 };
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -73,6 +74,8 @@ async fn decide(
 #[derive(Debug, Deserialize)]
 struct EligibleOffersParams {
     partner_id: Option<PartnerId>,
+    /// RFC 3339 instant: what the partner could have sold then. Absent means now.
+    as_of: Option<DateTime<Utc>>,
 }
 
 async fn eligible_offers(
@@ -86,6 +89,7 @@ async fn eligible_offers(
         .ok_or_else(|| ApiError::invalid_query("partner_id is required"))?;
     let (keyset, limit) = page.keyset()?;
     let rows =
-        app::purchases::eligible_offers(&state.pool, customer_id, partner_id, keyset).await?;
+        app::purchases::eligible_offers(&state.pool, customer_id, partner_id, params.as_of, keyset)
+            .await?;
     Ok(Json(Page::from_rows(rows, limit, |o| o.id.0)))
 }

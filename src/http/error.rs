@@ -2,8 +2,8 @@
 //! This file is the single place where failures are mapped to statuses and codes.
 
 use axum::{
-    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
-    http::{HeaderValue, StatusCode, header},
+    extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde_json::{Map, Value, json};
@@ -14,33 +14,48 @@ use crate::{app, domain::RuleViolation};
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// A failed request: status, stable machine-readable code, human detail, optional extensions.
+/// Boxed, so that `Result<_, ApiError>` stays small on the happy path.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Problem>);
+
+#[derive(Debug)]
+struct Problem {
     status: StatusCode,
     code: &'static str,
     detail: String,
     extensions: Map<String, Value>,
+    headers: HeaderMap,
 }
 
 impl ApiError {
     /// A problem with no extension members.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Problem {
             status,
             code,
             detail: detail.into(),
             extensions: Map::new(),
-        }
+            headers: HeaderMap::new(),
+        }))
     }
 
     /// Adds an extension member to the problem body.
     pub fn with(mut self, key: &str, value: Value) -> Self {
-        self.extensions.insert(key.to_owned(), value);
+        self.0.extensions.insert(key.to_owned(), value);
+        self
+    }
+
+    /// Adds an `ETag` header naming a resource version.
+    pub fn with_etag(mut self, version: i64) -> Self {
+        self.0
+            .headers
+            .insert(header::ETAG, super::etag_value(version));
         self
     }
 
     /// A body field that parsed but is not acceptable.
-    pub fn invalid_field(field: &'static str, error: impl std::fmt::Display) -> Self {
+    pub fn invalid_field(field: impl Into<String>, error: impl std::fmt::Display) -> Self {
+        let field = field.into();
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
@@ -67,7 +82,21 @@ impl ApiError {
 
     /// The stable code.
     pub fn code(&self) -> &'static str {
-        self.code
+        self.0.code
+    }
+
+    /// The human detail.
+    pub fn detail(&self) -> &str {
+        &self.0.detail
+    }
+
+    /// The `field` extension, for field-level problems.
+    pub fn field(&self) -> Option<String> {
+        self.0
+            .extensions
+            .get("field")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     }
 }
 
@@ -87,23 +116,29 @@ pub fn violations_json(violations: &[RuleViolation]) -> Value {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let problem = *self.0;
         let mut body = Map::new();
         body.insert(
             "type".into(),
-            json!(format!("urn:partner-catalog:problem:{}", self.code)),
+            json!(format!("urn:partner-catalog:problem:{}", problem.code)),
         );
         body.insert(
             "title".into(),
-            json!(self.status.canonical_reason().unwrap_or("Error")),
+            json!(problem.status.canonical_reason().unwrap_or("Error")),
         );
-        body.insert("status".into(), json!(self.status.as_u16()));
-        body.insert("code".into(), json!(self.code));
-        body.insert("detail".into(), json!(self.detail));
-        body.extend(self.extensions);
-        let mut response = (self.status, axum::Json(Value::Object(body))).into_response();
+        body.insert("status".into(), json!(problem.status.as_u16()));
+        body.insert("code".into(), json!(problem.code));
+        body.insert("detail".into(), json!(problem.detail));
+        body.extend(problem.extensions);
+        let mut response = (
+            problem.status,
+            problem.headers,
+            axum::Json(Value::Object(body)),
+        )
+            .into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if problem.status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
@@ -141,6 +176,24 @@ impl From<app::Error> for ApiError {
                 "provider_not_indirect_provider",
                 detail,
             ),
+            E::Evidence(e) => Self::invalid_field(e.field(), e),
+            E::CustomerVersionMismatch(current) => {
+                Self::new(S::PRECONDITION_FAILED, "version_mismatch", detail)
+                    .with_etag(current.version)
+                    .with(
+                        "current",
+                        serde_json::to_value(&current).unwrap_or_default(),
+                    )
+            }
+            E::PartnerVersionMismatch(current) => {
+                Self::new(S::PRECONDITION_FAILED, "version_mismatch", detail)
+                    .with_etag(current.version)
+                    .with(
+                        "current",
+                        serde_json::to_value(&current).unwrap_or_default(),
+                    )
+            }
+            E::NotRecordedAt(..) => Self::new(S::NOT_FOUND, "not_recorded_at", detail),
             E::IdempotencyKeyReused(_) => {
                 Self::new(S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", detail)
             }
@@ -176,6 +229,17 @@ impl From<JsonRejection> for ApiError {
             _ => "unreadable_body",
         };
         Self::new(rejection.status(), code, detail)
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "payload_too_large"
+        } else {
+            "unreadable_body"
+        };
+        Self::new(rejection.status(), code, rejection.body_text())
     }
 }
 

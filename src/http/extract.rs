@@ -2,13 +2,13 @@
 
 use axum::{
     extract::{FromRequest, FromRequestParts},
-    http::{StatusCode, request::Parts},
+    http::{StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
 
 use super::{ApiError, REQUEST_ID};
-use crate::app::{RequestContext, purchases::IdempotencyKey};
+use crate::app::{Precondition, RequestContext, purchases::IdempotencyKey};
 
 /// JSON body in, JSON body out.
 #[derive(Debug, FromRequest)]
@@ -69,5 +69,64 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
                     "An Idempotency-Key must be 1 to 255 visible ASCII characters.",
                 )
             })
+    }
+}
+
+/// The `If-Match` precondition of a conditional write; required, so no write is blind.
+#[derive(Debug, Clone, Copy)]
+pub struct IfMatch(pub Precondition);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(header::IF_MATCH) else {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "if_match_required",
+                "This change needs an If-Match header with the ETag you read, so that no one's change is lost.",
+            ));
+        };
+        value
+            .to_str()
+            .ok()
+            .and_then(parse_if_match)
+            .map(IfMatch)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_if_match",
+                    "If-Match must be an ETag of this API, like \"3\", or *.",
+                )
+            })
+    }
+}
+
+/// `*`, `"3"`, `W/"3"` or a bare `3`.
+fn parse_if_match(raw: &str) -> Option<Precondition> {
+    let raw = raw.trim();
+    if raw == "*" {
+        return Some(Precondition::Any);
+    }
+    let tag = raw.strip_prefix("W/").unwrap_or(raw);
+    let tag = tag
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(tag);
+    tag.parse().ok().map(Precondition::Version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_accepts_our_etags_and_star() {
+        assert_eq!(parse_if_match("*"), Some(Precondition::Any));
+        assert_eq!(parse_if_match("\"3\""), Some(Precondition::Version(3)));
+        assert_eq!(parse_if_match("W/\"12\""), Some(Precondition::Version(12)));
+        assert_eq!(parse_if_match(" 7 "), Some(Precondition::Version(7)));
+        assert_eq!(parse_if_match("\"abc\""), None);
+        assert_eq!(parse_if_match(""), None);
     }
 }

@@ -32,6 +32,17 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// Largest accepted request body. Every body of this API is a small JSON object.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The `ETag` of a resource version, e.g. `"3"`.
+pub fn etag_value(version: i64) -> axum::http::HeaderValue {
+    axum::http::HeaderValue::from_str(&format!("\"{version}\""))
+        .expect("digits and quotes are a valid header")
+}
+
+/// An `ETag` response header, for handlers.
+pub fn etag(version: i64) -> [(axum::http::HeaderName, axum::http::HeaderValue); 1] {
+    [(axum::http::header::ETAG, etag_value(version))]
+}
+
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {

@@ -39,18 +39,39 @@ impl PageParams {
     }
 }
 
+/// The pagination query parameters of a history, whose rows are numbered by version.
+#[derive(Debug, Deserialize)]
+pub struct VersionPageParams {
+    /// Page size, 1 to 200 (default 50).
+    limit: Option<u32>,
+    /// The `next_cursor` (a version) of the previous page.
+    after: Option<i64>,
+}
+
+impl VersionPageParams {
+    /// Checks the parameters: the version to start after, the rows to fetch, the page size.
+    pub fn checked(&self) -> Result<(i64, i64, usize), ApiError> {
+        let (keyset, limit) = PageParams {
+            limit: self.limit,
+            after: None,
+        }
+        .keyset()?;
+        Ok((self.after.unwrap_or(0), keyset.limit, limit))
+    }
+}
+
 /// One page of a listing.
 #[derive(Debug, Serialize)]
-pub struct Page<T> {
+pub struct Page<T, C = Uuid> {
     /// The items, oldest first.
     pub items: Vec<T>,
     /// Pass as `after` to get the next page; absent on the last page.
-    pub next_cursor: Option<Uuid>,
+    pub next_cursor: Option<C>,
 }
 
-impl<T> Page<T> {
+impl<T, C> Page<T, C> {
     /// Builds a page from up to `limit + 1` rows.
-    pub fn from_rows(mut rows: Vec<T>, limit: usize, id: impl Fn(&T) -> Uuid) -> Self {
+    pub fn from_rows(mut rows: Vec<T>, limit: usize, id: impl Fn(&T) -> C) -> Self {
         let next_cursor = if rows.len() > limit {
             rows.truncate(limit);
             rows.last().map(id)

@@ -1,4 +1,5 @@
-//! `/v1/partners`: partners, their reseller qualifications and indirect provider links.
+//! `/v1/partners`: partners and their profile (reseller qualifications with evidence, indirect
+//! provider links), with versions and history.
 
 use std::collections::BTreeSet;
 
@@ -9,17 +10,18 @@ use axum::{
     response::IntoResponse,
     routing::{get, post, put},
 };
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{
-    ApiError, AppState,
-    extract::{Json, Path, Query},
-    pagination::{Page, PageParams},
+    ApiError, AppState, etag,
+    extract::{IfMatch, Json, Path, Query},
+    pagination::{Page, PageParams, VersionPageParams},
 };
 use crate::{
-    app::{self, RequestContext},
-    db::partners::Partner,
-    domain::{DisplayName, PartnerId, PartnerKind, ResellerQualification},
+    app::{self, RequestContext, partners::ResellerQualificationChange},
+    db::partners::{Partner, PartnerEvidence, ProfileRecord},
+    domain::{DisplayName, PartnerId, PartnerKind, Reason, ResellerQualification},
 };
 
 /// The partner routes.
@@ -27,6 +29,11 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/partners", post(create).get(list))
         .route("/v1/partners/{partner_id}", get(show))
+        .route("/v1/partners/{partner_id}/profile", get(profile))
+        .route(
+            "/v1/partners/{partner_id}/profile/history",
+            get(profile_history),
+        )
         .route(
             "/v1/partners/{partner_id}/reseller-qualifications",
             put(set_reseller_qualifications),
@@ -37,6 +44,10 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+fn reason(raw: Option<&str>) -> Result<Reason, ApiError> {
+    Reason::parse(raw).map_err(|e| ApiError::invalid_field("reason", e))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreatePartner {
@@ -44,6 +55,9 @@ struct CreatePartner {
     kind: PartnerKind,
     #[serde(default)]
     reseller_qualifications: BTreeSet<ResellerQualification>,
+    #[serde(default)]
+    evidence: PartnerEvidence,
+    reason: Option<String>,
 }
 
 async fn create(
@@ -52,17 +66,16 @@ async fn create(
     Json(body): Json<CreatePartner>,
 ) -> Result<impl IntoResponse, ApiError> {
     let name = DisplayName::parse(&body.name).map_err(|e| ApiError::invalid_field("name", e))?;
-    let partner = app::partners::create(
-        &state.pool,
-        &ctx,
-        &name,
-        body.kind,
-        &body.reseller_qualifications,
-    )
-    .await?;
+    let change = ResellerQualificationChange {
+        qualifications: body.reseller_qualifications,
+        evidence: body.evidence,
+        reason: reason(Some(body.reason.as_deref().unwrap_or("partner created")))?,
+    };
+    let partner = app::partners::create(&state.pool, &ctx, &name, body.kind, &change).await?;
     let location = format!("/v1/partners/{}", partner.id);
     Ok((
         StatusCode::CREATED,
+        etag(partner.version),
         [(header::LOCATION, location)],
         Json(partner),
     ))
@@ -80,14 +93,42 @@ async fn list(
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<PartnerId>,
-) -> Result<Json<Partner>, ApiError> {
-    Ok(Json(app::partners::get(&state.pool, id).await?))
+) -> Result<impl IntoResponse, ApiError> {
+    let partner = app::partners::get(&state.pool, id).await?;
+    Ok((etag(partner.version), Json(partner)))
+}
+
+#[derive(Debug, Deserialize)]
+struct AsOf {
+    /// RFC 3339 instant; absent means now.
+    as_of: Option<DateTime<Utc>>,
+}
+
+async fn profile(
+    State(state): State<AppState>,
+    Path(id): Path<PartnerId>,
+    Query(AsOf { as_of }): Query<AsOf>,
+) -> Result<impl IntoResponse, ApiError> {
+    let record = app::partners::profile(&state.pool, id, as_of).await?;
+    Ok((etag(record.version), Json(record)))
+}
+
+async fn profile_history(
+    State(state): State<AppState>,
+    Path(id): Path<PartnerId>,
+    Query(params): Query<VersionPageParams>,
+) -> Result<Json<Page<ProfileRecord, i64>>, ApiError> {
+    let (after, fetch, limit) = params.checked()?;
+    let rows = app::partners::profile_history(&state.pool, id, after, fetch).await?;
+    Ok(Json(Page::from_rows(rows, limit, |r| r.version)))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SetResellerQualifications {
     reseller_qualifications: BTreeSet<ResellerQualification>,
+    #[serde(default)]
+    evidence: PartnerEvidence,
     reason: Option<String>,
 }
 
@@ -95,32 +136,43 @@ async fn set_reseller_qualifications(
     State(state): State<AppState>,
     ctx: RequestContext,
     Path(id): Path<PartnerId>,
+    IfMatch(precondition): IfMatch,
     Json(body): Json<SetResellerQualifications>,
-) -> Result<Json<Partner>, ApiError> {
-    let partner = app::partners::set_reseller_qualifications(
-        &state.pool,
-        &ctx,
-        id,
-        &body.reseller_qualifications,
-        body.reason.as_deref(),
-    )
-    .await?;
-    Ok(Json(partner))
+) -> Result<impl IntoResponse, ApiError> {
+    let change = ResellerQualificationChange {
+        qualifications: body.reseller_qualifications,
+        evidence: body.evidence,
+        reason: reason(body.reason.as_deref())?,
+    };
+    let partner =
+        app::partners::set_reseller_qualifications(&state.pool, &ctx, id, precondition, &change)
+            .await?;
+    Ok((etag(partner.version), Json(partner)))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SetIndirectProviders {
     provider_ids: BTreeSet<PartnerId>,
+    reason: Option<String>,
 }
 
 async fn set_indirect_providers(
     State(state): State<AppState>,
     ctx: RequestContext,
     Path(id): Path<PartnerId>,
+    IfMatch(precondition): IfMatch,
     Json(body): Json<SetIndirectProviders>,
-) -> Result<Json<Partner>, ApiError> {
-    Ok(Json(
-        app::partners::set_indirect_providers(&state.pool, &ctx, id, &body.provider_ids).await?,
-    ))
+) -> Result<impl IntoResponse, ApiError> {
+    let reason = reason(body.reason.as_deref())?;
+    let partner = app::partners::set_indirect_providers(
+        &state.pool,
+        &ctx,
+        id,
+        precondition,
+        &body.provider_ids,
+        &reason,
+    )
+    .await?;
+    Ok((etag(partner.version), Json(partner)))
 }

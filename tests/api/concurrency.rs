@@ -58,7 +58,8 @@ async fn race_round(
     start.wait().await;
     let reply = client
         .put(format!("{base}/v1/customers/{customer}/qualifications"))
-        .json(&json!({ "special_qualifications": ["gcc"], "reason": "race" }))
+        .header("if-match", "\"1\"")
+        .json(&json!({ "special_qualifications": ["gcc"], "evidence": { "gcc": "GCV" }, "reason": "race" }))
         .send()
         .await
         .unwrap();
@@ -165,4 +166,22 @@ async fn concurrent_purchases_and_qualification_changes_never_break_the_gcc_lock
     .await
     .unwrap();
     assert_eq!(mismatched, 0);
+
+    // The same, from the qualification history: the set in force when each subscription was
+    // created allowed its segment (the race only sells commercial, education and GCC).
+    let outside_the_set: i64 = sqlx::query_scalar(
+        "select count(*) from subscriptions s
+         cross join lateral (
+             select h.special_qualifications as q from customer_qualification_history h
+             where h.customer_id = s.customer_id and h.valid_from <= s.created_at
+             order by h.valid_from desc limit 1) in_force
+         where not case s.segment
+             when 'gcc' then 'gcc' = any(in_force.q)
+             when 'education' then 'education' = any(in_force.q)
+             else not 'gcc' = any(in_force.q) end",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(outside_the_set, 0);
 }

@@ -47,12 +47,15 @@ async fn changing_qualifications_bumps_the_version_and_logs_before_and_after() {
     let app = spawn_app().await;
     let id = app.create_customer(&["education"]).await;
     let reply = app
-        .put(
+        .put_if_match(
             &format!("/v1/customers/{id}/qualifications"),
-            json!({ "special_qualifications": ["gcc"], "reason": "validated" }),
+            "\"1\"",
+            json!({ "special_qualifications": ["gcc"], "evidence": { "gcc": "GCV-1" }, "reason": "validated" }),
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{:#}", reply.body);
+    assert_eq!(reply.headers["etag"], "\"2\"");
+    assert_eq!(reply.body["evidence"], json!({ "gcc": "GCV-1" }));
     assert_eq!(reply.body["special_qualifications"], json!(["gcc"]));
     assert_eq!(reply.body["version"], 2);
 
@@ -74,12 +77,22 @@ async fn changing_qualifications_bumps_the_version_and_logs_before_and_after() {
             .unwrap();
     assert_eq!(
         payload,
-        json!({ "before": ["education"], "after": ["gcc"], "reason": "validated" })
+        json!({
+            "before": ["education"],
+            "after": ["gcc"],
+            "evidence": { "gcc": "GCV-1" },
+            "reason": "validated",
+            "version": 2,
+        })
     );
 
-    app.set_qualifications(uuid::Uuid::now_v7(), &[])
-        .await
-        .assert_problem(StatusCode::NOT_FOUND, "customer_not_found");
+    app.put_if_match(
+        &format!("/v1/customers/{}/qualifications", uuid::Uuid::now_v7()),
+        "*",
+        json!({ "special_qualifications": [], "reason": "r" }),
+    )
+    .await
+    .assert_problem(StatusCode::NOT_FOUND, "customer_not_found");
 }
 
 #[tokio::test]

@@ -263,15 +263,28 @@ impl TestApp {
     }
 
     pub async fn put(&self, path: &str, body: Value) -> Reply {
-        Reply::from(
-            self.client
-                .put(format!("{}{path}", self.address))
-                .json(&body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        let request = self
+            .client
+            .put(format!("{}{path}", self.address))
+            .json(&body);
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    /// A PUT with `If-Match`.
+    pub async fn put_if_match(&self, path: &str, if_match: &str, body: Value) -> Reply {
+        let request = self
+            .client
+            .put(format!("{}{path}", self.address))
+            .header("if-match", if_match)
+            .json(&body);
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    /// The `ETag` of a resource.
+    pub async fn etag(&self, path: &str) -> String {
+        let reply = self.get(path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:#}", reply.body);
+        reply.headers["etag"].to_str().unwrap().to_owned()
     }
 
     /// Sends a raw body with the given content type.
@@ -293,9 +306,13 @@ impl TestApp {
     }
 
     pub async fn create_partner(&self, kind: &str, quals: &[&str]) -> Uuid {
-        let reply = self
-            .post("/v1/partners", json!({ "name": format!("{kind} partner"), "kind": kind, "reseller_qualifications": quals }))
-            .await;
+        let body = json!({
+            "name": format!("{kind} partner"),
+            "kind": kind,
+            "reseller_qualifications": quals,
+            "evidence": evidence_for(quals),
+        });
+        let reply = self.post("/v1/partners", body).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
         reply.id()
     }
@@ -307,12 +324,12 @@ impl TestApp {
     }
 
     pub async fn create_customer(&self, quals: &[&str]) -> Uuid {
-        let reply = self
-            .post(
-                "/v1/customers",
-                json!({ "name": "Customer", "special_qualifications": quals }),
-            )
-            .await;
+        let body = json!({
+            "name": "Customer",
+            "special_qualifications": quals,
+            "evidence": evidence_for(quals),
+        });
+        let reply = self.post("/v1/customers", body).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
         reply.id()
     }
@@ -335,12 +352,24 @@ impl TestApp {
         assert!(reply.status.is_success(), "{:#}", reply.body);
     }
 
+    /// Reads the customer's version, then replaces its set (with evidence for every qualification).
     pub async fn set_qualifications(&self, customer: Uuid, quals: &[&str]) -> Reply {
-        self.put(
-            &format!("/v1/customers/{customer}/qualifications"),
-            json!({ "special_qualifications": quals }),
-        )
-        .await
+        let path = format!("/v1/customers/{customer}/qualifications");
+        let etag = self.etag(&path).await;
+        let body = json!({
+            "special_qualifications": quals,
+            "evidence": evidence_for(quals),
+            "reason": "test",
+        });
+        self.put_if_match(&path, &etag, body).await
+    }
+
+    /// Reads the partner's version, then replaces its indirect providers.
+    pub async fn set_providers(&self, reseller: Uuid, providers: &[Uuid]) -> Reply {
+        let etag = self.etag(&format!("/v1/partners/{reseller}")).await;
+        let body = json!({ "provider_ids": providers, "reason": "test" });
+        let path = format!("/v1/partners/{reseller}/indirect-providers");
+        self.put_if_match(&path, &etag, body).await
     }
 
     /// Buys `offer` for `customer` through `partner`, with this idempotency key.
@@ -354,6 +383,15 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+/// An evidence reference for each qualification, e.g. `{"gcc": "EV-gcc"}`.
+pub fn evidence_for(quals: &[&str]) -> Value {
+    quals
+        .iter()
+        .map(|q| (q.to_string(), json!(format!("EV-{q}"))))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// A purchase against any instance's base URL.

@@ -7,4 +7,5 @@ mod malformed;
 mod offers;
 mod partners;
 mod purchases;
+mod qualifications;
 mod schema;

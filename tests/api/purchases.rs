@@ -191,12 +191,7 @@ async fn an_indirect_reseller_sells_education_once_connected_to_a_provider() {
         ["indirect_reseller_without_provider"]
     );
 
-    let reply = app
-        .put(
-            &format!("/v1/partners/{reseller}/indirect-providers"),
-            json!({ "provider_ids": [provider] }),
-        )
-        .await;
+    let reply = app.set_providers(reseller, &[provider]).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(
         app.purchase(customer, reseller, offer, "edu-2")

@@ -1,0 +1,138 @@
+//! Bulk onboarding of customers: validated line by line, written in one transaction.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use sqlx::PgPool;
+
+use super::{
+    Error, RequestContext, Result,
+    customers::{QualificationChange, initial_evidence},
+};
+use crate::{
+    db::{self, customers::NewCustomer},
+    domain::{CustomerId, DisplayName},
+};
+
+/// Rows per INSERT statement: large enough to amortize round trips, small enough for bind limits.
+const BATCH: usize = 5_000;
+
+/// What happens to the valid lines when some lines are bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportMode {
+    /// Import nothing unless every line is valid (the default).
+    #[default]
+    AllOrNothing,
+    /// Import the valid lines and report the bad ones.
+    Partial,
+}
+
+/// One bad line of an import.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineError {
+    /// 1-based line number.
+    pub line: usize,
+    /// Stable code, as in the API's problem responses.
+    pub code: &'static str,
+    /// The field at fault, when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Human sentence.
+    pub message: String,
+}
+
+/// A line that parsed, before its evidence is checked.
+#[derive(Debug)]
+pub struct ImportLine {
+    /// 1-based line number.
+    pub line: usize,
+    /// The customer's name.
+    pub name: DisplayName,
+    /// Its first qualification set.
+    pub change: QualificationChange,
+}
+
+/// The outcome of an import.
+#[derive(Debug, Serialize)]
+pub struct ImportReport {
+    /// Customers created.
+    pub imported: usize,
+    /// Lines refused.
+    pub rejected: usize,
+    /// Every refused line.
+    pub errors: Vec<LineError>,
+    /// The created customers' ids, in line order.
+    pub customer_ids: Vec<CustomerId>,
+}
+
+/// Checks every line's evidence, then (unless refused) creates all valid customers, their first
+/// history versions and `customer_created` events in one transaction. `errors` holds the lines
+/// that already failed to parse.
+pub async fn import_customers(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    lines: Vec<ImportLine>,
+    mut errors: Vec<LineError>,
+    mode: ImportMode,
+) -> Result<ImportReport> {
+    let started = Instant::now();
+    let total = lines.len() + errors.len();
+    let mut customers = Vec::with_capacity(lines.len());
+    for line in lines {
+        match initial_evidence(&line.change) {
+            Ok(evidence) => customers.push(NewCustomer {
+                id: CustomerId::new(),
+                name: line.name,
+                qualifications: line.change.qualifications,
+                evidence,
+                reason: line.change.reason,
+            }),
+            Err(Error::Evidence(e)) => errors.push(LineError {
+                line: line.line,
+                code: "invalid_field",
+                field: Some(e.field()),
+                message: e.to_string(),
+            }),
+            Err(other) => return Err(other),
+        }
+    }
+    errors.sort_by_key(|e| e.line);
+    if !errors.is_empty() && mode == ImportMode::AllOrNothing {
+        tracing::warn!(
+            lines = total,
+            rejected = errors.len(),
+            "customer import refused: bad lines"
+        );
+        return Ok(ImportReport {
+            imported: 0,
+            rejected: errors.len(),
+            errors,
+            customer_ids: Vec::new(),
+        });
+    }
+
+    let mut tx = pool.begin().await?;
+    for (i, batch) in customers.chunks(BATCH).enumerate() {
+        db::customers::insert_many(&mut tx, ctx, batch).await?;
+        tracing::info!(
+            written = i * BATCH + batch.len(),
+            of = customers.len(),
+            "customer import progress"
+        );
+    }
+    tx.commit().await?;
+    tracing::info!(
+        lines = total,
+        imported = customers.len(),
+        rejected = errors.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "customer import finished"
+    );
+    Ok(ImportReport {
+        imported: customers.len(),
+        rejected: errors.len(),
+        errors,
+        customer_ids: customers.iter().map(|c| c.id).collect(),
+    })
+}
