@@ -1,9 +1,19 @@
 //! The `partner-catalog` command line.
 
 use anyhow::Context;
+use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand};
+use sqlx::PgPool;
+use uuid::Uuid;
 
-use crate::{config::Config, db, startup::Application, telemetry};
+use crate::{
+    app::{RequestContext, tokens},
+    config::Config,
+    db::{self, Keyset},
+    domain::{PartnerId, Role},
+    startup::Application,
+    telemetry,
+};
 
 /// partner-catalog: which partners may sell which specially priced offers to which customers.
 #[derive(Debug, Parser)]
@@ -21,6 +31,35 @@ enum Command {
     Serve,
     /// Create the database if needed and apply migrations, then exit.
     Migrate,
+    /// Manage bearer tokens directly in the database (e.g. the first operator token).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token and print its secret (shown this once).
+    Create {
+        /// The role: global_admin, admin_agent, sales_agent, back_office, auditor or operator.
+        #[arg(long)]
+        role: Role,
+        /// The partner a partner role acts for.
+        #[arg(long)]
+        partner: Option<Uuid>,
+        /// Lifetime (`90d`, `12h`) or expiry instant (RFC 3339).
+        #[arg(long, default_value = "90d")]
+        expires: String,
+        /// Who holds the token.
+        #[arg(long, default_value = "created on the command line")]
+        label: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token; it stops working within 5 seconds.
+    Revoke {
+        /// The token's id.
+        id: Uuid,
+    },
 }
 
 impl Cli {
@@ -39,8 +78,96 @@ impl Cli {
                 tracing::info!("database is up to date");
                 Ok(())
             }
+            Command::Token(command) => {
+                db::prepare_database(&self.config.database_url).await?;
+                let pool = PgPool::connect(&self.config.database_url)
+                    .await
+                    .context("cannot connect to the database")?;
+                run_token_command(&pool, command).await
+            }
         }
     }
+}
+
+async fn run_token_command(pool: &PgPool, command: TokenCommand) -> anyhow::Result<()> {
+    let ctx = RequestContext::system();
+    match command {
+        TokenCommand::Create {
+            role,
+            partner,
+            expires,
+            label,
+        } => {
+            let expires_at = parse_expiry(&expires, Utc::now())?;
+            let issued =
+                tokens::issue(pool, &ctx, role, partner.map(PartnerId), expires_at, &label).await?;
+            println!("token id:   {}", issued.token.id);
+            println!("role:       {}", issued.token.role);
+            println!("expires at: {}", issued.token.expires_at.to_rfc3339());
+            println!("secret:     {}", issued.secret);
+            println!("Keep the secret now: it is stored only as a hash and cannot be shown again.");
+        }
+        TokenCommand::List => {
+            let mut after = None;
+            loop {
+                let page = tokens::list(pool, &ctx, Keyset { after, limit: 500 }).await?;
+                for t in &page {
+                    let state = if t.revoked_at.is_some() {
+                        "revoked"
+                    } else if t.expires_at <= Utc::now() {
+                        "expired"
+                    } else {
+                        "active"
+                    };
+                    let partner = t
+                        .partner_id
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "-".into());
+                    println!(
+                        "{}  {:<12} {:<7} partner={} expires={} {}",
+                        t.id,
+                        t.role.as_str(),
+                        state,
+                        partner,
+                        t.expires_at.to_rfc3339(),
+                        t.label
+                    );
+                }
+                match page.last() {
+                    Some(last) if page.len() == 500 => after = Some(last.id),
+                    _ => break,
+                }
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let token = tokens::revoke(pool, &ctx, id).await?;
+            println!(
+                "revoked token {} ({}, {})",
+                token.id, token.role, token.label
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `90d`, `12h`, `30m` from `now`, or an RFC 3339 instant.
+fn parse_expiry(raw: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let (number, unit) = raw.split_at(raw.len().saturating_sub(1));
+    let amount: i64 = number
+        .parse()
+        .with_context(|| format!("cannot read --expires {raw:?}"))?;
+    let lifetime = match unit {
+        "d" => Duration::days(amount),
+        "h" => Duration::hours(amount),
+        "m" => Duration::minutes(amount),
+        _ => {
+            anyhow::bail!("--expires takes e.g. 90d, 12h, 30m or an RFC 3339 instant, not {raw:?}")
+        }
+    };
+    Ok(now + lifetime)
 }
 
 /// Resolves on Ctrl-C or SIGTERM, whichever comes first.
@@ -70,4 +197,24 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiries_are_durations_or_instants() {
+        let now = Utc::now();
+        assert_eq!(parse_expiry("90d", now).unwrap(), now + Duration::days(90));
+        assert_eq!(parse_expiry("12h", now).unwrap(), now + Duration::hours(12));
+        assert_eq!(
+            parse_expiry("2030-01-01T00:00:00Z", now)
+                .unwrap()
+                .to_rfc3339(),
+            "2030-01-01T00:00:00+00:00"
+        );
+        assert!(parse_expiry("soon", now).is_err());
+        assert!(parse_expiry("5y", now).is_err());
+    }
 }

@@ -52,6 +52,7 @@ impl Application {
         tracing::info!(address = %self.local_addr(), "partner-catalog listening");
         let router = http::router(http::AppState {
             pool: self.pool.clone(),
+            tokens: Default::default(),
         });
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)

@@ -14,8 +14,8 @@ use crate::{
         subscriptions::Subscription,
     },
     domain::{
-        CustomerId, CustomerQualification, DisplayName, PartnerId, Reason, SpecialQualification,
-        SubscriptionId, evidence_after_change,
+        Action, CustomerId, CustomerQualification, DisplayName, PartnerId, Reason,
+        SpecialQualification, SubscriptionId, evidence_after_change,
     },
 };
 
@@ -56,6 +56,7 @@ pub async fn create(
     name: &DisplayName,
     change: &QualificationChange,
 ) -> Result<Customer> {
+    ctx.require(Action::ManageCustomers)?;
     let evidence = initial_evidence(change)?;
     let mut tx = pool.begin().await?;
     let customer = db::customers::insert(
@@ -95,16 +96,36 @@ pub async fn create(
     Ok(customer)
 }
 
+/// 404 unless the customer exists and, for partner roles, is related to the caller's partner.
+pub(crate) async fn ensure_visible(
+    db: &mut sqlx::PgConnection,
+    ctx: &RequestContext,
+    id: CustomerId,
+) -> Result<()> {
+    let visible = match ctx.partner_scope() {
+        Some(partner) => db::customers::is_related(&mut *db, id, partner).await?,
+        None => db::customers::get(&mut *db, id).await?.is_some(),
+    };
+    if visible {
+        Ok(())
+    } else {
+        Err(Error::CustomerNotFound(id))
+    }
+}
+
 /// One customer.
-pub async fn get(pool: &PgPool, id: CustomerId) -> Result<Customer> {
+pub async fn get(pool: &PgPool, ctx: &RequestContext, id: CustomerId) -> Result<Customer> {
+    ctx.require(Action::ReadCustomers)?;
+    ensure_visible(&mut *pool.acquire().await?, ctx, id).await?;
     db::customers::get(pool, id)
         .await?
         .ok_or(Error::CustomerNotFound(id))
 }
 
-/// A page of customers.
-pub async fn list(pool: &PgPool, page: Keyset) -> Result<Vec<Customer>> {
-    Ok(db::customers::list(pool, page).await?)
+/// A page of customers (partner roles see only their partner's).
+pub async fn list(pool: &PgPool, ctx: &RequestContext, page: Keyset) -> Result<Vec<Customer>> {
+    ctx.require(Action::ReadCustomers)?;
+    Ok(db::customers::list(pool, ctx.partner_scope(), page).await?)
 }
 
 /// Records a new qualification set under the customer's lock, the same lock purchases take, so
@@ -117,6 +138,7 @@ pub async fn set_qualifications(
     precondition: Precondition,
     change: &QualificationChange,
 ) -> Result<QualificationUpdate> {
+    ctx.require(Action::ManageCustomers)?;
     let mut tx = pool.begin().await?;
     db::customers::lock_for_update(&mut *tx, id)
         .await?
@@ -176,39 +198,46 @@ pub async fn set_qualifications(
 /// The qualification set in force now, or at `at`.
 pub async fn qualifications(
     pool: &PgPool,
+    ctx: &RequestContext,
     id: CustomerId,
     at: Option<DateTime<Utc>>,
 ) -> Result<QualificationRecord> {
-    if let Some(record) = db::customers::qualifications_at(pool, id, at).await? {
-        return Ok(record);
-    }
-    match (at, db::customers::get(pool, id).await?) {
-        (Some(at), Some(_)) => Err(Error::NotRecordedAt(format!("customer {id}"), at)),
-        _ => Err(Error::CustomerNotFound(id)),
+    ctx.require(Action::ReadCustomers)?;
+    let mut conn = pool.acquire().await?;
+    ensure_visible(&mut conn, ctx, id).await?;
+    match db::customers::qualifications_at(&mut *conn, id, at).await? {
+        Some(record) => Ok(record),
+        None => Err(Error::NotRecordedAt(
+            format!("customer {id}"),
+            at.unwrap_or_else(Utc::now),
+        )),
     }
 }
 
 /// A page of every qualification set the customer ever had, oldest first.
 pub async fn qualification_history(
     pool: &PgPool,
+    ctx: &RequestContext,
     id: CustomerId,
     after_version: i64,
     limit: i64,
 ) -> Result<Vec<QualificationRecord>> {
-    let rows = db::customers::qualification_history(pool, id, after_version, limit).await?;
-    if rows.is_empty() && db::customers::get(pool, id).await?.is_none() {
-        return Err(Error::CustomerNotFound(id));
-    }
-    Ok(rows)
+    ctx.require(Action::ReadCustomers)?;
+    let mut conn = pool.acquire().await?;
+    ensure_visible(&mut conn, ctx, id).await?;
+    Ok(db::customers::qualification_history(&mut *conn, id, after_version, limit).await?)
 }
 
 /// Records that `partner` has a relationship with the customer; `false` if it already had.
+/// Partner admins may link customers to their own partner only.
 pub async fn link_partner(
     pool: &PgPool,
     ctx: &RequestContext,
     customer: CustomerId,
     partner: PartnerId,
 ) -> Result<bool> {
+    ctx.require(Action::ManageRelationships)?;
+    ctx.check_partner(partner)?;
     let mut tx = pool.begin().await?;
     if db::customers::get(&mut *tx, customer).await?.is_none() {
         return Err(Error::CustomerNotFound(customer));
@@ -234,35 +263,46 @@ pub async fn link_partner(
     Ok(created)
 }
 
-/// The partners a customer has relationships with.
-pub async fn partners(pool: &PgPool, id: CustomerId) -> Result<Vec<PartnerId>> {
-    let mut tx = pool.begin().await?;
-    if db::customers::get(&mut *tx, id).await?.is_none() {
-        return Err(Error::CustomerNotFound(id));
-    }
-    Ok(db::customers::partners(&mut *tx, id).await?)
+/// The partners a customer has relationships with (partner roles see only their own).
+pub async fn partners(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    id: CustomerId,
+) -> Result<Vec<PartnerId>> {
+    ctx.require(Action::ReadCustomers)?;
+    let mut conn = pool.acquire().await?;
+    ensure_visible(&mut conn, ctx, id).await?;
+    let partners = db::customers::partners(&mut *conn, id).await?;
+    Ok(match ctx.partner_scope() {
+        Some(own) => partners.into_iter().filter(|p| *p == own).collect(),
+        None => partners,
+    })
 }
 
-/// A page of a customer's subscription history.
+/// A page of a customer's subscription history; partner roles see only what their partner sold.
 pub async fn subscriptions(
     pool: &PgPool,
+    ctx: &RequestContext,
     id: CustomerId,
     page: Keyset,
 ) -> Result<Vec<Subscription>> {
-    let mut tx = pool.begin().await?;
-    if db::customers::get(&mut *tx, id).await?.is_none() {
-        return Err(Error::CustomerNotFound(id));
-    }
-    Ok(db::subscriptions::list_for_customer(&mut *tx, id, page).await?)
+    ctx.require(Action::ReadSubscriptions)?;
+    let mut conn = pool.acquire().await?;
+    ensure_visible(&mut conn, ctx, id).await?;
+    Ok(db::subscriptions::list_for_customer(&mut *conn, id, ctx.partner_scope(), page).await?)
 }
 
 /// One of a customer's subscriptions.
 pub async fn subscription(
     pool: &PgPool,
+    ctx: &RequestContext,
     customer: CustomerId,
     id: SubscriptionId,
 ) -> Result<Subscription> {
-    db::subscriptions::get(pool, customer, id)
+    ctx.require(Action::ReadSubscriptions)?;
+    let mut conn = pool.acquire().await?;
+    ensure_visible(&mut conn, ctx, customer).await?;
+    db::subscriptions::get(&mut *conn, customer, ctx.partner_scope(), id)
         .await?
         .ok_or(Error::SubscriptionNotFound(customer, id))
 }

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     db::{self, customers::NewCustomer},
-    domain::{CustomerId, DisplayName},
+    domain::{Action, CustomerId, DisplayName},
 };
 
 /// Rows per INSERT statement: large enough to amortize round trips, small enough for bind limits.
@@ -76,6 +76,7 @@ pub async fn import_customers(
     mut errors: Vec<LineError>,
     mode: ImportMode,
 ) -> Result<ImportReport> {
+    ctx.require(Action::ManageCustomers)?;
     let started = Instant::now();
     let total = lines.len() + errors.len();
     let mut customers = Vec::with_capacity(lines.len());

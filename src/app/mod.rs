@@ -6,24 +6,66 @@ pub mod import;
 pub mod offers;
 pub mod partners;
 pub mod purchases;
+pub mod tokens;
 
 use chrono::{DateTime, Utc};
 
 use crate::{
     db::{customers::QualificationRecord, partners::Partner},
     domain::{
-        CustomerId, EvidenceError, InvalidQualificationSet, OfferId, PartnerId, ProductKind,
-        Segment, SubscriptionId, wire_enum,
+        Action, CustomerId, EvidenceError, InvalidQualificationSet, OfferId, PartnerId, Principal,
+        ProductKind, Role, Segment, SubscriptionId, permits, wire_enum,
     },
 };
 
-/// Who is acting, for the event log.
+/// Who is acting, and through which request: every use case gets one, every event records it.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    /// The acting principal; `system` until authentication exists.
-    pub actor: String,
+    /// The authenticated caller; `None` only for the operator's command line (`system`).
+    pub principal: Option<Principal>,
     /// The request id (`x-request-id`) that carried the action.
     pub request_id: Option<String>,
+}
+
+impl RequestContext {
+    /// The command line acting as the operator of the installation.
+    pub fn system() -> Self {
+        Self {
+            principal: None,
+            request_id: None,
+        }
+    }
+
+    /// The actor recorded in events and history: the principal's id, or `system`.
+    pub fn actor(&self) -> String {
+        self.principal
+            .as_ref()
+            .map_or_else(|| "system".to_owned(), |p| p.id.to_string())
+    }
+
+    /// Refuses the action unless the principal's role permits it.
+    pub fn require(&self, action: Action) -> Result<()> {
+        match &self.principal {
+            Some(p) if !permits(p.role, action) => Err(Error::Forbidden {
+                role: p.role,
+                action,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The partner whose data alone the caller may see, for partner roles.
+    pub fn partner_scope(&self) -> Option<PartnerId> {
+        self.principal.as_ref().and_then(Principal::partner_scope)
+    }
+
+    /// 404 for a partner outside the caller's scope, as if it did not exist.
+    pub fn check_partner(&self, partner: PartnerId) -> Result<()> {
+        match self.partner_scope() {
+            Some(own) if own != partner => Err(Error::PartnerNotFound(partner)),
+            _ => Ok(()),
+        }
+    }
 }
 
 wire_enum!(
@@ -38,6 +80,8 @@ wire_enum!(
         OfferCreated => "offer_created",
         SubscriptionCreated => "subscription_created",
         PurchaseDenied => "purchase_denied",
+        TokenCreated => "token_created",
+        TokenRevoked => "token_revoked",
     }
 );
 
@@ -72,6 +116,20 @@ pub struct Warning {
 /// Why a use case did not complete; nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The caller's role does not permit the action.
+    #[error("the {role} role may not do this ({action:?})")]
+    Forbidden {
+        /// The caller's role.
+        role: Role,
+        /// What it tried.
+        action: Action,
+    },
+    /// No token with this id (within the caller's scope).
+    #[error("token {0} does not exist")]
+    TokenNotFound(uuid::Uuid),
+    /// A token request that cannot be granted as asked.
+    #[error("{0}")]
+    InvalidTokenRequest(&'static str),
     /// No customer has this id.
     #[error("customer {0} does not exist")]
     CustomerNotFound(CustomerId),

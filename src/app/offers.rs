@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use super::{Error, EventType, RequestContext, Result};
 use crate::{
     db::{self, Keyset, events::NewEvent, offers::Offer},
-    domain::{DisplayName, OfferId, OfferTerms, ProductKind, Segment},
+    domain::{Action, DisplayName, OfferId, OfferTerms, ProductKind, Segment},
 };
 
 /// Creates an offer; special offers must be license based (R1).
@@ -16,6 +16,7 @@ pub async fn create(
     name: &DisplayName,
     terms: OfferTerms,
 ) -> Result<Offer> {
+    ctx.require(Action::ManageOffers)?;
     if !terms.is_sellable() {
         return Err(Error::SpecialOfferNotLicenseBased {
             segment: terms.segment,
@@ -40,7 +41,8 @@ pub async fn create(
 }
 
 /// One offer.
-pub async fn get(pool: &PgPool, id: OfferId) -> Result<Offer> {
+pub async fn get(pool: &PgPool, ctx: &RequestContext, id: OfferId) -> Result<Offer> {
+    ctx.require(Action::ReadOffers)?;
     db::offers::get(pool, id)
         .await?
         .ok_or(Error::OfferNotFound(id))
@@ -49,10 +51,12 @@ pub async fn get(pool: &PgPool, id: OfferId) -> Result<Offer> {
 /// A page of the catalog, optionally restricted to one segment and/or product kind.
 pub async fn list(
     pool: &PgPool,
+    ctx: &RequestContext,
     segment: Option<Segment>,
     product_kind: Option<ProductKind>,
     page: Keyset,
 ) -> Result<Vec<Offer>> {
+    ctx.require(Action::ReadOffers)?;
     let terms: Vec<_> = OfferTerms::all()
         .filter(|t| segment.is_none_or(|s| s == t.segment))
         .filter(|t| product_kind.is_none_or(|k| k == t.product_kind))

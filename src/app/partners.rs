@@ -15,7 +15,8 @@ use crate::{
         partners::{Partner, PartnerEvidence, ProfileRecord},
     },
     domain::{
-        DisplayName, PartnerId, PartnerKind, Reason, ResellerQualification, evidence_after_change,
+        Action, DisplayName, PartnerId, PartnerKind, Reason, ResellerQualification,
+        evidence_after_change,
     },
 };
 
@@ -44,6 +45,7 @@ pub async fn create(
     kind: PartnerKind,
     change: &ResellerQualificationChange,
 ) -> Result<Partner> {
+    ctx.require(Action::ManagePartners)?;
     let qualifications = change.sorted();
     let evidence = evidence_after_change(
         &[],
@@ -82,16 +84,25 @@ pub async fn create(
     Ok(partner)
 }
 
-/// One partner.
-pub async fn get(pool: &PgPool, id: PartnerId) -> Result<Partner> {
+/// One partner (partner roles see only their own).
+pub async fn get(pool: &PgPool, ctx: &RequestContext, id: PartnerId) -> Result<Partner> {
+    ctx.require(Action::ReadPartners)?;
+    ctx.check_partner(id)?;
     db::partners::get(pool, id)
         .await?
         .ok_or(Error::PartnerNotFound(id))
 }
 
-/// A page of partners.
-pub async fn list(pool: &PgPool, page: Keyset) -> Result<Vec<Partner>> {
-    Ok(db::partners::list(pool, page).await?)
+/// A page of partners (partner roles see only their own).
+pub async fn list(pool: &PgPool, ctx: &RequestContext, page: Keyset) -> Result<Vec<Partner>> {
+    ctx.require(Action::ReadPartners)?;
+    match ctx.partner_scope() {
+        Some(own) if page.after.is_none_or(|after| own.0 > after) => {
+            Ok(db::partners::get(pool, own).await?.into_iter().collect())
+        }
+        Some(_) => Ok(Vec::new()),
+        None => Ok(db::partners::list(pool, page).await?),
+    }
 }
 
 /// Locks the partner (serializing with its purchases and other profile changes), checks the
@@ -121,6 +132,7 @@ pub async fn set_reseller_qualifications(
     precondition: Precondition,
     change: &ResellerQualificationChange,
 ) -> Result<Partner> {
+    ctx.require(Action::ManagePartners)?;
     let after = change.sorted();
     let mut tx = pool.begin().await?;
     let (before, record) = lock_at_version(&mut tx, id, precondition).await?;
@@ -165,6 +177,7 @@ pub async fn set_indirect_providers(
     providers: &BTreeSet<PartnerId>,
     reason: &Reason,
 ) -> Result<Partner> {
+    ctx.require(Action::ManagePartners)?;
     let after: Vec<_> = providers.iter().copied().collect();
     let mut tx = pool.begin().await?;
     let (before, record) = lock_at_version(&mut tx, id, precondition).await?;
@@ -207,9 +220,12 @@ pub async fn set_indirect_providers(
 /// The profile in force now, or at `at`.
 pub async fn profile(
     pool: &PgPool,
+    ctx: &RequestContext,
     id: PartnerId,
     at: Option<DateTime<Utc>>,
 ) -> Result<ProfileRecord> {
+    ctx.require(Action::ReadPartners)?;
+    ctx.check_partner(id)?;
     if let Some(record) = db::partners::profile_at(pool, id, at).await? {
         return Ok(record);
     }
@@ -222,10 +238,13 @@ pub async fn profile(
 /// A page of every profile the partner ever had, oldest first.
 pub async fn profile_history(
     pool: &PgPool,
+    ctx: &RequestContext,
     id: PartnerId,
     after_version: i64,
     limit: i64,
 ) -> Result<Vec<ProfileRecord>> {
+    ctx.require(Action::ReadPartners)?;
+    ctx.check_partner(id)?;
     let rows = db::partners::profile_history(pool, id, after_version, limit).await?;
     if rows.is_empty() && db::partners::get(pool, id).await?.is_none() {
         return Err(Error::PartnerNotFound(id));

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{Error, EventType, RequestContext, Result};
+use super::{Error, EventType, RequestContext, Result, customers::ensure_visible};
 use crate::{
     db::{
         self, Keyset,
@@ -16,8 +16,8 @@ use crate::{
         subscriptions::{NewSubscription, Subscription},
     },
     domain::{
-        CustomerId, OfferId, OfferTerms, PartnerId, PurchaseContext, PurchaseDecision, Quantity,
-        RuleViolation, decide,
+        Action, CustomerId, OfferId, OfferTerms, PartnerId, PurchaseContext, PurchaseDecision,
+        Quantity, RuleViolation, decide,
     },
 };
 
@@ -116,13 +116,16 @@ pub async fn purchase(
     key: &IdempotencyKey,
     request: PurchaseRequest,
 ) -> Result<Purchase> {
+    ctx.require(Action::Purchase)?;
+    ctx.check_partner(request.partner_id)?;
     let request_json = serde_json::to_value(request)
         .context("serialize purchase request")
         .map_err(Error::Internal)?;
+    let owner = idempotency_owner(ctx);
     let mut tx = pool.begin().await?;
 
-    db::idempotency::lock(&mut *tx, key.as_str()).await?;
-    if let Some(stored) = db::idempotency::find(&mut *tx, key.as_str()).await? {
+    db::idempotency::lock(&mut *tx, &owner, key.as_str()).await?;
+    if let Some(stored) = db::idempotency::find(&mut *tx, &owner, key.as_str()).await? {
         if stored.request != request_json {
             return Err(Error::IdempotencyKeyReused(key.as_str().to_owned()));
         }
@@ -148,6 +151,10 @@ pub async fn purchase(
     .await?
     .map_err(|m| not_found(m, request.customer_id, request.partner_id))?;
 
+    // Partner roles see only their partner's customers: an unrelated one does not exist for them.
+    if ctx.partner_scope().is_some() && !facts.related {
+        return Err(Error::CustomerNotFound(request.customer_id));
+    }
     let (outcome, event) = match decide(&context(&facts, offer.terms())) {
         PurchaseDecision::Allowed => {
             let subscription = db::subscriptions::insert(
@@ -209,6 +216,7 @@ pub async fn purchase(
         .map_err(Error::Internal)?;
     db::idempotency::insert(
         &mut *tx,
+        &owner,
         key.as_str(),
         request.customer_id,
         &request_json,
@@ -223,14 +231,35 @@ pub async fn purchase(
     })
 }
 
+/// Whose key space an idempotency key lives in: the partner for partner roles (its ordering
+/// systems may share keys across tokens), otherwise the principal.
+fn idempotency_owner(ctx: &RequestContext) -> String {
+    ctx.partner_scope()
+        .map_or_else(|| ctx.actor(), |p| format!("partner:{p}"))
+}
+
+/// Checks that the caller may ask about `partner` selling to `customer`, inside `tx`.
+async fn check_parties(
+    tx: &mut sqlx::PgConnection,
+    ctx: &RequestContext,
+    customer: CustomerId,
+    partner: PartnerId,
+) -> Result<()> {
+    ctx.require(Action::ReadDecisions)?;
+    ctx.check_partner(partner)?;
+    ensure_visible(tx, ctx, customer).await
+}
+
 /// The decision a purchase would get now, without writing anything.
 pub async fn decide_only(
     pool: &PgPool,
+    ctx: &RequestContext,
     customer: CustomerId,
     partner: PartnerId,
     offer: OfferId,
 ) -> Result<PurchaseDecision> {
     let mut tx = db::begin_read_only(pool).await?;
+    check_parties(&mut tx, ctx, customer, partner).await?;
     let offer = db::offers::get(&mut *tx, offer)
         .await?
         .ok_or(Error::OfferNotFound(offer))?;
@@ -245,12 +274,14 @@ pub async fn decide_only(
 /// history as of `at`). Parties that did not exist yet at `at` could sell nothing.
 pub async fn eligible_offers(
     pool: &PgPool,
+    ctx: &RequestContext,
     customer: CustomerId,
     partner: PartnerId,
     at: Option<DateTime<Utc>>,
     page: Keyset,
 ) -> Result<Vec<Offer>> {
     let mut tx = db::begin_read_only(pool).await?;
+    check_parties(&mut tx, ctx, customer, partner).await?;
     let now = db::purchases::load(&mut tx, customer, partner, Locking::None)
         .await?
         .map_err(|m| not_found(m, customer, partner))?;

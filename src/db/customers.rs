@@ -76,16 +76,25 @@ pub async fn get(db: impl PgExecutor<'_>, id: CustomerId) -> sqlx::Result<Option
     .await
 }
 
-/// A page of customers, oldest first.
-pub async fn list(db: impl PgExecutor<'_>, page: Keyset) -> sqlx::Result<Vec<Customer>> {
+/// A page of customers, oldest first; only those related to `partner` when it is given.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    partner: Option<PartnerId>,
+    page: Keyset,
+) -> sqlx::Result<Vec<Customer>> {
     sqlx::query_as!(
         Customer,
         r#"select id as "id: CustomerId", name,
                   special_qualifications as "special_qualifications: CustomerQualification",
                   version, created_at
-           from customers where id > $1 order by id limit $2"#,
+           from customers c
+           where c.id > $1
+             and ($3::uuid is null or exists(select 1 from customer_partners r
+                                             where r.customer_id = c.id and r.partner_id = $3))
+           order by c.id limit $2"#,
         page.after(),
-        page.limit
+        page.limit,
+        partner.map(|p| p.0)
     )
     .fetch_all(db)
     .await
@@ -202,7 +211,7 @@ pub async fn insert_history(
         &qualification_texts(qualifications) as &[&str],
         Json(evidence) as _,
         reason.as_str(),
-        ctx.actor,
+        ctx.actor(),
         ctx.request_id.as_deref(),
     )
     .execute(db)
@@ -312,7 +321,7 @@ pub async fn insert_many(
         &sets,
         &evidence as _,
         &reasons as &[&str],
-        ctx.actor,
+        ctx.actor(),
         ctx.request_id.as_deref(),
     )
     .execute(&mut *db)
@@ -332,4 +341,19 @@ pub async fn insert_many(
         })
         .collect();
     super::events::append_many(db, ctx, &events).await
+}
+
+/// Whether the customer has a relationship with the partner.
+pub async fn is_related(
+    db: impl PgExecutor<'_>,
+    customer: CustomerId,
+    partner: PartnerId,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"select exists(select 1 from customer_partners where customer_id = $1 and partner_id = $2) as "related!""#,
+        customer.0,
+        partner.0
+    )
+    .fetch_one(db)
+    .await
 }

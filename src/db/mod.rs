@@ -8,6 +8,7 @@ pub mod offers;
 pub mod partners;
 pub mod purchases;
 pub mod subscriptions;
+pub mod tokens;
 
 use anyhow::Context;
 use sqlx::{
@@ -20,7 +21,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     CustomerId, CustomerQualification, OfferId, PartnerId, PartnerKind, ProductKind,
-    ResellerQualification, Segment, SpecialQualification, SubscriptionId, SubscriptionStatus,
+    ResellerQualification, Role, Segment, SpecialQualification, SubscriptionId, SubscriptionStatus,
 };
 
 /// Creates the database named in `url` if it does not exist, then applies pending migrations.
@@ -106,6 +107,7 @@ macro_rules! text_column {
     )+};
 }
 text_column!(
+    Role,
     PartnerKind,
     ResellerQualification,
     SpecialQualification,

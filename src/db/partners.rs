@@ -221,7 +221,7 @@ pub async fn insert_history(
         &providers,
         Json(evidence) as _,
         reason.as_str(),
-        ctx.actor,
+        ctx.actor(),
         ctx.request_id.as_deref(),
     )
     .execute(db)

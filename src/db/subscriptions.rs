@@ -64,10 +64,11 @@ pub async fn insert(db: impl PgExecutor<'_>, new: NewSubscription) -> sqlx::Resu
     .await
 }
 
-/// A page of a customer's subscriptions, oldest first.
+/// A page of a customer's subscriptions, oldest first; only those sold by `seller` when given.
 pub async fn list_for_customer(
     db: impl PgExecutor<'_>,
     customer: CustomerId,
+    seller: Option<PartnerId>,
     page: Keyset,
 ) -> sqlx::Result<Vec<Subscription>> {
     sqlx::query_as!(
@@ -76,20 +77,23 @@ pub async fn list_for_customer(
                   partner_id as "partner_id: PartnerId", offer_id as "offer_id: OfferId",
                   segment as "segment: Segment", quantity,
                   status as "status: SubscriptionStatus", created_at
-           from subscriptions where customer_id = $1 and id > $2
+           from subscriptions
+           where customer_id = $1 and id > $2 and ($4::uuid is null or partner_id = $4)
            order by id limit $3"#,
         customer.0,
         page.after(),
-        page.limit
+        page.limit,
+        seller.map(|p| p.0)
     )
     .fetch_all(db)
     .await
 }
 
-/// One of a customer's subscriptions, if it exists.
+/// One of a customer's subscriptions (sold by `seller`, when given), if it exists.
 pub async fn get(
     db: impl PgExecutor<'_>,
     customer: CustomerId,
+    seller: Option<PartnerId>,
     id: SubscriptionId,
 ) -> sqlx::Result<Option<Subscription>> {
     sqlx::query_as!(
@@ -98,9 +102,11 @@ pub async fn get(
                   partner_id as "partner_id: PartnerId", offer_id as "offer_id: OfferId",
                   segment as "segment: Segment", quantity,
                   status as "status: SubscriptionStatus", created_at
-           from subscriptions where customer_id = $1 and id = $2"#,
+           from subscriptions
+           where customer_id = $1 and id = $2 and ($3::uuid is null or partner_id = $3)"#,
         customer.0,
-        id.0
+        id.0,
+        seller.map(|p| p.0)
     )
     .fetch_optional(db)
     .await

@@ -1,6 +1,7 @@
 //! The rule book (`shared/domain.md`) as pure code: no I/O, no clock, no framework types.
 //! Everything here is decided from values the caller loaded and passes in.
 
+mod access;
 mod customer;
 mod evidence;
 mod ids;
@@ -8,6 +9,7 @@ mod offer;
 mod partner;
 mod purchase;
 
+pub use access::{Action, Principal, Role, permits};
 pub use customer::{CustomerQualification, InvalidQualificationSet, SpecialQualification};
 pub use evidence::{
     EvidenceError, Evidenced, InvalidReason, MAX_EVIDENCE_CHARS, Reason, evidence_after_change,

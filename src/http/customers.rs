@@ -114,18 +114,20 @@ async fn create(
 
 async fn list(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Page<Customer>>, ApiError> {
     let (keyset, limit) = params.keyset()?;
-    let rows = app::customers::list(&state.pool, keyset).await?;
+    let rows = app::customers::list(&state.pool, &ctx, keyset).await?;
     Ok(Json(Page::from_rows(rows, limit, |c| c.id.0)))
 }
 
 async fn show(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Path(id): Path<CustomerId>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let customer = app::customers::get(&state.pool, id).await?;
+    let customer = app::customers::get(&state.pool, &ctx, id).await?;
     Ok((etag(customer.version), Json(customer)))
 }
 
@@ -138,10 +140,11 @@ struct AsOf {
 /// The set in force now (with its `ETag`) or at `as_of`.
 async fn qualifications(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Path(id): Path<CustomerId>,
     Query(AsOf { as_of }): Query<AsOf>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let record = app::customers::qualifications(&state.pool, id, as_of).await?;
+    let record = app::customers::qualifications(&state.pool, &ctx, id, as_of).await?;
     Ok((etag(record.version), Json(record)))
 }
 
@@ -186,11 +189,12 @@ async fn set_qualifications(
 
 async fn qualification_history(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Path(id): Path<CustomerId>,
     Query(params): Query<VersionPageParams>,
 ) -> Result<Json<Page<QualificationRecord, i64>>, ApiError> {
     let (after, fetch, limit) = params.checked()?;
-    let rows = app::customers::qualification_history(&state.pool, id, after, fetch).await?;
+    let rows = app::customers::qualification_history(&state.pool, &ctx, id, after, fetch).await?;
     Ok(Json(Page::from_rows(rows, limit, |r| r.version)))
 }
 
@@ -202,9 +206,10 @@ struct CustomerPartners {
 
 async fn partners(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Path(id): Path<CustomerId>,
 ) -> Result<Json<CustomerPartners>, ApiError> {
-    let partner_ids = app::customers::partners(&state.pool, id).await?;
+    let partner_ids = app::customers::partners(&state.pool, &ctx, id).await?;
     Ok(Json(CustomerPartners {
         customer_id: id,
         partner_ids,

@@ -16,7 +16,7 @@ use super::{
     pagination::{Page, PageParams},
 };
 use crate::{
-    app,
+    app::{self, RequestContext},
     db::offers::Offer,
     domain::{CustomerId, OfferId, PartnerId, PurchaseDecision, Quantity},
 };
@@ -49,6 +49,7 @@ struct DecisionBody {
 
 async fn decide(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Json(body): Json<ProposedPurchase>,
 ) -> Result<Json<DecisionBody>, ApiError> {
     if let Some(quantity) = body.quantity {
@@ -56,6 +57,7 @@ async fn decide(
     }
     let decision = app::purchases::decide_only(
         &state.pool,
+        &ctx,
         body.customer_id,
         body.partner_id,
         body.offer_id,
@@ -80,6 +82,7 @@ struct EligibleOffersParams {
 
 async fn eligible_offers(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Path(customer_id): Path<CustomerId>,
     Query(params): Query<EligibleOffersParams>,
     Query(page): Query<PageParams>,
@@ -88,8 +91,14 @@ async fn eligible_offers(
         .partner_id
         .ok_or_else(|| ApiError::invalid_query("partner_id is required"))?;
     let (keyset, limit) = page.keyset()?;
-    let rows =
-        app::purchases::eligible_offers(&state.pool, customer_id, partner_id, params.as_of, keyset)
-            .await?;
+    let rows = app::purchases::eligible_offers(
+        &state.pool,
+        &ctx,
+        customer_id,
+        partner_id,
+        params.as_of,
+        keyset,
+    )
+    .await?;
     Ok(Json(Page::from_rows(rows, limit, |o| o.id.0)))
 }

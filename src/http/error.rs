@@ -45,6 +45,11 @@ impl ApiError {
         self
     }
 
+    /// Adds a response header.
+    pub fn insert_header(&mut self, name: header::HeaderName, value: HeaderValue) {
+        self.0.headers.insert(name, value);
+    }
+
     /// Adds an `ETag` header naming a resource version.
     pub fn with_etag(mut self, version: i64) -> Self {
         self.0
@@ -151,6 +156,11 @@ impl From<app::Error> for ApiError {
         use app::Error as E;
         let detail = error.to_string();
         match error {
+            E::Forbidden { .. } => Self::new(S::FORBIDDEN, "forbidden", detail),
+            E::TokenNotFound(_) => Self::new(S::NOT_FOUND, "token_not_found", detail),
+            E::InvalidTokenRequest(_) => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_token_request", detail)
+            }
             E::CustomerNotFound(_) => Self::new(S::NOT_FOUND, "customer_not_found", detail),
             E::PartnerNotFound(_) => Self::new(S::NOT_FOUND, "partner_not_found", detail),
             E::SubscriptionNotFound(..) => {

@@ -2,12 +2,12 @@
 
 use axum::{
     extract::{FromRequest, FromRequestParts},
-    http::{StatusCode, header, request::Parts},
+    http::{HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
 
-use super::{ApiError, REQUEST_ID};
+use super::{ApiError, AppState, REQUEST_ID};
 use crate::app::{Precondition, RequestContext, purchases::IdempotencyKey};
 
 /// JSON body in, JSON body out.
@@ -31,17 +31,50 @@ pub struct Path<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct Query<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+/// Every API request is authenticated: `Authorization: Bearer <token>`.
+impl FromRequestParts<AppState> for RequestContext {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthenticated = |code, detail: &str| {
+            let mut error = ApiError::new(StatusCode::UNAUTHORIZED, code, detail);
+            error.insert_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            error
+        };
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(unauthenticated(
+                "unauthenticated",
+                "This API needs an Authorization: Bearer token.",
+            ));
+        };
+        let secret = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                unauthenticated(
+                    "invalid_token",
+                    "The Authorization header must be `Bearer <token>`.",
+                )
+            })?;
+        let principal = state
+            .tokens
+            .verify(&state.pool, secret)
+            .await?
+            .ok_or_else(|| {
+                unauthenticated("invalid_token", "The token is unknown, expired or revoked.")
+            })?;
         let request_id = parts
             .headers
             .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         Ok(RequestContext {
-            actor: "system".to_owned(),
+            principal: Some(principal),
             request_id,
         })
     }

@@ -8,6 +8,7 @@ mod offers;
 mod pagination;
 mod partners;
 mod subscriptions;
+mod tokens;
 
 use axum::{
     Router,
@@ -48,6 +49,8 @@ pub fn etag(version: i64) -> [(axum::http::HeaderName, axum::http::HeaderValue);
 pub struct AppState {
     /// The database pool.
     pub pool: PgPool,
+    /// Verifies bearer tokens, with a short-lived cache.
+    pub tokens: std::sync::Arc<crate::app::tokens::TokenVerifier>,
 }
 
 /// The whole API.
@@ -59,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .merge(offers::router())
         .merge(subscriptions::router())
         .merge(decisions::router())
+        .merge(tokens::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "No such route.") })

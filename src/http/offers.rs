@@ -62,17 +62,26 @@ struct OfferFilter {
 
 async fn list(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Query(filter): Query<OfferFilter>,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Page<Offer>>, ApiError> {
     let (keyset, limit) = params.keyset()?;
-    let rows = app::offers::list(&state.pool, filter.segment, filter.product_kind, keyset).await?;
+    let rows = app::offers::list(
+        &state.pool,
+        &ctx,
+        filter.segment,
+        filter.product_kind,
+        keyset,
+    )
+    .await?;
     Ok(Json(Page::from_rows(rows, limit, |o| o.id.0)))
 }
 
 async fn show(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Path(id): Path<OfferId>,
 ) -> Result<Json<Offer>, ApiError> {
-    Ok(Json(app::offers::get(&state.pool, id).await?))
+    Ok(Json(app::offers::get(&state.pool, &ctx, id).await?))
 }

@@ -83,18 +83,20 @@ async fn create(
 
 async fn list(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Page<Partner>>, ApiError> {
     let (keyset, limit) = params.keyset()?;
-    let rows = app::partners::list(&state.pool, keyset).await?;
+    let rows = app::partners::list(&state.pool, &ctx, keyset).await?;
     Ok(Json(Page::from_rows(rows, limit, |p| p.id.0)))
 }
 
 async fn show(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Path(id): Path<PartnerId>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let partner = app::partners::get(&state.pool, id).await?;
+    let partner = app::partners::get(&state.pool, &ctx, id).await?;
     Ok((etag(partner.version), Json(partner)))
 }
 
@@ -106,20 +108,22 @@ struct AsOf {
 
 async fn profile(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Path(id): Path<PartnerId>,
     Query(AsOf { as_of }): Query<AsOf>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let record = app::partners::profile(&state.pool, id, as_of).await?;
+    let record = app::partners::profile(&state.pool, &ctx, id, as_of).await?;
     Ok((etag(record.version), Json(record)))
 }
 
 async fn profile_history(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Path(id): Path<PartnerId>,
     Query(params): Query<VersionPageParams>,
 ) -> Result<Json<Page<ProfileRecord, i64>>, ApiError> {
     let (after, fetch, limit) = params.checked()?;
-    let rows = app::partners::profile_history(&state.pool, id, after, fetch).await?;
+    let rows = app::partners::profile_history(&state.pool, &ctx, id, after, fetch).await?;
     Ok(Json(Page::from_rows(rows, limit, |r| r.version)))
 }
 

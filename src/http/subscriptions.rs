@@ -90,19 +90,21 @@ async fn purchase(
 
 async fn list(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Path(customer_id): Path<CustomerId>,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Page<Subscription>>, ApiError> {
     let (keyset, limit) = params.keyset()?;
-    let rows = app::customers::subscriptions(&state.pool, customer_id, keyset).await?;
+    let rows = app::customers::subscriptions(&state.pool, &ctx, customer_id, keyset).await?;
     Ok(Json(Page::from_rows(rows, limit, |s| s.id.0)))
 }
 
 async fn show(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Path((customer_id, id)): Path<(CustomerId, SubscriptionId)>,
 ) -> Result<Json<Subscription>, ApiError> {
     Ok(Json(
-        app::customers::subscription(&state.pool, customer_id, id).await?,
+        app::customers::subscription(&state.pool, &ctx, customer_id, id).await?,
     ))
 }

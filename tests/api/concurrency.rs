@@ -10,17 +10,27 @@ const ROUNDS: usize = 40;
 const ROUNDS_AT_ONCE: usize = 4;
 const BUYERS_PER_SIDE: usize = 5;
 
+/// What every round shares: the instances, the partners with a sales token each, the offers.
+#[derive(Clone)]
+struct Race {
+    client: reqwest::Client,
+    instances: Vec<String>,
+    partners: Vec<(Uuid, String)>,
+    offers: Vec<(&'static str, Uuid)>,
+    back_office: String,
+}
+
 /// One round on a fresh customer qualified for education: at the same instant, buyers of
 /// commercial and education offers, a back-office change to {gcc}, and buyers of the GCC offer,
 /// spread over all instances and partners. Returns the segments of the 201s.
-async fn race_round(
-    client: reqwest::Client,
-    instances: Vec<String>,
-    partners: Vec<Uuid>,
-    offers: Vec<(&'static str, Uuid)>,
-    customer: Uuid,
-    round: usize,
-) -> Vec<&'static str> {
+async fn race_round(race: Race, customer: Uuid, round: usize) -> Vec<&'static str> {
+    let Race {
+        client,
+        instances,
+        partners,
+        offers,
+        back_office,
+    } = race;
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(2 * BUYERS_PER_SIDE + 1));
     let mut buyers = Vec::new();
     for b in 0..2 * BUYERS_PER_SIDE {
@@ -31,13 +41,14 @@ async fn race_round(
         } else {
             offers[2]
         };
-        let partner = partners[b % partners.len()];
+        let (partner, token) = partners[b % partners.len()].clone();
         let base = instances[b % instances.len()].clone();
         buyers.push(tokio::spawn(async move {
             start.wait().await;
             let reply = purchase_at(
                 &client,
                 &base,
+                &token,
                 customer,
                 partner,
                 offer,
@@ -58,6 +69,7 @@ async fn race_round(
     start.wait().await;
     let reply = client
         .put(format!("{base}/v1/customers/{customer}/qualifications"))
+        .bearer_auth(&back_office)
         .header("if-match", "\"1\"")
         .json(&json!({ "special_qualifications": ["gcc"], "evidence": { "gcc": "GCV" }, "reason": "race" }))
         .send()
@@ -97,6 +109,17 @@ async fn concurrent_purchases_and_qualification_changes_never_break_the_gcc_lock
         customers.push(customer);
     }
 
+    let mut sellers = Vec::new();
+    for partner in &partners {
+        sellers.push((*partner, app.sales_token(*partner).await));
+    }
+    let race = Race {
+        client: app.client.clone(),
+        instances: instances.clone(),
+        partners: sellers,
+        offers: offers.clone(),
+        back_office: app.back_office.clone(),
+    };
     let mut created = Vec::new();
     for chunk in customers.chunks(ROUNDS_AT_ONCE).enumerate() {
         let (c, group) = chunk;
@@ -104,20 +127,7 @@ async fn concurrent_purchases_and_qualification_changes_never_break_the_gcc_lock
             .iter()
             .enumerate()
             .map(|(i, customer)| {
-                let args = (
-                    app.client.clone(),
-                    instances.clone(),
-                    partners.clone(),
-                    offers.clone(),
-                );
-                tokio::spawn(race_round(
-                    args.0,
-                    args.1,
-                    args.2,
-                    args.3,
-                    *customer,
-                    c * ROUNDS_AT_ONCE + i,
-                ))
+                tokio::spawn(race_round(race.clone(), *customer, c * ROUNDS_AT_ONCE + i))
             })
             .collect();
         for round in rounds {

@@ -6,11 +6,15 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use std::{collections::HashMap, sync::Mutex};
+
 use partner_catalog::{
+    app::{RequestContext, tokens},
     config::{Config, LogFormat},
+    domain::{PartnerId, Role},
     startup::Application,
 };
-use reqwest::{Response, StatusCode, Url};
+use reqwest::{Method, Response, StatusCode, Url};
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use testcontainers_modules::{
@@ -108,6 +112,12 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// A pool on the test database, for assertions on what was stored.
     pub pool: PgPool,
+    /// Secrets of platform tokens, one per platform role.
+    pub operator: String,
+    pub back_office: String,
+    pub auditor: String,
+    /// Sales-agent secrets by partner, made on first use.
+    sales: Mutex<HashMap<Uuid, String>>,
     database_url: String,
     database_name: String,
 }
@@ -126,10 +136,31 @@ pub async fn spawn_app() -> TestApp {
     TestApp {
         address,
         client: reqwest::Client::new(),
+        operator: issue_token(&pool, Role::Operator, None).await,
+        back_office: issue_token(&pool, Role::BackOffice, None).await,
+        auditor: issue_token(&pool, Role::Auditor, None).await,
+        sales: Mutex::new(HashMap::new()),
         pool,
         database_url,
         database_name,
     }
+}
+
+/// Issues a token as the command line does, valid for a day; returns its secret.
+pub async fn issue_token(pool: &PgPool, role: Role, partner: Option<Uuid>) -> String {
+    let expires_at = chrono::Utc::now() + chrono::Duration::days(1);
+    let partner = partner.map(PartnerId);
+    tokens::issue(
+        pool,
+        &RequestContext::system(),
+        role,
+        partner,
+        expires_at,
+        "test",
+    )
+    .await
+    .expect("issue a token")
+    .secret
 }
 
 /// Starts one more service instance (its own pool) over `database_url`; returns its base URL.
@@ -239,21 +270,35 @@ impl TestApp {
         spawn_instance(&self.database_url).await
     }
 
+    /// The platform token the tests use by default for a call: the operator for offers and
+    /// tokens, the auditor for reads, back office for every other change.
+    pub fn default_token(&self, method: &Method, path: &str) -> &str {
+        if path.starts_with("/v1/tokens")
+            || (path.starts_with("/v1/offers") && method == Method::POST)
+        {
+            &self.operator
+        } else if method == Method::GET || path.starts_with("/v1/purchase-decisions") {
+            &self.auditor
+        } else {
+            &self.back_office
+        }
+    }
+
+    /// A request with the default token.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let token = self.default_token(&method, path).to_owned();
+        self.client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(token)
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
-        Reply::from(
-            self.client
-                .get(format!("{}{path}", self.address))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        Reply::from(self.request(Method::GET, path).send().await.unwrap()).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
         Reply::from(
-            self.client
-                .post(format!("{}{path}", self.address))
+            self.request(Method::POST, path)
                 .json(&body)
                 .send()
                 .await
@@ -263,18 +308,20 @@ impl TestApp {
     }
 
     pub async fn put(&self, path: &str, body: Value) -> Reply {
-        let request = self
-            .client
-            .put(format!("{}{path}", self.address))
-            .json(&body);
-        Reply::from(request.send().await.unwrap()).await
+        Reply::from(
+            self.request(Method::PUT, path)
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     /// A PUT with `If-Match`.
     pub async fn put_if_match(&self, path: &str, if_match: &str, body: Value) -> Reply {
         let request = self
-            .client
-            .put(format!("{}{path}", self.address))
+            .request(Method::PUT, path)
             .header("if-match", if_match)
             .json(&body);
         Reply::from(request.send().await.unwrap()).await
@@ -290,19 +337,37 @@ impl TestApp {
     /// Sends a raw body with the given content type.
     pub async fn send_raw(
         &self,
-        method: reqwest::Method,
+        method: Method,
         path: &str,
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Reply {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.address))
-            .body(body);
+        let mut request = self.request(method, path).body(body);
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
         Reply::from(request.send().await.unwrap()).await
+    }
+
+    /// The principal (token) id of a secret, as events record it.
+    pub async fn principal_id(&self, secret: &str) -> Uuid {
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(secret.as_bytes()).to_vec();
+        sqlx::query_scalar("select id from api_tokens where secret_hash = $1")
+            .bind(hash)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// A sales agent's token for `partner`.
+    pub async fn sales_token(&self, partner: Uuid) -> String {
+        if let Some(token) = self.sales.lock().unwrap().get(&partner) {
+            return token.clone();
+        }
+        let token = issue_token(&self.pool, Role::SalesAgent, Some(partner)).await;
+        self.sales.lock().unwrap().insert(partner, token.clone());
+        token
     }
 
     pub async fn create_partner(&self, kind: &str, quals: &[&str]) -> Uuid {
@@ -373,8 +438,19 @@ impl TestApp {
     }
 
     /// Buys `offer` for `customer` through `partner`, with this idempotency key.
+    /// Buys as a sales agent of `partner`.
     pub async fn purchase(&self, customer: Uuid, partner: Uuid, offer: Uuid, key: &str) -> Reply {
-        purchase_at(&self.client, &self.address, customer, partner, offer, key).await
+        let token = self.sales_token(partner).await;
+        purchase_at(
+            &self.client,
+            &self.address,
+            &token,
+            customer,
+            partner,
+            offer,
+            key,
+        )
+        .await
     }
 
     pub async fn count(&self, table: &str) -> i64 {
@@ -398,6 +474,7 @@ pub fn evidence_for(quals: &[&str]) -> Value {
 pub async fn purchase_at(
     client: &reqwest::Client,
     base: &str,
+    token: &str,
     customer: Uuid,
     partner: Uuid,
     offer: Uuid,
@@ -405,6 +482,7 @@ pub async fn purchase_at(
 ) -> Reply {
     let response = client
         .post(format!("{base}/v1/customers/{customer}/subscriptions"))
+        .bearer_auth(token)
         .header("idempotency-key", key)
         .json(&json!({ "partner_id": partner, "offer_id": offer, "quantity": 1 }))
         .send()

@@ -224,6 +224,7 @@ async fn bad_input_of_any_kind_is_a_problem_and_changes_nothing() {
 async fn purchase_bodies_of_the_wrong_shape_are_rejected_before_anything_is_written() {
     let app = spawn_app().await;
     let customer = app.create_customer(&[]).await;
+    let token = app.sales_token(app.create_qualified_partner().await).await;
     let bodies = [
         json!({ "partner_id": "nope", "offer_id": uuid::Uuid::now_v7(), "quantity": 1 }),
         json!({ "partner_id": uuid::Uuid::now_v7(), "offer_id": uuid::Uuid::now_v7(), "quantity": "1" }),
@@ -237,6 +238,7 @@ async fn purchase_bodies_of_the_wrong_shape_are_rejected_before_anything_is_writ
                 "{}/v1/customers/{customer}/subscriptions",
                 app.address
             ))
+            .bearer_auth(&token)
             .header("idempotency-key", format!("shape-{i}"))
             .json(&body)
             .send()

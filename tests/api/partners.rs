@@ -220,7 +220,10 @@ async fn the_partner_profile_history_answers_what_was_true_when() {
     assert_eq!(items[0]["valid_to"], items[1]["valid_from"]);
     assert_eq!(items[1]["valid_to"], items[2]["valid_from"]);
     assert!(items[2]["valid_to"].is_null());
-    assert_eq!(items[2]["actor"], "system");
+    assert_eq!(
+        items[2]["actor"],
+        app.principal_id(&app.back_office).await.to_string()
+    );
 
     let at = |t: chrono::DateTime<chrono::Utc>| {
         format!(

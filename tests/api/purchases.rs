@@ -139,6 +139,27 @@ async fn every_broken_rule_is_reported_and_the_denial_is_recorded() {
     let customer = app.create_customer(&["gcc"]).await;
     let education = app.create_offer("education", "license_based").await;
 
+    // Asked by an auditor before any relationship exists, every rule is reported, including that one.
+    let decision = app
+        .post(
+            "/v1/purchase-decisions",
+            json!({ "customer_id": customer, "partner_id": lonely_reseller, "offer_id": education }),
+        )
+        .await;
+    let codes: Vec<_> = decision.body["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["code"].clone())
+        .collect();
+    assert_eq!(codes.len(), 5);
+    assert_eq!(codes[0], "no_customer_relationship");
+    // To the partner itself an unrelated customer does not exist.
+    app.purchase(customer, lonely_reseller, education, "unrelated")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "customer_not_found");
+
+    app.link(customer, lonely_reseller).await;
     let reply = app
         .purchase(customer, lonely_reseller, education, "deny-all")
         .await;
@@ -146,7 +167,6 @@ async fn every_broken_rule_is_reported_and_the_denial_is_recorded() {
     assert_eq!(
         reply.violation_codes(),
         [
-            "no_customer_relationship",
             "reseller_not_qualified",
             "indirect_reseller_without_provider",
             "customer_not_qualified",
@@ -170,7 +190,7 @@ async fn every_broken_rule_is_reported_and_the_denial_is_recorded() {
         .iter()
         .map(|v| v["code"].clone())
         .collect();
-    assert_eq!(codes.len(), 5);
+    assert_eq!(codes.len(), 4);
     assert_eq!(app.count("subscriptions").await, 0);
 }
 
@@ -263,16 +283,17 @@ async fn concurrent_retries_with_one_key_create_one_subscription() {
     app.link(customer, partner).await;
     let offer = app.create_offer("commercial", "license_based").await;
 
+    let token = app.sales_token(partner).await;
     let mut tasks = Vec::new();
     for i in 0..16 {
-        let client = app.client.clone();
+        let (client, token) = (app.client.clone(), token.clone());
         let base = if i % 2 == 0 {
             app.address.clone()
         } else {
             second.clone()
         };
         tasks.push(tokio::spawn(async move {
-            purchase_at(&client, &base, customer, partner, offer, "same-key").await
+            purchase_at(&client, &base, &token, customer, partner, offer, "same-key").await
         }));
     }
     let mut ids = BTreeSet::new();
@@ -299,8 +320,16 @@ async fn purchases_need_a_valid_idempotency_key_and_existing_parties() {
     let offer = app.create_offer("commercial", "license_based").await;
     let path = format!("{}/v1/customers/{customer}/subscriptions", app.address);
     let body = json!({ "partner_id": partner, "offer_id": offer, "quantity": 1 });
+    let token = app.sales_token(partner).await;
 
-    let missing = app.client.post(&path).json(&body).send().await.unwrap();
+    let missing = app
+        .client
+        .post(&path)
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         missing.json::<serde_json::Value>().await.unwrap()["code"],
@@ -310,6 +339,7 @@ async fn purchases_need_a_valid_idempotency_key_and_existing_parties() {
         let reply = app
             .client
             .post(&path)
+            .bearer_auth(&token)
             .header("idempotency-key", bad)
             .json(&body)
             .send()
@@ -326,9 +356,18 @@ async fn purchases_need_a_valid_idempotency_key_and_existing_parties() {
     app.purchase(unknown, partner, offer, "u1")
         .await
         .assert_problem(StatusCode::NOT_FOUND, "customer_not_found");
-    app.purchase(customer, unknown, offer, "u2")
-        .await
-        .assert_problem(StatusCode::NOT_FOUND, "partner_not_found");
+    // Acting for another (here: no) partner than the token's is answered as if it did not exist.
+    purchase_at(
+        &app.client,
+        &app.address,
+        &token,
+        customer,
+        unknown,
+        offer,
+        "u2",
+    )
+    .await
+    .assert_problem(StatusCode::NOT_FOUND, "partner_not_found");
     app.purchase(customer, partner, unknown, "u3")
         .await
         .assert_problem(StatusCode::NOT_FOUND, "offer_not_found");
@@ -336,6 +375,7 @@ async fn purchases_need_a_valid_idempotency_key_and_existing_parties() {
         let reply = app
             .client
             .post(&path)
+            .bearer_auth(&token)
             .header("idempotency-key", format!("q{quantity}"))
             .json(&json!({ "partner_id": partner, "offer_id": offer, "quantity": quantity }))
             .send()

@@ -1,0 +1,217 @@
+//! Who may do what: roles, the actions they may take, and the one permission matrix.
+
+use super::{PartnerId, wire_enum};
+
+wire_enum!(
+    /// The role a token acts in.
+    Role("role") {
+        /// A partner's global admin: everything its admin agents may, plus its partner's tokens.
+        GlobalAdmin => "global_admin",
+        /// A partner's admin agent: a sales agent who also manages customer relationships.
+        AdminAgent => "admin_agent",
+        /// A partner's sales agent: buys subscriptions, reads its partner's customers.
+        SalesAgent => "sales_agent",
+        /// Keeps customer and partner qualifications and relationships true.
+        BackOffice => "back_office",
+        /// Reads everything, including the audit log; changes nothing.
+        Auditor => "auditor",
+        /// Runs the platform: tokens and the offer catalog.
+        Operator => "operator",
+    }
+);
+
+impl Role {
+    /// Partner roles are bound to one partner and see only its customers.
+    pub fn is_partner_role(self) -> bool {
+        matches!(
+            self,
+            Self::GlobalAdmin | Self::AdminAgent | Self::SalesAgent
+        )
+    }
+}
+
+/// Something a request does, as far as permissions go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Read partners and their profiles.
+    ReadPartners,
+    /// Create partners, change their reseller qualifications and provider links.
+    ManagePartners,
+    /// Read the offer catalog.
+    ReadOffers,
+    /// Create offers.
+    ManageOffers,
+    /// Read customers, their qualifications and relationships.
+    ReadCustomers,
+    /// Create and import customers, change their qualifications.
+    ManageCustomers,
+    /// Link a customer to a partner.
+    ManageRelationships,
+    /// Buy subscriptions.
+    Purchase,
+    /// Ask for decisions and eligible offers.
+    ReadDecisions,
+    /// Read subscriptions.
+    ReadSubscriptions,
+    /// Read the audit log.
+    ReadAudit,
+    /// Create, list and revoke tokens.
+    ManageTokens,
+}
+
+impl Action {
+    /// Every action.
+    pub const ALL: [Action; 12] = [
+        Self::ReadPartners,
+        Self::ManagePartners,
+        Self::ReadOffers,
+        Self::ManageOffers,
+        Self::ReadCustomers,
+        Self::ManageCustomers,
+        Self::ManageRelationships,
+        Self::Purchase,
+        Self::ReadDecisions,
+        Self::ReadSubscriptions,
+        Self::ReadAudit,
+        Self::ManageTokens,
+    ];
+}
+
+/// The permission matrix: whether `role` may take `action` at all. Partner roles are further
+/// scoped to their own partner and its customers by the use cases.
+pub fn permits(role: Role, action: Action) -> bool {
+    use Action::*;
+    use Role::*;
+    match role {
+        Operator => matches!(
+            action,
+            ReadPartners | ReadOffers | ManageOffers | ManageTokens
+        ),
+        BackOffice => matches!(
+            action,
+            ReadPartners
+                | ManagePartners
+                | ReadOffers
+                | ReadCustomers
+                | ManageCustomers
+                | ManageRelationships
+                | ReadDecisions
+                | ReadSubscriptions
+        ),
+        Auditor => matches!(
+            action,
+            ReadPartners
+                | ReadOffers
+                | ReadCustomers
+                | ReadDecisions
+                | ReadSubscriptions
+                | ReadAudit
+        ),
+        SalesAgent => matches!(
+            action,
+            ReadPartners
+                | ReadOffers
+                | ReadCustomers
+                | Purchase
+                | ReadDecisions
+                | ReadSubscriptions
+        ),
+        AdminAgent => permits(SalesAgent, action) || action == ManageRelationships,
+        GlobalAdmin => permits(AdminAgent, action) || action == ManageTokens,
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's id; the actor recorded on events.
+    pub id: uuid::Uuid,
+    /// The role it acts in.
+    pub role: Role,
+    /// For partner roles, the partner it acts for.
+    pub partner_id: Option<PartnerId>,
+}
+
+impl Principal {
+    /// The partner whose data alone this principal may see, if it is partner-bound.
+    pub fn partner_scope(&self) -> Option<PartnerId> {
+        self.partner_id.filter(|_| self.role.is_partner_role())
+    }
+
+    /// Whether this principal may create or revoke a token of `role` for `partner`.
+    pub fn may_manage_token(&self, role: Role, partner: Option<PartnerId>) -> bool {
+        match self.role {
+            Role::Operator => true,
+            Role::GlobalAdmin => {
+                role.is_partner_role() && partner.is_some() && partner == self.partner_id
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's matrix, row by row: O=operator, B=back_office, A=auditor, S=sales_agent,
+    /// M=admin_agent, G=global_admin.
+    const MATRIX: [(Action, &str); 12] = [
+        (Action::ReadPartners, "OBASMG"),
+        (Action::ManagePartners, "B"),
+        (Action::ReadOffers, "OBASMG"),
+        (Action::ManageOffers, "O"),
+        (Action::ReadCustomers, "BASMG"),
+        (Action::ManageCustomers, "B"),
+        (Action::ManageRelationships, "BMG"),
+        (Action::Purchase, "SMG"),
+        (Action::ReadDecisions, "BASMG"),
+        (Action::ReadSubscriptions, "BASMG"),
+        (Action::ReadAudit, "A"),
+        (Action::ManageTokens, "OG"),
+    ];
+
+    #[test]
+    fn the_matrix_is_the_documented_one() {
+        let letters = [
+            (Role::Operator, 'O'),
+            (Role::BackOffice, 'B'),
+            (Role::Auditor, 'A'),
+            (Role::SalesAgent, 'S'),
+            (Role::AdminAgent, 'M'),
+            (Role::GlobalAdmin, 'G'),
+        ];
+        assert_eq!(MATRIX.len(), Action::ALL.len());
+        for (action, allowed) in MATRIX {
+            for (role, letter) in letters {
+                assert_eq!(
+                    permits(role, action),
+                    allowed.contains(letter),
+                    "{role} {action:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn global_admins_manage_only_their_partners_partner_tokens() {
+        let mine = PartnerId::new();
+        let admin = Principal {
+            id: uuid::Uuid::now_v7(),
+            role: Role::GlobalAdmin,
+            partner_id: Some(mine),
+        };
+        assert!(admin.may_manage_token(Role::SalesAgent, Some(mine)));
+        assert!(admin.may_manage_token(Role::GlobalAdmin, Some(mine)));
+        assert!(!admin.may_manage_token(Role::SalesAgent, Some(PartnerId::new())));
+        assert!(!admin.may_manage_token(Role::BackOffice, None));
+        let operator = Principal {
+            id: uuid::Uuid::now_v7(),
+            role: Role::Operator,
+            partner_id: None,
+        };
+        assert!(operator.may_manage_token(Role::Auditor, None));
+        assert_eq!(operator.partner_scope(), None);
+        assert_eq!(admin.partner_scope(), Some(mine));
+    }
+}
