@@ -31,7 +31,9 @@ wire_enum!(
         CustomerQualificationsSet => "customer_qualifications_set",
         OfferCreated => "offer_created",
         SubscriptionCreated => "subscription_created",
+        SubscriptionStatusChanged => "subscription_status_changed",
         PurchaseDenied => "purchase_denied",
+        IdempotentReplayServed => "idempotent_replay_served",
     }
 );
 

@@ -2,7 +2,6 @@
 
 use serde_json::Value;
 use sqlx::PgExecutor;
-use uuid::Uuid;
 
 use crate::{
     app::{EventType, RequestContext},
@@ -23,15 +22,20 @@ pub struct NewEvent {
 }
 
 /// Appends an event, in the caller's transaction.
+///
+/// The database's `events_chain` trigger does the rest: it locks the head of the event's chain
+/// (the customer's, else the partner's, else the catalog's), then stamps `occurred_at` and derives
+/// the time-ordered id from it, and links the event into the chain with its hash. Taking the time
+/// after that lock keeps each chain in time order, and the id and `occurred_at` agree exactly, so
+/// time ranges can be searched as id ranges.
 pub async fn append(
     db: impl PgExecutor<'_>,
     ctx: &RequestContext,
     event: NewEvent,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "insert into events (id, actor, request_id, customer_id, partner_id, event_type, payload)
-         values ($1, $2, $3, $4, $5, $6, $7)",
-        Uuid::now_v7(),
+        "insert into events (actor, request_id, customer_id, partner_id, event_type, payload)
+         values ($1, $2, $3, $4, $5, $6)",
         ctx.actor,
         ctx.request_id.as_deref(),
         event.customer_id.map(|c| c.0),

@@ -1,6 +1,7 @@
 //! The rule book (`shared/domain.md`) as pure code: no I/O, no clock, no framework types.
 //! Everything here is decided from values the caller loaded and passes in.
 
+pub mod audit;
 mod customer;
 mod ids;
 mod offer;
