@@ -5,10 +5,11 @@ pub mod customers;
 pub mod offers;
 pub mod partners;
 pub mod purchases;
+pub mod subscriptions;
 
 use crate::domain::{
     CustomerId, InvalidQualificationSet, OfferId, PartnerId, ProductKind, Segment, SubscriptionId,
-    wire_enum,
+    SubscriptionStatus, wire_enum,
 };
 
 /// Who is acting, for the event log.
@@ -74,6 +75,9 @@ pub enum Error {
     /// A provider link names a partner that is not an indirect provider.
     #[error("partner {0} is not an indirect provider")]
     NotAnIndirectProvider(PartnerId),
+    /// A cancelled subscription cannot be reactivated or suspended.
+    #[error("subscription {0} is {1} and cannot become {2}")]
+    InvalidStatusTransition(SubscriptionId, SubscriptionStatus, SubscriptionStatus),
     /// The idempotency key was first used with a different request.
     #[error("idempotency key `{0}` was already used with a different request")]
     IdempotencyKeyReused(String),

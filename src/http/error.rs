@@ -141,6 +141,9 @@ impl From<app::Error> for ApiError {
                 "provider_not_indirect_provider",
                 detail,
             ),
+            E::InvalidStatusTransition(..) => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_status_transition", detail)
+            }
             E::IdempotencyKeyReused(_) => {
                 Self::new(S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", detail)
             }
