@@ -1,6 +1,7 @@
 //! Use cases. Each public function is one use case and owns its transaction: it loads what the
 //! rules need, asks the domain, writes the outcome and its event, and commits (or writes nothing).
 
+pub mod audit;
 pub mod customers;
 pub mod offers;
 pub mod partners;

@@ -23,34 +23,40 @@ pub struct PageParams {
 impl PageParams {
     /// Checks the parameters; the keyset asks for one row more than the page to detect a next page.
     pub fn keyset(&self) -> Result<(Keyset, usize), ApiError> {
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::invalid_query(format!(
-                "limit must be between 1 and {MAX_LIMIT}"
-            )));
-        }
+        let limit = page_size(self.limit)?;
         Ok((
             Keyset {
                 after: self.after,
-                limit: i64::from(limit) + 1,
+                limit: limit as i64 + 1,
             },
-            limit as usize,
+            limit,
         ))
     }
 }
 
-/// One page of a listing.
-#[derive(Debug, Serialize)]
-pub struct Page<T> {
-    /// The items, oldest first.
-    pub items: Vec<T>,
-    /// Pass as `after` to get the next page; absent on the last page.
-    pub next_cursor: Option<Uuid>,
+/// Checks a requested page size: 1 to 200, 50 when absent.
+pub fn page_size(limit: Option<u32>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_query(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    Ok(limit as usize)
 }
 
-impl<T> Page<T> {
+/// One page of a listing.
+#[derive(Debug, Serialize)]
+pub struct Page<T, C = Uuid> {
+    /// The items, in the listing's order (oldest first unless it says otherwise).
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_cursor: Option<C>,
+}
+
+impl<T, C> Page<T, C> {
     /// Builds a page from up to `limit + 1` rows.
-    pub fn from_rows(mut rows: Vec<T>, limit: usize, id: impl Fn(&T) -> Uuid) -> Self {
+    pub fn from_rows(mut rows: Vec<T>, limit: usize, id: impl Fn(&T) -> C) -> Self {
         let next_cursor = if rows.len() > limit {
             rows.truncate(limit);
             rows.last().map(id)

@@ -1,5 +1,6 @@
 //! The service driven over HTTP, each test against its own fresh PostgreSQL database.
 
+mod audit;
 mod concurrency;
 mod customers;
 mod helpers;
