@@ -1,11 +1,13 @@
 //! Use cases. Each public function is one use case and owns its transaction: it loads what the
 //! rules need, asks the domain, writes the outcome and its event, and commits (or writes nothing).
 
+pub mod audit;
 pub mod customers;
 pub mod import;
 pub mod offers;
 pub mod partners;
 pub mod purchases;
+pub mod subscriptions;
 pub mod tokens;
 
 use chrono::{DateTime, Utc};
@@ -14,7 +16,7 @@ use crate::{
     db::{customers::QualificationRecord, partners::Partner},
     domain::{
         Action, CustomerId, EvidenceError, InvalidQualificationSet, OfferId, PartnerId, Principal,
-        ProductKind, Role, Segment, SubscriptionId, permits, wire_enum,
+        ProductKind, Role, Segment, SubscriptionId, SubscriptionStatus, permits, wire_enum,
     },
 };
 
@@ -79,9 +81,11 @@ wire_enum!(
         CustomerQualificationsSet => "customer_qualifications_set",
         OfferCreated => "offer_created",
         SubscriptionCreated => "subscription_created",
+        SubscriptionStatusChanged => "subscription_status_changed",
         PurchaseDenied => "purchase_denied",
         TokenCreated => "token_created",
         TokenRevoked => "token_revoked",
+        IdempotentReplayServed => "idempotent_replay_served",
     }
 );
 
@@ -176,6 +180,9 @@ pub enum Error {
     /// The customer or partner did not exist yet at the requested time.
     #[error("nothing was recorded for {0} at {1}")]
     NotRecordedAt(String, DateTime<Utc>),
+    /// A cancelled subscription cannot be reactivated or suspended.
+    #[error("subscription {0} is {1} and cannot become {2}")]
+    InvalidStatusTransition(SubscriptionId, SubscriptionStatus, SubscriptionStatus),
     /// The idempotency key was first used with a different request.
     #[error("idempotency key `{0}` was already used with a different request")]
     IdempotencyKeyReused(String),

@@ -129,9 +129,31 @@ pub async fn purchase(
         if stored.request != request_json {
             return Err(Error::IdempotencyKeyReused(key.as_str().to_owned()));
         }
-        let outcome = serde_json::from_value(stored.outcome)
+        let outcome: PurchaseOutcome = serde_json::from_value(stored.outcome)
             .context("stored purchase outcome is unreadable")
             .map_err(Error::Internal)?;
+        // Serving a stored outcome is a decision too: auditors see every retry, and which outcome
+        // it was answered with.
+        let (result, subscription_id) = match &outcome {
+            PurchaseOutcome::Created { subscription } => ("created", Some(subscription.id)),
+            PurchaseOutcome::Denied { .. } => ("denied", None),
+        };
+        db::events::append(
+            &mut *tx,
+            ctx,
+            NewEvent {
+                event_type: EventType::IdempotentReplayServed,
+                customer_id: Some(request.customer_id),
+                partner_id: Some(request.partner_id),
+                payload: json!({
+                    "idempotency_key": key.as_str(),
+                    "result": result,
+                    "subscription_id": subscription_id,
+                }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
         return Ok(Purchase {
             outcome,
             replayed: true,

@@ -23,15 +23,20 @@ pub struct NewEvent {
 }
 
 /// Appends an event, in the caller's transaction.
+///
+/// The database's `events_chain` trigger does the rest: it locks the head of the event's chain
+/// (the customer's, else the partner's, else the catalog's), then stamps `occurred_at` and derives
+/// the time-ordered id from it, and links the event into the chain with its hash. Taking the time
+/// after that lock keeps each chain in time order, and the id and `occurred_at` agree exactly, so
+/// time ranges can be searched as id ranges.
 pub async fn append(
     db: impl PgExecutor<'_>,
     ctx: &RequestContext,
     event: NewEvent,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "insert into events (id, actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
-         values ($1, $2, $8, $9, $3, $4, $5, $6, $7)",
-        Uuid::now_v7(),
+        "insert into events (actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
+         values ($1, $7, $8, $2, $3, $4, $5, $6)",
         ctx.actor(),
         ctx.request_id.as_deref(),
         event.customer_id.map(|c| c.0),
@@ -46,24 +51,23 @@ pub async fn append(
     Ok(())
 }
 
-/// Appends many events in one statement, in the caller's transaction.
+/// Appends many events in one statement, in the caller's transaction; each is stamped and
+/// chained by the trigger as in [`append`].
 pub async fn append_many(
     db: impl PgExecutor<'_>,
     ctx: &RequestContext,
     events: &[NewEvent],
 ) -> sqlx::Result<()> {
-    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
     let customers: Vec<Option<Uuid>> = events.iter().map(|e| e.customer_id.map(|c| c.0)).collect();
     let partners: Vec<Option<Uuid>> = events.iter().map(|e| e.partner_id.map(|p| p.0)).collect();
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
     let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
     sqlx::query!(
-        "insert into events (id, actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
-         select id, $1, $8, $9, $2, c, p, t, pl
-         from unnest($3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::jsonb[]) as u(id, c, p, t, pl)",
+        "insert into events (actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
+         select $1, $7, $8, $2, c, p, t, pl
+         from unnest($3::uuid[], $4::uuid[], $5::text[], $6::jsonb[]) as u(c, p, t, pl)",
         ctx.actor(),
         ctx.request_id.as_deref(),
-        &ids,
         &customers as &[Option<Uuid>],
         &partners as &[Option<Uuid>],
         &types as &[&str],

@@ -1,12 +1,14 @@
 //! Persistence: every SQL statement of the service, checked at compile time by `sqlx::query!`.
 //! Functions take `impl PgExecutor` (a pool or a transaction); callers own `begin`/`commit`.
 
+pub mod audit;
 pub mod customers;
 pub mod events;
 pub mod idempotency;
 pub mod offers;
 pub mod partners;
 pub mod purchases;
+pub mod seed;
 pub mod subscriptions;
 pub mod tokens;
 

@@ -121,3 +121,19 @@ pub async fn has_gcc_history(db: impl PgExecutor<'_>, customer: CustomerId) -> s
     .fetch_one(db)
     .await
 }
+
+/// Sets a subscription's status; the caller holds the customer's lock.
+pub async fn set_status(
+    db: impl PgExecutor<'_>,
+    id: SubscriptionId,
+    status: SubscriptionStatus,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update subscriptions set status = $2 where id = $1",
+        id.0,
+        status.as_str()
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

@@ -53,6 +53,8 @@ pub enum Action {
     ReadDecisions,
     /// Read subscriptions.
     ReadSubscriptions,
+    /// Change a subscription's status.
+    ManageSubscriptions,
     /// Read the audit log.
     ReadAudit,
     /// Create, list and revoke tokens.
@@ -61,7 +63,7 @@ pub enum Action {
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 13] = [
         Self::ReadPartners,
         Self::ManagePartners,
         Self::ReadOffers,
@@ -72,6 +74,7 @@ impl Action {
         Self::Purchase,
         Self::ReadDecisions,
         Self::ReadSubscriptions,
+        Self::ManageSubscriptions,
         Self::ReadAudit,
         Self::ManageTokens,
     ];
@@ -97,6 +100,7 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | ManageRelationships
                 | ReadDecisions
                 | ReadSubscriptions
+                | ManageSubscriptions
         ),
         Auditor => matches!(
             action,
@@ -156,7 +160,7 @@ mod tests {
 
     /// The README's matrix, row by row: O=operator, B=back_office, A=auditor, S=sales_agent,
     /// M=admin_agent, G=global_admin.
-    const MATRIX: [(Action, &str); 12] = [
+    const MATRIX: [(Action, &str); 13] = [
         (Action::ReadPartners, "OBASMG"),
         (Action::ManagePartners, "B"),
         (Action::ReadOffers, "OBASMG"),
@@ -167,6 +171,7 @@ mod tests {
         (Action::Purchase, "SMG"),
         (Action::ReadDecisions, "BASMG"),
         (Action::ReadSubscriptions, "BASMG"),
+        (Action::ManageSubscriptions, "B"),
         (Action::ReadAudit, "A"),
         (Action::ManageTokens, "OG"),
     ];

@@ -2,6 +2,7 @@
 //! Everything here is decided from values the caller loaded and passes in.
 
 mod access;
+pub mod audit;
 mod customer;
 mod evidence;
 mod ids;

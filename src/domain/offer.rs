@@ -39,6 +39,14 @@ wire_enum!(
     }
 );
 
+impl SubscriptionStatus {
+    /// Whether a subscription in this state may be put in `next`. **Decision:** cancellation is
+    /// final; active and suspended subscriptions move freely between the two and may be cancelled.
+    pub fn may_become(self, next: SubscriptionStatus) -> bool {
+        self != SubscriptionStatus::Cancelled || next == SubscriptionStatus::Cancelled
+    }
+}
+
 /// The parts of an offer the purchase rules look at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OfferTerms {
@@ -79,6 +87,22 @@ mod tests {
             assert_eq!(terms.is_sellable(), expected, "{terms:?}");
         }
         assert_eq!(OfferTerms::all().count(), 16);
+    }
+
+    #[test]
+    fn cancellation_is_final() {
+        use SubscriptionStatus::*;
+        for (from, to, allowed) in [
+            (Active, Suspended, true),
+            (Suspended, Active, true),
+            (Active, Cancelled, true),
+            (Suspended, Cancelled, true),
+            (Cancelled, Cancelled, true),
+            (Cancelled, Active, false),
+            (Cancelled, Suspended, false),
+        ] {
+            assert_eq!(from.may_become(to), allowed, "{from} -> {to}");
+        }
     }
 
     #[test]

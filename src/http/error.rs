@@ -204,6 +204,9 @@ impl From<app::Error> for ApiError {
                     )
             }
             E::NotRecordedAt(..) => Self::new(S::NOT_FOUND, "not_recorded_at", detail),
+            E::InvalidStatusTransition(..) => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_status_transition", detail)
+            }
             E::IdempotencyKeyReused(_) => {
                 Self::new(S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", detail)
             }

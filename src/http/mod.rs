@@ -1,5 +1,6 @@
 //! The HTTP layer: one module per resource, merged here with the cross-cutting layers.
 
+mod audit;
 mod customers;
 mod decisions;
 mod error;
@@ -19,6 +20,7 @@ use axum::{
 };
 use sqlx::PgPool;
 use tower_http::{
+    LatencyUnit,
     request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::{DefaultOnResponse, TraceLayer},
 };
@@ -63,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(subscriptions::router())
         .merge(decisions::router())
         .merge(tokens::router())
+        .merge(audit::router())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "No such route.") })
@@ -82,7 +85,13 @@ pub fn router(state: AppState) -> Router {
                         .unwrap_or_default();
                     tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
                 })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                // Microseconds: the audit queries are expected to answer well within a millisecond
+                // or two, and their latency is read from this log line.
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(LatencyUnit::Micros),
+                ),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuidV7))
         .with_state(state)

@@ -23,18 +23,13 @@ pub struct PageParams {
 impl PageParams {
     /// Checks the parameters; the keyset asks for one row more than the page to detect a next page.
     pub fn keyset(&self) -> Result<(Keyset, usize), ApiError> {
-        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::invalid_query(format!(
-                "limit must be between 1 and {MAX_LIMIT}"
-            )));
-        }
+        let limit = page_size(self.limit)?;
         Ok((
             Keyset {
                 after: self.after,
-                limit: i64::from(limit) + 1,
+                limit: limit as i64 + 1,
             },
-            limit as usize,
+            limit,
         ))
     }
 }
@@ -51,19 +46,26 @@ pub struct VersionPageParams {
 impl VersionPageParams {
     /// Checks the parameters: the version to start after, the rows to fetch, the page size.
     pub fn checked(&self) -> Result<(i64, i64, usize), ApiError> {
-        let (keyset, limit) = PageParams {
-            limit: self.limit,
-            after: None,
-        }
-        .keyset()?;
-        Ok((self.after.unwrap_or(0), keyset.limit, limit))
+        let limit = page_size(self.limit)?;
+        Ok((self.after.unwrap_or(0), limit as i64 + 1, limit))
     }
+}
+
+/// Checks a requested page size: 1 to 200, 50 when absent.
+pub fn page_size(limit: Option<u32>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_query(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    Ok(limit as usize)
 }
 
 /// One page of a listing.
 #[derive(Debug, Serialize)]
 pub struct Page<T, C = Uuid> {
-    /// The items, oldest first.
+    /// The items, in the listing's order (oldest first unless it says otherwise).
     pub items: Vec<T>,
     /// Pass as `after` to get the next page; absent on the last page.
     pub next_cursor: Option<C>,

@@ -5,7 +5,7 @@ use axum::{
     extract::State,
     http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, put},
 };
 use serde::Deserialize;
 
@@ -20,7 +20,7 @@ use crate::{
         purchases::{IdempotencyKey, PurchaseOutcome, PurchaseRequest},
     },
     db::subscriptions::Subscription,
-    domain::{CustomerId, OfferId, PartnerId, Quantity, SubscriptionId},
+    domain::{CustomerId, OfferId, PartnerId, Quantity, SubscriptionId, SubscriptionStatus},
 };
 
 /// Set on a response that replays the stored outcome of an earlier request with the same key.
@@ -36,6 +36,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/v1/customers/{customer_id}/subscriptions/{subscription_id}",
             get(show),
+        )
+        .route(
+            "/v1/customers/{customer_id}/subscriptions/{subscription_id}/status",
+            put(set_status),
         )
 }
 
@@ -107,4 +111,29 @@ async fn show(
     Ok(Json(
         app::customers::subscription(&state.pool, &ctx, customer_id, id).await?,
     ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetStatus {
+    status: SubscriptionStatus,
+    reason: Option<String>,
+}
+
+async fn set_status(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path((customer_id, id)): Path<(CustomerId, SubscriptionId)>,
+    Json(body): Json<SetStatus>,
+) -> Result<Json<Subscription>, ApiError> {
+    let subscription = app::subscriptions::set_status(
+        &state.pool,
+        &ctx,
+        customer_id,
+        id,
+        body.status,
+        body.reason.as_deref(),
+    )
+    .await?;
+    Ok(Json(subscription))
 }

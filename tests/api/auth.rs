@@ -70,6 +70,7 @@ async fn every_endpoint_answers_every_kind_of_caller_as_the_matrix_says() {
     app.link(ca, a).await;
     app.link(cb, b).await;
     let offer = app.create_offer("commercial", "license_based").await;
+    let sub = app.purchase(ca, a, offer, "fixture").await.id();
     let b_token_id = {
         let secret = issue_token(&app.pool, Role::SalesAgent, Some(b)).await;
         app.principal_id(&secret).await
@@ -325,6 +326,24 @@ async fn every_endpoint_answers_every_kind_of_caller_as_the_matrix_says() {
             format!("/v1/tokens/{b_token_id}"),
             None,
             "ok 403 403 404 403 403",
+        ),
+        (
+            Method::PUT,
+            format!("/v1/customers/{ca}/subscriptions/{sub}/status"),
+            Some(json!({ "status": "active", "reason": "r" })),
+            "403 ok 403 403 403 403",
+        ),
+        (
+            Method::GET,
+            "/v1/audit/events".into(),
+            None,
+            "403 403 ok 403 403 403",
+        ),
+        (
+            Method::GET,
+            format!("/v1/audit/verify?customer_id={ca}"),
+            None,
+            "403 403 ok 403 403 403",
         ),
     ];
 

@@ -1,5 +1,6 @@
 //! The service driven over HTTP, each test against its own fresh PostgreSQL database.
 
+mod audit;
 mod auth;
 mod concurrency;
 mod customers;

@@ -1,0 +1,64 @@
+//! The lifecycle of a subscription after its purchase.
+
+use serde_json::json;
+use sqlx::PgPool;
+
+use super::{Error, EventType, RequestContext, Result};
+use crate::{
+    db::{self, events::NewEvent, subscriptions::Subscription},
+    domain::{Action, CustomerId, SubscriptionId, SubscriptionStatus},
+};
+
+/// Puts a subscription in `status` and records `subscription_status_changed` with the status
+/// before and after and the reason. Setting the status it already has changes nothing and records
+/// nothing.
+///
+/// Runs under the customer's lock, the lock purchases take, so a customer's subscription history
+/// and its events are written one change at a time.
+pub async fn set_status(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    customer: CustomerId,
+    id: SubscriptionId,
+    status: SubscriptionStatus,
+    reason: Option<&str>,
+) -> Result<Subscription> {
+    ctx.require(Action::ManageSubscriptions)?;
+    let mut tx = pool.begin().await?;
+    if db::customers::lock_for_update(&mut *tx, customer)
+        .await?
+        .is_none()
+    {
+        return Err(Error::CustomerNotFound(customer));
+    }
+    let mut subscription = db::subscriptions::get(&mut *tx, customer, None, id)
+        .await?
+        .ok_or(Error::SubscriptionNotFound(customer, id))?;
+    let before = subscription.status;
+    if before == status {
+        return Ok(subscription);
+    }
+    if !before.may_become(status) {
+        return Err(Error::InvalidStatusTransition(id, before, status));
+    }
+    db::subscriptions::set_status(&mut *tx, id, status).await?;
+    db::events::append(
+        &mut *tx,
+        ctx,
+        NewEvent {
+            event_type: EventType::SubscriptionStatusChanged,
+            customer_id: Some(customer),
+            partner_id: Some(subscription.partner_id),
+            payload: json!({
+                "subscription_id": id,
+                "before": before,
+                "after": status,
+                "reason": reason,
+            }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    subscription.status = status;
+    Ok(subscription)
+}

@@ -1,0 +1,345 @@
+//! `/v1/audit`: the event log for auditors (search, page, export) and chain verification.
+
+use axum::{
+    Router,
+    body::Body,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use super::{
+    ApiError, AppState,
+    extract::{Json, Query},
+    pagination::{Page, page_size},
+};
+use crate::{
+    app::{self, EventType, RequestContext, audit::EventQuery},
+    db::audit::EventRow,
+    domain::{CustomerId, PartnerId, audit::ChainReport},
+};
+
+/// Rows encoded into one chunk of an export body, at most (fewer when the database is slower than
+/// the client).
+const EXPORT_BATCH: usize = 256;
+
+/// The streamed representations of a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExportFormat {
+    /// `text/csv`, with a header line.
+    Csv,
+    /// `application/x-ndjson`: one JSON event per line.
+    Ndjson,
+}
+
+/// The audit routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/audit/events", get(events))
+        .route("/v1/audit/verify", get(verify))
+}
+
+/// The event search parameters. Unknown parameters are refused: a misspelt filter must not
+/// silently widen an auditor's answer to the whole log.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventParams {
+    customer_id: Option<CustomerId>,
+    partner_id: Option<PartnerId>,
+    actor: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<EventType>,
+    /// RFC 3339; events at or after it.
+    from: Option<DateTime<Utc>>,
+    /// RFC 3339; events before it.
+    to: Option<DateTime<Utc>>,
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    after: Option<String>,
+}
+
+impl EventParams {
+    fn query(&self) -> Result<EventQuery, ApiError> {
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && from > to
+        {
+            return Err(ApiError::invalid_query("from must not be after to"));
+        }
+        if self.actor.as_deref().is_some_and(str::is_empty) {
+            return Err(ApiError::invalid_query("actor must not be empty"));
+        }
+        Ok(EventQuery {
+            customer_id: self.customer_id,
+            partner_id: self.partner_id,
+            actor: self.actor.clone(),
+            event_type: self.event_type,
+            from: self.from,
+            to: self.to,
+            before: self.after.as_deref().map(decode_cursor).transpose()?,
+        })
+    }
+}
+
+/// The cursor is the last event id of a page, base64url without padding: opaque to clients, so
+/// what it holds may change.
+fn encode_cursor(id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
+        .ok_or_else(|| ApiError::invalid_query("after is not a cursor returned by this API"))
+}
+
+/// An event as auditors see it.
+#[derive(Debug, Serialize)]
+struct AuditEvent {
+    id: Uuid,
+    occurred_at: DateTime<Utc>,
+    actor: String,
+    actor_role: Option<String>,
+    actor_partner_id: Option<Uuid>,
+    request_id: Option<String>,
+    customer_id: Option<Uuid>,
+    partner_id: Option<Uuid>,
+    #[serde(rename = "type")]
+    event_type: String,
+    /// Embedded as stored (`payload::text`), the exact text that was hashed.
+    payload: Box<RawValue>,
+    chain_id: Uuid,
+    chain_seq: i64,
+    prev_hash: String,
+    hash: String,
+}
+
+impl TryFrom<EventRow> for AuditEvent {
+    type Error = app::Error;
+
+    fn try_from(row: EventRow) -> Result<Self, Self::Error> {
+        let payload = RawValue::from_string(row.payload).map_err(|e| {
+            app::Error::Internal(anyhow::Error::new(e).context("stored payload is not JSON"))
+        })?;
+        Ok(Self {
+            id: row.id,
+            occurred_at: row.occurred_at,
+            actor: row.actor,
+            actor_role: row.actor_role,
+            actor_partner_id: row.actor_partner_id,
+            request_id: row.request_id,
+            customer_id: row.customer_id,
+            partner_id: row.partner_id,
+            event_type: row.event_type,
+            payload,
+            chain_id: row.chain_id,
+            chain_seq: row.chain_seq,
+            prev_hash: hex::encode(row.prev_hash),
+            hash: hex::encode(row.hash),
+        })
+    }
+}
+
+/// The representation asked for in `Accept`; JSON pages unless an export format is named.
+/// Media types are taken in the order listed (quality values are not weighed).
+fn negotiate(headers: &HeaderMap) -> Result<Option<ExportFormat>, ApiError> {
+    let Some(accept) = headers.get(header::ACCEPT) else {
+        return Ok(None);
+    };
+    for media_type in accept.to_str().unwrap_or_default().split(',') {
+        let essence = media_type.split(';').next().unwrap_or_default().trim();
+        match essence.to_ascii_lowercase().as_str() {
+            "text/csv" => return Ok(Some(ExportFormat::Csv)),
+            "application/x-ndjson" => return Ok(Some(ExportFormat::Ndjson)),
+            "application/json" | "application/*" | "*/*" => return Ok(None),
+            _ => {}
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_ACCEPTABLE,
+        "not_acceptable",
+        "Events are available as application/json, text/csv or application/x-ndjson.",
+    ))
+}
+
+/// A page of matching events, newest first; or, with `Accept: text/csv` or
+/// `application/x-ndjson`, all of them streamed.
+async fn events(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    Query(params): Query<EventParams>,
+) -> Result<Response, ApiError> {
+    let format = negotiate(&headers)?;
+    let query = params.query()?;
+    let Some(format) = format else {
+        let limit = page_size(params.limit)?;
+        let rows = app::audit::events(&state.pool, &ctx, &query, limit as i64 + 1).await?;
+        let items = rows
+            .into_iter()
+            .map(AuditEvent::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let page = Page::from_rows(items, limit, |e| encode_cursor(e.id));
+        return Ok(Json(page).into_response());
+    };
+    let rows = app::audit::export(&state.pool, &ctx, &query).await?;
+    let mut header_line = match format {
+        ExportFormat::Csv => Some(Bytes::from_static(CSV_HEADER.as_bytes())),
+        ExportFormat::Ndjson => None,
+    };
+    let chunks = rows.ready_chunks(EXPORT_BATCH).map(move |batch| {
+        let mut out = Vec::with_capacity(batch.len() * 512);
+        if let Some(line) = header_line.take() {
+            out.extend_from_slice(&line);
+        }
+        for row in batch {
+            match format {
+                ExportFormat::Csv => csv_line(&mut out, &row?),
+                ExportFormat::Ndjson => ndjson_line(&mut out, row?)?,
+            }
+        }
+        Ok::<_, app::Error>(Bytes::from(out))
+    });
+    // A failure after the first bytes cannot change the status any more: the body is cut short,
+    // which clients see as a broken transfer, never as a complete export.
+    let chunks = chunks.inspect(|chunk| {
+        if let Err(error) = chunk {
+            tracing::error!(error = ?error, "event export failed");
+        }
+    });
+    let content_type = match format {
+        ExportFormat::Csv => "text/csv; charset=utf-8",
+        ExportFormat::Ndjson => "application/x-ndjson",
+    };
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        Body::from_stream(chunks),
+    )
+        .into_response())
+}
+
+/// The first line of a CSV export.
+const CSV_HEADER: &str = "id,occurred_at,actor,actor_role,actor_partner_id,request_id,customer_id,partner_id,type,payload,chain_id,chain_seq,prev_hash,hash\n";
+
+/// One CSV record (RFC 4180). `payload` is the stored jsonb text, so an auditor can recompute the
+/// hash from the export alone.
+fn csv_line(out: &mut Vec<u8>, row: &EventRow) {
+    let optional = |id: Option<Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
+    let fields = [
+        row.id.to_string(),
+        row.occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        csv_text(&row.actor),
+        row.actor_role.clone().unwrap_or_default(),
+        optional(row.actor_partner_id),
+        row.request_id.as_deref().map(csv_text).unwrap_or_default(),
+        optional(row.customer_id),
+        optional(row.partner_id),
+        row.event_type.clone(),
+        csv_text(&row.payload),
+        row.chain_id.to_string(),
+        row.chain_seq.to_string(),
+        hex::encode(&row.prev_hash),
+        hex::encode(&row.hash),
+    ];
+    out.extend_from_slice(fields.join(",").as_bytes());
+    out.push(b'\n');
+}
+
+/// A CSV field, quoted when it holds a separator, a quote or a line break.
+fn csv_text(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
+}
+
+fn ndjson_line(out: &mut Vec<u8>, row: EventRow) -> Result<(), app::Error> {
+    serde_json::to_writer(&mut *out, &AuditEvent::try_from(row)?)
+        .map_err(|e| app::Error::Internal(anyhow::Error::new(e).context("encode event")))?;
+    out.push(b'\n');
+    Ok(())
+}
+
+/// Exactly one of them names the chain to verify.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyParams {
+    customer_id: Option<CustomerId>,
+    partner_id: Option<PartnerId>,
+}
+
+/// Recomputes a customer's or a partner's chain and reports the first broken link.
+async fn verify(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Query(params): Query<VerifyParams>,
+) -> Result<Json<ChainReport>, ApiError> {
+    let report = match (params.customer_id, params.partner_id) {
+        (Some(customer), None) => app::audit::verify_customer(&state.pool, &ctx, customer).await?,
+        (None, Some(partner)) => app::audit::verify_partner(&state.pool, &ctx, partner).await?,
+        _ => {
+            return Err(ApiError::invalid_query(
+                "give exactly one of customer_id and partner_id",
+            ));
+        }
+    };
+    Ok(Json(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let id = Uuid::now_v7();
+        assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), id);
+        for bad in ["", "not a cursor", "AAAA", &encode_cursor(id)[1..]] {
+            assert_eq!(
+                decode_cursor(bad).unwrap_err().code(),
+                "invalid_query_parameter"
+            );
+        }
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed() {
+        assert_eq!(csv_text("system"), "system");
+        assert_eq!(
+            csv_text(r#"{"a": "b", "c": 1}"#),
+            r#""{""a"": ""b"", ""c"": 1}""#
+        );
+        assert_eq!(csv_text("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn accept_picks_the_first_known_media_type() {
+        let accept = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT, HeaderValue::from_static(value));
+            negotiate(&headers)
+        };
+        assert_eq!(accept("text/csv").unwrap(), Some(ExportFormat::Csv));
+        assert_eq!(
+            accept("application/x-ndjson; q=1, */*").unwrap(),
+            Some(ExportFormat::Ndjson)
+        );
+        assert_eq!(accept("application/json, text/csv").unwrap(), None);
+        assert_eq!(accept("*/*").unwrap(), None);
+        assert_eq!(negotiate(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(
+            accept("application/xml").unwrap_err().code(),
+            "not_acceptable"
+        );
+    }
+}
