@@ -29,10 +29,14 @@ DATABASE_URL="$server/$db" BIND=$bind RUST_LOG=warn ./target/release/partner-cat
 pid=$!
 for _ in $(seq 1 50); do curl -fsS "http://$bind/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 
+token=$(DATABASE_URL="$server/$db" ./target/release/partner-catalog token create --role back_office \
+    --label "import benchmark" --expires 1h | awk '/^secret:/ {print $2}')
+
 printf 'lines: %s, bytes: %s\n' "$lines" "$(stat -c %s "$file")"
 curl -sS -o /tmp/import-response.json -w 'status: %{http_code}, time: %{time_total} s\n' \
-    -X POST "http://$bind/v1/customers:import" -H 'content-type: application/x-ndjson' --data-binary "@$file"
+    -X POST "http://$bind/v1/customers:import" -H "authorization: Bearer $token" \
+    -H 'content-type: application/x-ndjson' --data-binary "@$file"
 python3 -c 'import json; r = json.load(open("/tmp/import-response.json")); print("imported:", r.get("imported"), "rejected:", r.get("rejected"))'
 psql -h 127.0.0.1 -U postgres -d "$db" -Atc \
-    "select 'customers: ' || count(*) from customers union all select 'history rows: ' || count(*) from customer_qualification_history union all select 'events: ' || count(*) from events"
+    "select 'customers: ' || count(*) from customers union all select 'history rows: ' || count(*) from customer_qualification_history union all select 'customer_created events: ' || count(*) from events where event_type = 'customer_created'"
 echo "peak RSS of the service: $(grep VmHWM /proc/$pid/status | awk '{print $2, $3}')"
