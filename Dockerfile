@@ -5,7 +5,7 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /app
 ENV SQLX_OFFLINE=true
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY .sqlx ./.sqlx
 COPY migrations ./migrations
 COPY src ./src

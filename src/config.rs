@@ -30,6 +30,45 @@ pub struct Config {
     )]
     pub database_max_connections: u32,
 
+    /// Seconds to wait for a pooled connection before answering 503 with `Retry-After`.
+    #[arg(
+        long,
+        env = "DATABASE_ACQUIRE_TIMEOUT_SECS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub database_acquire_timeout_secs: u64,
+
+    /// Longest a single SQL statement may run (PostgreSQL `statement_timeout`); audit exports,
+    /// which stream for as long as the client reads, are exempt.
+    #[arg(
+        long,
+        env = "STATEMENT_TIMEOUT_MS",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub statement_timeout_ms: u64,
+
+    /// Longest a connection may sit idle inside a transaction before PostgreSQL ends it
+    /// (`idle_in_transaction_session_timeout`), so a stuck request never holds a customer's lock.
+    #[arg(
+        long,
+        env = "IDLE_IN_TRANSACTION_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub idle_in_transaction_timeout_ms: u64,
+
+    /// Longest the service works on one request before answering 503 `request_timeout`
+    /// (a streamed body, once started, is not cut).
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub request_timeout_secs: u64,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

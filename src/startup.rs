@@ -1,9 +1,12 @@
 //! Building and running the service: database, pool, listener, router, graceful shutdown.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, str::FromStr, time::Duration};
 
 use anyhow::Context;
-use sqlx::{PgPool, postgres::PgPoolOptions};
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
 use tokio::net::TcpListener;
 
 use crate::{config::Config, db, http};
@@ -12,6 +15,7 @@ use crate::{config::Config, db, http};
 pub struct Application {
     listener: TcpListener,
     pool: PgPool,
+    request_timeout: Duration,
 }
 
 impl Application {
@@ -19,17 +23,30 @@ impl Application {
     /// Binding port 0 picks a free port (tests do this); see [`Application::local_addr`].
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         db::prepare_database(&config.database_url).await?;
+        let options = PgConnectOptions::from_str(&config.database_url)
+            .context("DATABASE_URL is not a PostgreSQL URL")?
+            .options([
+                ("statement_timeout", config.statement_timeout_ms.to_string()),
+                (
+                    "idle_in_transaction_session_timeout",
+                    config.idle_in_transaction_timeout_ms.to_string(),
+                ),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(config.database_max_connections)
             // Waiting longer than this for a connection is answered with 503, never a hang.
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(&config.database_url)
+            .acquire_timeout(Duration::from_secs(config.database_acquire_timeout_secs))
+            .connect_with(options)
             .await
             .context("cannot connect to the database")?;
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
-        Ok(Self { listener, pool })
+        Ok(Self {
+            listener,
+            pool,
+            request_timeout: Duration::from_secs(config.request_timeout_secs),
+        })
     }
 
     /// The address actually bound.
@@ -53,6 +70,7 @@ impl Application {
         let router = http::router(http::AppState {
             pool: self.pool.clone(),
             tokens: Default::default(),
+            request_timeout: self.request_timeout,
         });
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)

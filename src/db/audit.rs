@@ -71,6 +71,10 @@ pub async fn begin_search(pool: &PgPool) -> sqlx::Result<Transaction<'static, Po
     sqlx::query!("set local plan_cache_mode = force_custom_plan")
         .execute(&mut *tx)
         .await?;
+    // An export streams for as long as the client reads; the per-statement limit is for requests.
+    sqlx::query!("set local statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
     Ok(tx)
 }
 

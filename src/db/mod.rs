@@ -43,7 +43,7 @@ pub async fn prepare_database(url: &str) -> anyhow::Result<()> {
     let pool = sqlx::PgPool::connect(url)
         .await
         .context("cannot connect to the database")?;
-    sqlx::migrate!("./migrations")
+    MIGRATOR
         .run(&pool)
         .await
         .context("cannot apply migrations")?;
@@ -62,10 +62,19 @@ pub async fn begin_read_only(
     Ok(tx)
 }
 
-/// Checks that the database answers.
-pub async fn ping(pool: &sqlx::PgPool) -> sqlx::Result<()> {
-    sqlx::query!("select 1 as one").fetch_one(pool).await?;
-    Ok(())
+/// The migrations embedded in this build.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Whether the database answers and has applied the newest migration of this build.
+pub async fn migrations_applied(pool: &sqlx::PgPool) -> sqlx::Result<bool> {
+    let newest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied = sqlx::query_scalar!(
+        r#"select exists(select 1 from _sqlx_migrations where version = $1 and success) as "applied!""#,
+        newest
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(applied)
 }
 
 /// Where a keyset-paginated listing resumes.

@@ -53,6 +53,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// Verifies bearer tokens, with a short-lived cache.
     pub tokens: std::sync::Arc<crate::app::tokens::TokenVerifier>,
+    /// Longest the service works on one request.
+    pub request_timeout: std::time::Duration,
 }
 
 /// The whole API.
@@ -73,6 +75,7 @@ pub fn router(state: AppState) -> Router {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This route does not accept this method.")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), request_timeout))
         // Outermost first: assign the id, open a span carrying it, echo it on the response.
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
@@ -97,12 +100,39 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Ready when the database answers.
+/// Ready when the database answers and has every migration this build knows.
 async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    crate::db::ping(&state.pool)
+    let applied = crate::db::migrations_applied(&state.pool)
         .await
         .map_err(crate::app::Error::from)?;
+    if !applied {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "migrations_pending",
+            "The database lacks migrations this build needs.",
+        ));
+    }
     Ok("ready")
+}
+
+/// Answers 503 `request_timeout` when producing a response takes longer than the configured
+/// limit. Dropping the handler's future rolls back its transaction; a body that is already
+/// streaming (an audit export) is not cut.
+async fn request_timeout(
+    State(state): State<AppState>,
+    request: Request<Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            "The request took too long and was abandoned; nothing was changed. Retry later.",
+        )
+        .into_response(),
+    }
 }
 
 /// Request ids are UUIDv7, so they sort by arrival time in logs.

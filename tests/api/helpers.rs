@@ -169,6 +169,10 @@ async fn spawn_instance(database_url: &str) -> String {
         database_url: database_url.to_owned(),
         bind: "127.0.0.1:0".parse().unwrap(),
         database_max_connections: 5,
+        database_acquire_timeout_secs: 5,
+        statement_timeout_ms: 5_000,
+        idle_in_transaction_timeout_ms: 10_000,
+        request_timeout_secs: 30,
         log_format: LogFormat::Text,
     };
     let app = Application::build(&config)

@@ -104,3 +104,65 @@ async fn history_cannot_be_rewritten_or_deleted() {
     assert_eq!(app.count("subscriptions").await, 1);
     assert!(app.count("events").await >= 5);
 }
+
+#[tokio::test]
+async fn the_database_refuses_a_non_gcc_subscription_after_a_gcc_one_even_around_the_service() {
+    let app = spawn_app().await;
+    let partner = app.create_qualified_partner().await;
+    let gcc_offer = app.create_offer("gcc", "license_based").await;
+    let commercial = app.create_offer("commercial", "license_based").await;
+    let locked = app.create_customer(&["gcc"]).await;
+    let free = app.create_customer(&[]).await;
+    app.link(locked, partner).await;
+    assert_eq!(
+        app.purchase(locked, partner, gcc_offer, "g").await.status,
+        reqwest::StatusCode::CREATED
+    );
+
+    let insert =
+        "insert into subscriptions (id, customer_id, partner_id, offer_id, segment, quantity)
+                  values ($1, $2, $3, $4, $5, 1)";
+    let raw = |customer: Uuid, offer: Uuid, segment: &'static str| {
+        sqlx::query(insert)
+            .bind(Uuid::now_v7())
+            .bind(customer)
+            .bind(partner)
+            .bind(offer)
+            .bind(segment)
+    };
+    let err = raw(locked, commercial, "commercial")
+        .execute(&app.pool)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("gcc_lockout"), "{err}");
+    // More GCC is fine, and customers without GCC history are untouched.
+    raw(locked, gcc_offer, "gcc")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    raw(free, commercial, "commercial")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    // Within one transaction too: GCC first, then anything else is refused.
+    let mut tx = app.pool.begin().await.unwrap();
+    raw(free, gcc_offer, "gcc").execute(&mut *tx).await.unwrap();
+    let err = raw(free, commercial, "commercial")
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("gcc_lockout"), "{err}");
+    tx.rollback().await.unwrap();
+
+    // And a row cannot be moved into the lockout by an update.
+    let err = sqlx::query(
+        "update subscriptions set customer_id = $1 where customer_id = $2 and segment = 'commercial'",
+    )
+    .bind(locked)
+    .bind(free)
+    .execute(&app.pool)
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("gcc_lockout"), "{err}");
+}
