@@ -32,19 +32,26 @@ create table indirect_reseller_providers (
 );
 create index indirect_reseller_providers_provider_idx on indirect_reseller_providers (provider_id);
 
+-- R3: the seven valid special qualification sets, canonical (sorted). Used by every table that
+-- stores a set, so the list exists once in the database.
+create function is_valid_qualification_set(qualifications text[]) returns boolean
+    language sql immutable parallel safe
+    return qualifications in (
+        '{}'::text[],
+        '{nonprofit}'::text[],
+        '{education}'::text[],
+        '{gcc}'::text[],
+        '{state_owned_entity}'::text[],
+        '{education,state_owned_entity}'::text[],
+        '{gcc,state_owned_entity}'::text[]);
+
 create table customers (
     id                        uuid primary key,
     name                      text        not null check (length(btrim(name)) between 1 and 200),
     -- Canonical (sorted) special qualification set; only the seven sets of R3 are representable.
     special_qualifications    text[]      not null default '{}'
-        constraint customers_special_qualifications_valid check (special_qualifications in (
-            '{}'::text[],
-            '{nonprofit}'::text[],
-            '{education}'::text[],
-            '{gcc}'::text[],
-            '{state_owned_entity}'::text[],
-            '{education,state_owned_entity}'::text[],
-            '{gcc,state_owned_entity}'::text[])),
+        constraint customers_special_qualifications_valid
+            check (is_valid_qualification_set(special_qualifications)),
     -- Bumped by every qualification change.
     version                   bigint      not null default 1 check (version >= 1),
     created_at                timestamptz not null default clock_timestamp()

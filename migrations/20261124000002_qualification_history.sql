@@ -12,14 +12,8 @@ create table customer_qualification_history (
     customer_id             uuid        not null references customers (id),
     version                 bigint      not null check (version >= 1),
     special_qualifications  text[]      not null
-        constraint customer_qualification_history_set_valid check (special_qualifications in (
-            '{}'::text[],
-            '{nonprofit}'::text[],
-            '{education}'::text[],
-            '{gcc}'::text[],
-            '{state_owned_entity}'::text[],
-            '{education,state_owned_entity}'::text[],
-            '{gcc,state_owned_entity}'::text[])),
+        constraint customer_qualification_history_set_valid
+            check (is_valid_qualification_set(special_qualifications)),
     -- qualification -> evidence reference, for every qualification of the set.
     evidence                jsonb       not null default '{}' check (jsonb_typeof(evidence) = 'object'),
     reason                  text        not null check (length(btrim(reason)) between 1 and 1000),
