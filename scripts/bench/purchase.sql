@@ -1,5 +1,6 @@
 -- pgbench: the purchase transaction of app::purchases::purchase as raw SQL, statement for statement
--- (9 statements in one transaction, like the service's allowed purchase), over loadgen's dataset.
+-- as the service ran it before it merged statements (BEGIN, 8 statements, COMMIT: 10 round trips;
+-- the service now needs 8), over loadgen's dataset.
 -- Variables: customers (10000) and partners (10), set by scripts/bench.sh with -D.
 \set c random(1, :customers)
 \set p :c % :partners + 1
