@@ -12,7 +12,7 @@ use crate::{
         self, Keyset,
         events::NewEvent,
         offers::Offer,
-        purchases::{Locking, Missing, PurchaseFacts},
+        purchases::{Locking, Missing, PurchaseFacts, Record},
         subscriptions::{NewSubscription, Subscription},
     },
     domain::{
@@ -125,7 +125,10 @@ pub async fn purchase(
     let mut tx = pool.begin().await?;
 
     db::idempotency::lock(&mut *tx, &owner, key.as_str()).await?;
-    if let Some(stored) = db::idempotency::find(&mut *tx, &owner, key.as_str()).await? {
+    let (stored, offer) =
+        db::purchases::stored_outcome_and_offer(&mut *tx, &owner, key.as_str(), request.offer_id)
+            .await?;
+    if let Some(stored) = stored {
         if stored.request != request_json {
             return Err(Error::IdempotencyKeyReused(key.as_str().to_owned()));
         }
@@ -161,9 +164,7 @@ pub async fn purchase(
     }
 
     // Offers never change, so reading it before taking the customer lock is safe and shortens the lock.
-    let offer = db::offers::get(&mut *tx, request.offer_id)
-        .await?
-        .ok_or(Error::OfferNotFound(request.offer_id))?;
+    let offer = offer.ok_or(Error::OfferNotFound(request.offer_id))?;
     let facts = db::purchases::load(
         &mut tx,
         request.customer_id,
@@ -218,17 +219,6 @@ pub async fn purchase(
             )
         }
     };
-    db::events::append(
-        &mut *tx,
-        ctx,
-        NewEvent {
-            event_type: event.0,
-            customer_id: Some(request.customer_id),
-            partner_id: Some(request.partner_id),
-            payload: event.1,
-        },
-    )
-    .await?;
     let subscription_id = match &outcome {
         PurchaseOutcome::Created { subscription } => Some(subscription.id),
         PurchaseOutcome::Denied { .. } => None,
@@ -236,14 +226,23 @@ pub async fn purchase(
     let outcome_json = serde_json::to_value(&outcome)
         .context("serialize purchase outcome")
         .map_err(Error::Internal)?;
-    db::idempotency::insert(
+    db::purchases::record(
         &mut *tx,
-        &owner,
-        key.as_str(),
+        ctx,
         request.customer_id,
-        &request_json,
-        &outcome_json,
-        subscription_id,
+        Record {
+            event: NewEvent {
+                event_type: event.0,
+                customer_id: Some(request.customer_id),
+                partner_id: Some(request.partner_id),
+                payload: event.1,
+            },
+            owner: &owner,
+            key: key.as_str(),
+            request: &request_json,
+            outcome: &outcome_json,
+            subscription: subscription_id,
+        },
     )
     .await?;
     tx.commit().await?;

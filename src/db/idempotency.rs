@@ -1,9 +1,8 @@
-//! Idempotency keys of purchase requests.
+//! Idempotency keys of purchase requests. A purchase reads and stores its key together with other
+//! data, in `db::purchases`, to save round trips.
 
 use serde_json::Value;
 use sqlx::PgExecutor;
-
-use crate::domain::{CustomerId, SubscriptionId};
 
 /// What was stored for a key.
 #[derive(Debug)]
@@ -22,47 +21,6 @@ pub async fn lock(db: impl PgExecutor<'_>, owner: &str, key: &str) -> sqlx::Resu
         "select pg_advisory_xact_lock(1346589249, hashtext($1 || ' ' || $2))",
         owner,
         key
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-/// The outcome stored for `owner`'s `key`, if any.
-pub async fn find(
-    db: impl PgExecutor<'_>,
-    owner: &str,
-    key: &str,
-) -> sqlx::Result<Option<StoredOutcome>> {
-    sqlx::query_as!(
-        StoredOutcome,
-        "select request, outcome from idempotency_keys where owner = $1 and key = $2",
-        owner,
-        key
-    )
-    .fetch_optional(db)
-    .await
-}
-
-/// Stores the outcome for `key`, in the transaction that produced it.
-pub async fn insert(
-    db: impl PgExecutor<'_>,
-    owner: &str,
-    key: &str,
-    customer: CustomerId,
-    request: &Value,
-    outcome: &Value,
-    subscription: Option<SubscriptionId>,
-) -> sqlx::Result<()> {
-    sqlx::query!(
-        "insert into idempotency_keys (owner, key, customer_id, request, outcome, subscription_id)
-         values ($6, $1, $2, $3, $4, $5)",
-        key,
-        customer.0,
-        request,
-        outcome,
-        subscription.map(|s| s.0),
-        owner
     )
     .execute(db)
     .await?;
