@@ -9,6 +9,8 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY .sqlx ./.sqlx
 COPY migrations ./migrations
 COPY src ./src
+# Declared in Cargo.toml, so the manifest needs it even for the binary alone.
+COPY benches ./benches
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/app/target \
     cargo build --release --locked --bin partner-catalog \
