@@ -9,7 +9,7 @@ use super::{Error, EventType, Precondition, RequestContext, Result, Warning};
 use crate::{
     db::{
         self, Keyset,
-        customers::{Customer, CustomerEvidence, QualificationRecord},
+        customers::{Customer, CustomerEvidence, NewCustomer, QualificationRecord},
         events::NewEvent,
         subscriptions::Subscription,
     },
@@ -49,6 +49,31 @@ pub fn initial_evidence(change: &QualificationChange) -> Result<CustomerEvidence
     )?)
 }
 
+/// Writes new customers, their first history versions and their `customer_created` events, in
+/// the caller's transaction: the one write path of `create` and of the bulk import.
+pub(crate) async fn insert_new(
+    tx: &mut sqlx::PgConnection,
+    ctx: &RequestContext,
+    customers: &[NewCustomer],
+) -> Result<()> {
+    db::customers::insert_many(&mut *tx, ctx, customers).await?;
+    let events: Vec<NewEvent> = customers
+        .iter()
+        .map(|c| NewEvent {
+            event_type: EventType::CustomerCreated,
+            customer_id: Some(c.id),
+            partner_id: None,
+            payload: json!({
+                "name": c.name.as_str(),
+                "special_qualifications": c.qualifications,
+                "evidence": c.evidence,
+                "reason": c.reason.as_str(),
+            }),
+        })
+        .collect();
+    Ok(db::events::append_many(&mut *tx, ctx, &events).await?)
+}
+
 /// Creates a customer with its first qualification set (version 1 of its history).
 pub async fn create(
     pool: &PgPool,
@@ -57,41 +82,18 @@ pub async fn create(
     change: &QualificationChange,
 ) -> Result<Customer> {
     ctx.require(Action::ManageCustomers)?;
-    let evidence = initial_evidence(change)?;
+    let new = NewCustomer {
+        id: CustomerId::new(),
+        name: name.clone(),
+        qualifications: change.qualifications,
+        evidence: initial_evidence(change)?,
+        reason: change.reason.clone(),
+    };
     let mut tx = pool.begin().await?;
-    let customer = db::customers::insert(
-        &mut *tx,
-        CustomerId::new(),
-        name.as_str(),
-        change.qualifications,
-    )
-    .await?;
-    db::customers::insert_history(
-        &mut *tx,
-        ctx,
-        customer.id,
-        customer.version,
-        change.qualifications,
-        &evidence,
-        &change.reason,
-    )
-    .await?;
-    db::events::append(
-        &mut *tx,
-        ctx,
-        NewEvent {
-            event_type: EventType::CustomerCreated,
-            customer_id: Some(customer.id),
-            partner_id: None,
-            payload: json!({
-                "name": customer.name,
-                "special_qualifications": change.qualifications,
-                "evidence": evidence,
-                "reason": change.reason.as_str(),
-            }),
-        },
-    )
-    .await?;
+    insert_new(&mut tx, ctx, std::slice::from_ref(&new)).await?;
+    let customer = db::customers::get(&mut *tx, new.id)
+        .await?
+        .ok_or(Error::CustomerNotFound(new.id))?;
     tx.commit().await?;
     Ok(customer)
 }

@@ -7,10 +7,10 @@ use sqlx::PgPool;
 
 use super::{
     Error, RequestContext, Result,
-    customers::{QualificationChange, initial_evidence},
+    customers::{QualificationChange, initial_evidence, insert_new},
 };
 use crate::{
-    db::{self, customers::NewCustomer},
+    db::customers::NewCustomer,
     domain::{Action, CustomerId, DisplayName},
 };
 
@@ -115,7 +115,7 @@ pub async fn import_customers(
 
     let mut tx = pool.begin().await?;
     for (i, batch) in customers.chunks(BATCH).enumerate() {
-        db::customers::insert_many(&mut tx, ctx, batch).await?;
+        insert_new(&mut tx, ctx, batch).await?;
         tracing::info!(
             written = i * BATCH + batch.len(),
             of = customers.len(),

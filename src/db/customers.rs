@@ -8,11 +8,8 @@ use sqlx::{PgExecutor, types::Json};
 use uuid::Uuid;
 
 use super::{Keyset, texts};
-use serde_json::json;
-
-use super::events::NewEvent;
 use crate::{
-    app::{EventType, RequestContext},
+    app::RequestContext,
     domain::{
         CustomerId, CustomerQualification, DisplayName, PartnerId, Reason, SpecialQualification,
     },
@@ -35,31 +32,6 @@ pub struct Customer {
 
 fn qualification_texts(set: CustomerQualification) -> Vec<&'static str> {
     texts(set.qualifications(), SpecialQualification::as_str)
-}
-
-/// Inserts a customer.
-pub async fn insert(
-    db: impl PgExecutor<'_>,
-    id: CustomerId,
-    name: &str,
-    qualifications: CustomerQualification,
-) -> sqlx::Result<Customer> {
-    let created_at = sqlx::query_scalar!(
-        "insert into customers (id, name, special_qualifications) values ($1, $2, $3)
-         returning created_at",
-        id.0,
-        name,
-        &qualification_texts(qualifications) as &[&str],
-    )
-    .fetch_one(db)
-    .await?;
-    Ok(Customer {
-        id,
-        name: name.to_owned(),
-        special_qualifications: qualifications,
-        version: 1,
-        created_at,
-    })
 }
 
 /// One customer, if it exists.
@@ -284,8 +256,7 @@ pub struct NewCustomer {
     pub reason: Reason,
 }
 
-/// Creates many customers with their first history versions and `customer_created` events, in
-/// three statements.
+/// Creates many customers with their first history versions, in two statements.
 pub async fn insert_many(
     db: &mut sqlx::PgConnection,
     ctx: &RequestContext,
@@ -326,21 +297,7 @@ pub async fn insert_many(
     )
     .execute(&mut *db)
     .await?;
-    let events: Vec<NewEvent> = customers
-        .iter()
-        .map(|c| NewEvent {
-            event_type: EventType::CustomerCreated,
-            customer_id: Some(c.id),
-            partner_id: None,
-            payload: json!({
-                "name": c.name.as_str(),
-                "special_qualifications": c.qualifications,
-                "evidence": c.evidence,
-                "reason": c.reason.as_str(),
-            }),
-        })
-        .collect();
-    super::events::append_many(db, ctx, &events).await
+    Ok(())
 }
 
 /// Whether the customer has a relationship with the partner.
