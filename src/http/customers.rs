@@ -11,13 +11,12 @@ use axum::{
     response::IntoResponse,
     routing::{get, post, put},
 };
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{
     ApiError, AppState, etag,
-    extract::{IfMatch, Json, Path, Query},
+    extract::{AsOf, IfMatch, Json, Path, Query},
     pagination::{Page, PageParams, VersionPageParams},
 };
 use crate::{
@@ -27,9 +26,7 @@ use crate::{
         import::{ImportLine, ImportMode, LineError},
     },
     db::customers::{Customer, CustomerEvidence, QualificationRecord},
-    domain::{
-        CustomerId, CustomerQualification, DisplayName, PartnerId, Reason, SpecialQualification,
-    },
+    domain::{CustomerId, CustomerQualification, DisplayName, PartnerId, SpecialQualification},
 };
 
 /// The customer routes.
@@ -60,14 +57,13 @@ pub fn router() -> Router<AppState> {
 pub(super) fn qualification_change(
     raw: BTreeSet<SpecialQualification>,
     evidence: CustomerEvidence,
-    reason: Option<&str>,
+    reason_text: Option<&str>,
 ) -> Result<QualificationChange, ApiError> {
     let qualifications = CustomerQualification::from_set(raw).map_err(app::Error::from)?;
-    let reason = Reason::parse(reason).map_err(|e| ApiError::invalid_field("reason", e))?;
     Ok(QualificationChange {
         qualifications,
         evidence,
-        reason,
+        reason: super::extract::reason(reason_text)?,
     })
 }
 
@@ -129,12 +125,6 @@ async fn show(
 ) -> Result<impl IntoResponse, ApiError> {
     let customer = app::customers::get(&state.pool, &ctx, id).await?;
     Ok((etag(customer.version), Json(customer)))
-}
-
-#[derive(Debug, Deserialize)]
-struct AsOf {
-    /// RFC 3339 instant; absent means now.
-    as_of: Option<DateTime<Utc>>,
 }
 
 /// The set in force now (with its `ETag`) or at `as_of`.

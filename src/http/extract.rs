@@ -163,3 +163,15 @@ mod tests {
         assert_eq!(parse_if_match(""), None);
     }
 }
+
+/// The `as_of` query parameter of the "what was true then" reads.
+#[derive(Debug, serde::Deserialize)]
+pub struct AsOf {
+    /// RFC 3339 instant; absent means now.
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A change's `reason` field, checked; a 422 naming `reason` otherwise.
+pub fn reason(raw: Option<&str>) -> Result<crate::domain::Reason, ApiError> {
+    crate::domain::Reason::parse(raw).map_err(|e| ApiError::invalid_field("reason", e))
+}

@@ -10,18 +10,17 @@ use axum::{
     response::IntoResponse,
     routing::{get, post, put},
 };
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{
     ApiError, AppState, etag,
-    extract::{IfMatch, Json, Path, Query},
+    extract::{AsOf, IfMatch, Json, Path, Query, reason},
     pagination::{Page, PageParams, VersionPageParams},
 };
 use crate::{
     app::{self, RequestContext, partners::ResellerQualificationChange},
     db::partners::{Partner, PartnerEvidence, ProfileRecord},
-    domain::{DisplayName, PartnerId, PartnerKind, Reason, ResellerQualification},
+    domain::{DisplayName, PartnerId, PartnerKind, ResellerQualification},
 };
 
 /// The partner routes.
@@ -42,10 +41,6 @@ pub fn router() -> Router<AppState> {
             "/v1/partners/{partner_id}/indirect-providers",
             put(set_indirect_providers),
         )
-}
-
-fn reason(raw: Option<&str>) -> Result<Reason, ApiError> {
-    Reason::parse(raw).map_err(|e| ApiError::invalid_field("reason", e))
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,12 +93,6 @@ async fn show(
 ) -> Result<impl IntoResponse, ApiError> {
     let partner = app::partners::get(&state.pool, &ctx, id).await?;
     Ok((etag(partner.version), Json(partner)))
-}
-
-#[derive(Debug, Deserialize)]
-struct AsOf {
-    /// RFC 3339 instant; absent means now.
-    as_of: Option<DateTime<Utc>>,
 }
 
 async fn profile(
