@@ -84,11 +84,6 @@ impl ChainedEvent<'_> {
     }
 }
 
-/// The chain id of an event about `customer` and/or `partner`.
-pub fn chain_of(customer: Option<Uuid>, partner: Option<Uuid>) -> Uuid {
-    customer.or(partner).unwrap_or(CATALOG_CHAIN)
-}
-
 /// The last link of a chain as the head table records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChainHead {
