@@ -18,7 +18,7 @@ use crate::{
 const BATCH: usize = 5_000;
 
 /// What happens to the valid lines when some lines are bad.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ImportMode {
     /// Import nothing unless every line is valid (the default).
@@ -29,7 +29,7 @@ pub enum ImportMode {
 }
 
 /// One bad line of an import.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LineError {
     /// 1-based line number.
     pub line: usize,
@@ -54,7 +54,7 @@ pub struct ImportLine {
 }
 
 /// The outcome of an import.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     /// Customers created.
     pub imported: usize,

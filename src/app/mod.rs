@@ -109,7 +109,7 @@ impl Precondition {
 }
 
 /// Something the caller should know about a change that succeeded.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Warning {
     /// Stable code.
     pub code: &'static str,

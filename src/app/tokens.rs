@@ -31,7 +31,7 @@ pub const VERIFIED_TOKEN_TTL: Duration = Duration::from_secs(5);
 const CACHE_SWEEP_AT: usize = 10_000;
 
 /// A newly issued token and its secret, which is never shown again.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
     /// The stored token.
     #[serde(flatten)]

@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// A customer as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Customer {
     /// Customer id.
     pub id: CustomerId,
@@ -141,7 +141,7 @@ pub async fn partners(
 pub type CustomerEvidence = BTreeMap<SpecialQualification, String>;
 
 /// One version of a customer's qualification set, with when it was in force.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct QualificationRecord {
     /// The customer.
     pub customer_id: CustomerId,
@@ -150,6 +150,7 @@ pub struct QualificationRecord {
     /// The set.
     pub special_qualifications: CustomerQualification,
     /// Evidence for each qualification of the set.
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub evidence: Json<CustomerEvidence>,
     /// Why the set was recorded.
     pub reason: String,

@@ -8,7 +8,7 @@ use super::Keyset;
 use crate::domain::{OfferId, OfferTerms, ProductKind, Segment};
 
 /// An offer as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Offer {
     /// Offer id.
     pub id: OfferId,

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// A partner as stored, with its current qualifications and provider links.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Partner {
     /// Partner id.
     pub id: PartnerId,
@@ -177,7 +177,7 @@ pub async fn replace_providers(
 pub type PartnerEvidence = BTreeMap<ResellerQualification, String>;
 
 /// One version of a partner's profile (reseller qualifications and provider links).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProfileRecord {
     /// The partner.
     pub partner_id: PartnerId,
@@ -188,6 +188,7 @@ pub struct ProfileRecord {
     /// Providers an indirect reseller was connected to.
     pub indirect_providers: Vec<PartnerId>,
     /// Evidence for each reseller qualification.
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub evidence: Json<PartnerEvidence>,
     /// Why this version was recorded.
     pub reason: String,

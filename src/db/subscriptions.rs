@@ -8,7 +8,7 @@ use super::Keyset;
 use crate::domain::{CustomerId, OfferId, PartnerId, Segment, SubscriptionId, SubscriptionStatus};
 
 /// A subscription as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Subscription {
     /// Subscription id.
     pub id: SubscriptionId,

@@ -9,7 +9,7 @@ use super::Keyset;
 use crate::domain::{PartnerId, Principal, Role};
 
 /// A token as listed: never its secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Token {
     /// Token (and principal) id.
     pub id: Uuid,

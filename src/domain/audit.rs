@@ -85,7 +85,7 @@ impl ChainedEvent<'_> {
 }
 
 /// The last link of a chain as the head table records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ChainHead {
     /// Position of the last event.
     pub seq: i64,
@@ -94,8 +94,9 @@ pub struct ChainHead {
 }
 
 /// What is wrong at the first broken link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ChainProblem)]
 pub enum Problem {
     /// `chain_seq` is not the previous one plus 1: an event is missing or was moved.
     SequenceGap,
@@ -108,7 +109,7 @@ pub enum Problem {
 }
 
 /// The first place where a chain does not hold.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BrokenLink {
     /// The event where it breaks (absent when the chain has a head but no events).
     pub event_id: Option<Uuid>,
@@ -123,7 +124,7 @@ pub struct BrokenLink {
 }
 
 /// The verification of one chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ChainReport {
     /// The chain.
     pub chain_id: Uuid,

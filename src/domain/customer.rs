@@ -51,6 +51,36 @@ pub enum CustomerQualification {
     GccStateOwnedEntity,
 }
 
+// The API contract: a set of special qualifications; only the seven sets of R3 are accepted.
+impl utoipa::PartialSchema for CustomerQualification {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name(
+                <SpecialQualification as utoipa::ToSchema>::name(),
+            ))
+            .unique_items(true)
+            .description(Some(
+                "One of the seven sets of R3: [], [nonprofit], [education], [gcc], \
+                 [state_owned_entity], [education, state_owned_entity], [gcc, state_owned_entity].",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for CustomerQualification {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            <SpecialQualification as utoipa::ToSchema>::name().into(),
+            <SpecialQualification as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
+
 /// A combination of special qualifications outside the seven sets of R3.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(

@@ -65,9 +65,30 @@ macro_rules! wire_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        // The API contract: a string with exactly the wire spellings.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $crate::domain::string_enum_schema($kind, &[$($text),+])
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 pub(crate) use wire_enum;
+
+/// The OpenAPI schema of a [`wire_enum!`]: a string that is one of `values`.
+pub(crate) fn string_enum_schema(
+    kind: &str,
+    values: &[&str],
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(format!("A {kind}.")))
+        .enum_values(Some(values.iter().copied()))
+        .into()
+}
 
 /// A display name: trimmed, 1 to 200 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,8 +119,9 @@ impl DisplayName {
 }
 
 /// Number of licenses in a purchase: 1 to 1,000,000.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(minimum = 1, maximum = 1_000_000)]
 pub struct Quantity(i32);
 
 /// A quantity outside 1 to 1,000,000.

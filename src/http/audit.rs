@@ -1,12 +1,10 @@
 //! `/v1/audit`: the event log for auditors (search, page, export) and chain verification.
 
 use axum::{
-    Router,
     body::Body,
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use bytes::Bytes;
@@ -14,11 +12,14 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
     ApiError, AppState,
     extract::{Json, Query},
+    openapi::{AUTHENTICATED, QUERY, problems},
     pagination::{Page, page_size},
 };
 use crate::{
@@ -41,19 +42,24 @@ enum ExportFormat {
 }
 
 /// The audit routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/audit/events", get(events))
-        .route("/v1/audit/verify", get(verify))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(events))
+        .routes(routes!(verify))
 }
 
 /// The event search parameters. Unknown parameters are refused: a misspelt filter must not
 /// silently widen an auditor's answer to the whole log.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EventParams {
+    /// Events about this customer, whichever partner acted.
     customer_id: Option<CustomerId>,
+    /// Events naming this partner.
     partner_id: Option<PartnerId>,
+    /// Events by this principal (a token id, or `system`).
+    #[param(min_length = 1)]
     actor: Option<String>,
     #[serde(rename = "type")]
     event_type: Option<EventType>,
@@ -61,6 +67,8 @@ struct EventParams {
     from: Option<DateTime<Utc>>,
     /// RFC 3339; events before it.
     to: Option<DateTime<Utc>>,
+    /// Page size, 1 to 200 (default 50); exports ignore it.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     after: Option<String>,
@@ -103,7 +111,7 @@ fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
 }
 
 /// An event as auditors see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct AuditEvent {
     id: Uuid,
     occurred_at: DateTime<Utc>,
@@ -116,6 +124,7 @@ struct AuditEvent {
     #[serde(rename = "type")]
     event_type: String,
     /// Embedded as stored (`payload::text`), the exact text that was hashed.
+    #[schema(value_type = Object)]
     payload: Box<RawValue>,
     chain_id: Uuid,
     chain_seq: i64,
@@ -171,8 +180,22 @@ fn negotiate(headers: &HeaderMap) -> Result<Option<ExportFormat>, ApiError> {
     ))
 }
 
-/// A page of matching events, newest first; or, with `Accept: text/csv` or
-/// `application/x-ndjson`, all of them streamed.
+problems!(EventsProblems = [AUTHENTICATED, QUERY, &["not_acceptable"]]);
+
+/// Search the event log: a page of matching events, newest first; or, with `Accept: text/csv` or
+/// `application/x-ndjson`, all of them streamed (auditors).
+#[utoipa::path(
+    get, path = "/v1/audit/events", tag = "audit", operation_id = "search_events",
+    params(EventParams),
+    responses(
+        (status = 200, description = "Matching events, newest first.", content(
+            (Page<AuditEvent, String> = "application/json"),
+            (String = "text/csv", example = "id,occurred_at,actor,actor_role,actor_partner_id,request_id,customer_id,partner_id,type,payload,chain_id,chain_seq,prev_hash,hash\n"),
+            (String = "application/x-ndjson"),
+        )),
+        EventsProblems,
+    ),
+)]
 async fn events(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -188,7 +211,7 @@ async fn events(
             .into_iter()
             .map(AuditEvent::try_from)
             .collect::<Result<Vec<_>, _>>()?;
-        let page = Page::from_rows(items, limit, |e| encode_cursor(e.id));
+        let page: Page<_, String> = Page::from_rows(items, limit, |e| encode_cursor(e.id));
         return Ok(Json(page).into_response());
     };
     let rows = app::audit::export(&state.pool, &ctx, &query).await?;
@@ -271,14 +294,30 @@ fn ndjson_line(out: &mut Vec<u8>, row: EventRow) -> Result<(), app::Error> {
 }
 
 /// Exactly one of them names the chain to verify.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct VerifyParams {
+    /// Verify this customer's chain.
     customer_id: Option<CustomerId>,
+    /// Verify this partner's chain.
     partner_id: Option<PartnerId>,
 }
 
-/// Recomputes a customer's or a partner's chain and reports the first broken link.
+problems!(
+    VerifyProblems = [
+        AUTHENTICATED,
+        QUERY,
+        &["customer_not_found", "partner_not_found"]
+    ]
+);
+
+/// Recompute a customer's or a partner's hash chain and report the first broken link (auditors).
+#[utoipa::path(
+    get, path = "/v1/audit/verify", tag = "audit", operation_id = "verify_chain",
+    params(VerifyParams),
+    responses((status = 200, description = "The chain's report.", body = ChainReport), VerifyProblems),
+)]
 async fn verify(
     State(state): State<AppState>,
     ctx: RequestContext,

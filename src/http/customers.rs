@@ -4,53 +4,47 @@
 use std::collections::BTreeSet;
 
 use axum::{
-    Router,
     body::Bytes,
     extract::{DefaultBodyLimit, State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode, header},
     response::IntoResponse,
-    routing::{get, post, put},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     ApiError, AppState, etag,
     extract::{AsOf, IfMatch, Json, Path, Query},
+    openapi::{AUTHENTICATED, IF_MATCH, JSON_BODY, PATH, QUERY, problems},
     pagination::{Page, PageParams, VersionPageParams},
 };
 use crate::{
     app::{
         self, RequestContext, Warning,
         customers::QualificationChange,
-        import::{ImportLine, ImportMode, LineError},
+        import::{ImportLine, ImportMode, ImportReport, LineError},
     },
     db::customers::{Customer, CustomerEvidence, QualificationRecord},
     domain::{CustomerId, CustomerQualification, DisplayName, PartnerId, SpecialQualification},
 };
 
 /// The customer routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/customers", post(create).get(list))
-        .route(
-            "/v1/customers:import",
-            post(import).layer(DefaultBodyLimit::max(IMPORT_MAX_BYTES)),
-        )
-        .route("/v1/customers/{customer_id}", get(show))
-        .route(
-            "/v1/customers/{customer_id}/qualifications",
-            get(qualifications).put(set_qualifications),
-        )
-        .route(
-            "/v1/customers/{customer_id}/qualifications/history",
-            get(qualification_history),
-        )
-        .route("/v1/customers/{customer_id}/partners", get(partners))
-        .route(
-            "/v1/customers/{customer_id}/partners/{partner_id}",
-            put(link_partner),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    let (schemas, paths, import) = routes!(import);
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes((
+            schemas,
+            paths,
+            import.layer(DefaultBodyLimit::max(IMPORT_MAX_BYTES)),
+        ))
+        .routes(routes!(show))
+        .routes(routes!(qualifications, set_qualifications))
+        .routes(routes!(qualification_history))
+        .routes(routes!(partners))
+        .routes(routes!(link_partner))
 }
 
 /// Checks the parts of a qualification change that the body carries.
@@ -68,14 +62,21 @@ pub(super) fn qualification_change(
 }
 
 /// A new customer: a name, and optionally its first qualification set with evidence.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Fabrikam University", "special_qualifications": ["education"],
+    "evidence": {"education": "QEU-ATTEST-88"}}))]
 pub(super) struct CreateCustomer {
+    /// 1 to 200 characters after trimming.
     pub(super) name: String,
+    /// One of the seven sets of R3; empty for a commercial customer.
     #[serde(default)]
     pub(super) special_qualifications: BTreeSet<SpecialQualification>,
+    /// Evidence reference per qualification (required for each).
     #[serde(default)]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub(super) evidence: CustomerEvidence,
+    /// Why; defaults to "customer created".
     pub(super) reason: Option<String>,
 }
 
@@ -92,6 +93,25 @@ impl CreateCustomer {
     }
 }
 
+problems!(
+    CreateProblems = [
+        AUTHENTICATED,
+        JSON_BODY,
+        &["invalid_field", "invalid_qualification_set"]
+    ]
+);
+
+/// Create a customer (back office).
+#[utoipa::path(
+    post, path = "/v1/customers", tag = "customers", operation_id = "create_customer",
+    request_body = CreateCustomer,
+    responses(
+        (status = 201, description = "Created.", body = Customer, headers(
+            ("ETag" = String, description = "The version, e.g. `\"1\"`."),
+            ("Location" = String, description = "The customer's URL."))),
+        CreateProblems,
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -108,6 +128,14 @@ async fn create(
     ))
 }
 
+problems!(ListProblems = [AUTHENTICATED, QUERY]);
+
+/// List customers (partner roles see related ones), oldest first.
+#[utoipa::path(
+    get, path = "/v1/customers", tag = "customers", operation_id = "list_customers",
+    params(PageParams),
+    responses((status = 200, description = "A page of customers.", body = Page<Customer>), ListProblems),
+)]
 async fn list(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -118,6 +146,18 @@ async fn list(
     Ok(Json(Page::from_rows(rows, limit, |c| c.id.0)))
 }
 
+problems!(ShowProblems = [AUTHENTICATED, PATH, &["customer_not_found"]]);
+
+/// Read a customer.
+#[utoipa::path(
+    get, path = "/v1/customers/{customer_id}", tag = "customers", operation_id = "get_customer",
+    params(("customer_id" = CustomerId, Path, description = "The customer's id.")),
+    responses(
+        (status = 200, description = "The customer.", body = Customer,
+         headers(("ETag" = String, description = "The version."))),
+        ShowProblems,
+    ),
+)]
 async fn show(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -127,7 +167,26 @@ async fn show(
     Ok((etag(customer.version), Json(customer)))
 }
 
-/// The set in force now (with its `ETag`) or at `as_of`.
+problems!(
+    QualificationsProblems = [
+        AUTHENTICATED,
+        PATH,
+        QUERY,
+        &["customer_not_found", "not_recorded_at"]
+    ]
+);
+
+/// The qualification set in force now (with its `ETag`) or at `as_of`.
+#[utoipa::path(
+    get, path = "/v1/customers/{customer_id}/qualifications", tag = "customers",
+    operation_id = "get_customer_qualifications",
+    params(("customer_id" = CustomerId, Path, description = "The customer's id."), AsOf),
+    responses(
+        (status = 200, description = "The version in force.", body = QualificationRecord,
+         headers(("ETag" = String, description = "The version."))),
+        QualificationsProblems,
+    ),
+)]
 async fn qualifications(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -138,21 +197,57 @@ async fn qualifications(
     Ok((etag(record.version), Json(record)))
 }
 
-#[derive(Debug, Deserialize)]
+/// The customer's whole new qualification set.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"special_qualifications": ["gcc"], "evidence": {"gcc": "GCV-123"},
+    "reason": "government cloud validation"}))]
 struct SetQualifications {
+    /// One of the seven sets of R3.
     special_qualifications: BTreeSet<SpecialQualification>,
+    /// Evidence reference per added qualification (required for each; kept ones keep theirs).
     #[serde(default)]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     evidence: CustomerEvidence,
+    /// Why (required).
     reason: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// The new version, and what the caller should know about it.
+#[derive(Debug, Serialize, ToSchema)]
 struct QualificationUpdateBody {
     #[serde(flatten)]
     record: QualificationRecord,
+    /// E.g. `gcc_lockout_still_applies`.
     warnings: Vec<Warning>,
 }
+
+problems!(
+    SetQualificationsProblems = [
+        AUTHENTICATED,
+        JSON_BODY,
+        PATH,
+        IF_MATCH,
+        &[
+            "customer_not_found",
+            "invalid_field",
+            "invalid_qualification_set",
+        ]
+    ]
+);
+
+/// Replace the customer's qualification set (back office).
+#[utoipa::path(
+    put, path = "/v1/customers/{customer_id}/qualifications", tag = "customers",
+    operation_id = "set_customer_qualifications",
+    params(("customer_id" = CustomerId, Path, description = "The customer's id."), ("If-Match" = String, Header, description = "The `ETag` last read, or `*`.")),
+    request_body = SetQualifications,
+    responses(
+        (status = 200, description = "The new version.", body = QualificationUpdateBody,
+         headers(("ETag" = String, description = "The new version."))),
+        SetQualificationsProblems,
+    ),
+)]
 
 async fn set_qualifications(
     State(state): State<AppState>,
@@ -177,6 +272,15 @@ async fn set_qualifications(
     ))
 }
 
+problems!(HistoryProblems = [AUTHENTICATED, PATH, QUERY, &["customer_not_found"]]);
+
+/// Every qualification set the customer had, oldest first.
+#[utoipa::path(
+    get, path = "/v1/customers/{customer_id}/qualifications/history", tag = "customers",
+    operation_id = "get_customer_qualification_history",
+    params(("customer_id" = CustomerId, Path, description = "The customer's id."), VersionPageParams),
+    responses((status = 200, description = "A page of versions.", body = Page<QualificationRecord, i64>), HistoryProblems),
+)]
 async fn qualification_history(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -188,12 +292,22 @@ async fn qualification_history(
     Ok(Json(Page::from_rows(rows, limit, |r| r.version)))
 }
 
-#[derive(Debug, Serialize)]
+/// The partners related to a customer.
+#[derive(Debug, Serialize, ToSchema)]
 struct CustomerPartners {
     customer_id: CustomerId,
     partner_ids: Vec<PartnerId>,
 }
 
+problems!(PartnersProblems = [AUTHENTICATED, PATH, &["customer_not_found"]]);
+
+/// The partners related to the customer.
+#[utoipa::path(
+    get, path = "/v1/customers/{customer_id}/partners", tag = "customers",
+    operation_id = "list_customer_partners",
+    params(("customer_id" = CustomerId, Path, description = "The customer's id.")),
+    responses((status = 200, description = "The related partners.", body = CustomerPartners), PartnersProblems),
+)]
 async fn partners(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -206,13 +320,33 @@ async fn partners(
     }))
 }
 
-#[derive(Debug, Serialize)]
+/// A customer's relationship with a partner.
+#[derive(Debug, Serialize, ToSchema)]
 struct Relationship {
     customer_id: CustomerId,
     partner_id: PartnerId,
 }
 
-/// Idempotent: 201 when the relationship is new, 200 when it already existed.
+problems!(
+    LinkProblems = [
+        AUTHENTICATED,
+        PATH,
+        &["customer_not_found", "partner_not_found"]
+    ]
+);
+
+/// Relate a partner to the customer. Idempotent: 201 when the relationship is new, 200 when it
+/// already existed.
+#[utoipa::path(
+    put, path = "/v1/customers/{customer_id}/partners/{partner_id}", tag = "customers",
+    operation_id = "link_customer_partner",
+    params(("customer_id" = CustomerId, Path, description = "The customer's id."), ("partner_id" = PartnerId, Path, description = "The partner's id.")),
+    responses(
+        (status = 201, description = "Related now.", body = Relationship),
+        (status = 200, description = "Already related.", body = Relationship),
+        LinkProblems,
+    ),
+)]
 async fn link_partner(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -236,13 +370,40 @@ async fn link_partner(
 /// Largest accepted import body: room for well over 100k lines.
 const IMPORT_MAX_BYTES: usize = 256 * 1024 * 1024;
 
-#[derive(Debug, Deserialize)]
+/// The import's parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ImportParams {
+    /// `all_or_nothing` (default) or `partial`.
     #[serde(default)]
     mode: ImportMode,
 }
 
-/// `POST /v1/customers:import`: NDJSON, one customer (as for `POST /v1/customers`) per line.
+problems!(
+    ImportProblems = [
+        AUTHENTICATED,
+        QUERY,
+        &[
+            "unsupported_media_type",
+            "unreadable_body",
+            "payload_too_large",
+            "import_rejected",
+        ]
+    ]
+);
+
+/// Bulk-create customers from NDJSON, one `POST /v1/customers` body per line (back office).
+#[utoipa::path(
+    post, path = "/v1/customers:import", tag = "customers", operation_id = "import_customers",
+    params(ImportParams),
+    request_body(content = String, content_type = "application/x-ndjson",
+        description = "One customer per line, each as the body of `POST /v1/customers`; up to 256 MiB.",
+        example = "{\"name\":\"Northwind School\",\"special_qualifications\":[\"education\"],\"evidence\":{\"education\":\"QEU-1\"}}\n"),
+    responses(
+        (status = 201, description = "Imported (with `mode=partial`, the bad lines are reported).", body = ImportReport),
+        ImportProblems,
+    ),
+)]
 async fn import(
     State(state): State<AppState>,
     ctx: RequestContext,

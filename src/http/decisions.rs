@@ -1,18 +1,17 @@
 //! Decisions without side effects: a dry-run purchase decision and the eligible-offer listing.
 
-use axum::{
-    Router,
-    extract::State,
-    routing::{get, post},
-};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     ApiError, AppState,
     error::violations_json,
     extract::{Json, Path, Query},
+    openapi::{AUTHENTICATED, JSON_BODY, PATH, QUERY, Violation, problems},
     pagination::{Page, PageParams},
 };
 use crate::{
@@ -22,30 +21,52 @@ use crate::{
 };
 
 /// The decision routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/purchase-decisions", post(decide))
-        .route(
-            "/v1/customers/{customer_id}/eligible-offers",
-            get(eligible_offers),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(decide))
+        .routes(routes!(eligible_offers))
 }
 
-#[derive(Debug, Deserialize)]
+/// A purchase to decide without buying.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ProposedPurchase {
     customer_id: CustomerId,
     partner_id: PartnerId,
     offer_id: OfferId,
     /// Accepted so an ordering system can send its purchase body as is; checked, not decisive.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     quantity: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+/// The rules' answer.
+#[derive(Debug, Serialize, ToSchema)]
 struct DecisionBody {
     allowed: bool,
+    /// Every broken rule, in rule-book order; empty when allowed.
+    #[schema(value_type = Vec<Violation>)]
     violations: Value,
 }
+
+problems!(
+    DecideProblems = [
+        AUTHENTICATED,
+        JSON_BODY,
+        &[
+            "invalid_field",
+            "customer_not_found",
+            "partner_not_found",
+            "offer_not_found",
+        ]
+    ]
+);
+
+/// Ask the rules whether a purchase would be allowed; writes nothing.
+#[utoipa::path(
+    post, path = "/v1/purchase-decisions", tag = "decisions", operation_id = "decide_purchase",
+    request_body = ProposedPurchase,
+    responses((status = 200, description = "The decision.", body = DecisionBody), DecideProblems),
+)]
 
 async fn decide(
     State(state): State<AppState>,
@@ -73,13 +94,33 @@ async fn decide(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// Whose eligible offers, and when.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EligibleOffersParams {
+    /// The partner that would sell (required).
+    #[param(required = true)]
     partner_id: Option<PartnerId>,
     /// RFC 3339 instant: what the partner could have sold then. Absent means now.
     as_of: Option<DateTime<Utc>>,
 }
 
+problems!(
+    EligibleProblems = [
+        AUTHENTICATED,
+        PATH,
+        QUERY,
+        &["customer_not_found", "partner_not_found", "not_recorded_at",]
+    ]
+);
+
+/// The offers the partner may sell the customer now (or could have at `as_of`).
+#[utoipa::path(
+    get, path = "/v1/customers/{customer_id}/eligible-offers", tag = "decisions",
+    operation_id = "list_eligible_offers",
+    params(("customer_id" = CustomerId, Path, description = "The customer's id."), EligibleOffersParams, PageParams),
+    responses((status = 200, description = "A page of offers.", body = Page<Offer>), EligibleProblems),
+)]
 async fn eligible_offers(
     State(state): State<AppState>,
     ctx: RequestContext,

@@ -165,7 +165,8 @@ mod tests {
 }
 
 /// The `as_of` query parameter of the "what was true then" reads.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AsOf {
     /// RFC 3339 instant; absent means now.
     pub as_of: Option<chrono::DateTime<chrono::Utc>>,

@@ -6,17 +6,17 @@ mod decisions;
 mod error;
 mod extract;
 mod offers;
+pub mod openapi;
 mod pagination;
 mod partners;
 mod subscriptions;
 mod tokens;
 
 use axum::{
-    Router,
+    Extension, Router,
     body::Body,
     extract::{DefaultBodyLimit, State},
     http::{Request, StatusCode},
-    routing::get,
 };
 use sqlx::PgPool;
 use tower_http::{
@@ -25,6 +25,8 @@ use tower_http::{
     trace::{DefaultOnResponse, TraceLayer},
 };
 use tracing::Level;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use error::{ApiError, PROBLEM_JSON};
 
@@ -57,10 +59,11 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
 }
 
-/// The whole API.
+/// The whole API. Every route is registered with its OpenAPI operation, so the served contract
+/// lists exactly what the router serves.
 pub fn router(state: AppState) -> Router {
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
-    Router::new()
+    let (router, contract) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(partners::router())
         .merge(customers::router())
         .merge(offers::router())
@@ -68,13 +71,19 @@ pub fn router(state: AppState) -> Router {
         .merge(decisions::router())
         .merge(tokens::router())
         .merge(audit::router())
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+        .routes(routes!(healthz))
+        .routes(routes!(ready))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(openapi::docs))
+        .split_for_parts();
+    let contract = openapi::Contract::serve(&contract);
+    router
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "No such route.") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This route does not accept this method.")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(Extension(contract))
         .layer(axum::middleware::from_fn_with_state(state.clone(), request_timeout))
         // Outermost first: assign the id, open a span carrying it, echo it on the response.
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -100,7 +109,31 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The process is up (no database involved).
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "The process is up.", body = String, content_type = "text/plain", example = "ok")),
+)]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+openapi::problems!(
+    ReadyProblems = [&[
+        "database_unavailable",
+        "migrations_pending",
+        "internal_error"
+    ]]
+);
+
 /// Ready when the database answers and has every migration this build knows.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "Ready to serve.", body = String, content_type = "text/plain", example = "ready"),
+        ReadyProblems,
+    ),
+)]
 async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     let applied = crate::db::migrations_applied(&state.pool)
         .await

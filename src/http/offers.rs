@@ -1,17 +1,18 @@
 //! `/v1/offers`: the catalog.
 
 use axum::{
-    Router,
     extract::State,
     http::{StatusCode, header},
     response::IntoResponse,
-    routing::{get, post},
 };
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     ApiError, AppState,
     extract::{Json, Path, Query},
+    openapi::{AUTHENTICATED, JSON_BODY, PATH, QUERY, problems},
     pagination::{Page, PageParams},
 };
 use crate::{
@@ -21,20 +22,42 @@ use crate::{
 };
 
 /// The offer routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/offers", post(create).get(list))
-        .route("/v1/offers/{offer_id}", get(show))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new catalog offer.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Microsoft 365 A3", "segment": "education", "product_kind": "license_based"}))]
 struct CreateOffer {
+    /// 1 to 200 characters after trimming.
     name: String,
     segment: Segment,
+    /// Special segments need `license_based` (R1).
     product_kind: ProductKind,
 }
 
+problems!(
+    CreateProblems = [
+        AUTHENTICATED,
+        JSON_BODY,
+        &["invalid_field", "offer_not_license_based"]
+    ]
+);
+
+/// Create an offer (operator).
+#[utoipa::path(
+    post, path = "/v1/offers", tag = "offers", operation_id = "create_offer",
+    request_body = CreateOffer,
+    responses(
+        (status = 201, description = "Created.", body = Offer,
+         headers(("Location" = String, description = "The offer's URL."))),
+        CreateProblems,
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -54,12 +77,24 @@ async fn create(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// Filters of the offer listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct OfferFilter {
+    /// Only offers of this segment.
     segment: Option<Segment>,
+    /// Only offers of this product kind.
     product_kind: Option<ProductKind>,
 }
 
+problems!(ListProblems = [AUTHENTICATED, QUERY]);
+
+/// List offers, oldest first.
+#[utoipa::path(
+    get, path = "/v1/offers", tag = "offers", operation_id = "list_offers",
+    params(OfferFilter, PageParams),
+    responses((status = 200, description = "A page of offers.", body = Page<Offer>), ListProblems),
+)]
 async fn list(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -78,6 +113,14 @@ async fn list(
     Ok(Json(Page::from_rows(rows, limit, |o| o.id.0)))
 }
 
+problems!(ShowProblems = [AUTHENTICATED, PATH, &["offer_not_found"]]);
+
+/// Read an offer.
+#[utoipa::path(
+    get, path = "/v1/offers/{offer_id}", tag = "offers", operation_id = "get_offer",
+    params(("offer_id" = OfferId, Path, description = "The offer's id.")),
+    responses((status = 200, description = "The offer.", body = Offer), ShowProblems),
+)]
 async fn show(
     State(state): State<AppState>,
     ctx: RequestContext,

@@ -12,9 +12,11 @@ const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 200;
 
 /// The pagination query parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     after: Option<Uuid>,
@@ -35,9 +37,11 @@ impl PageParams {
 }
 
 /// The pagination query parameters of a history, whose rows are numbered by version.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VersionPageParams {
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// The `next_cursor` (a version) of the previous page.
     after: Option<i64>,
@@ -62,9 +66,20 @@ pub fn page_size(limit: Option<u32>) -> Result<usize, ApiError> {
     Ok(limit as usize)
 }
 
+/// The cursor of an id-ordered listing: the last id of the page.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+pub struct IdCursor(Uuid);
+
+impl From<Uuid> for IdCursor {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
 /// One page of a listing.
-#[derive(Debug, Serialize)]
-pub struct Page<T, C = Uuid> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Page<T, C = IdCursor> {
     /// The items, in the listing's order (oldest first unless it says otherwise).
     pub items: Vec<T>,
     /// Pass as `after` to get the next page; absent on the last page.
@@ -73,10 +88,10 @@ pub struct Page<T, C = Uuid> {
 
 impl<T, C> Page<T, C> {
     /// Builds a page from up to `limit + 1` rows.
-    pub fn from_rows(mut rows: Vec<T>, limit: usize, id: impl Fn(&T) -> C) -> Self {
+    pub fn from_rows<K: Into<C>>(mut rows: Vec<T>, limit: usize, id: impl Fn(&T) -> K) -> Self {
         let next_cursor = if rows.len() > limit {
             rows.truncate(limit);
-            rows.last().map(id)
+            rows.last().map(|row| id(row).into())
         } else {
             None
         };

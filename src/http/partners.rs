@@ -4,17 +4,18 @@
 use std::collections::BTreeSet;
 
 use axum::{
-    Router,
     extract::State,
     http::{StatusCode, header},
     response::IntoResponse,
-    routing::{get, post, put},
 };
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     ApiError, AppState, etag,
     extract::{AsOf, IfMatch, Json, Path, Query, reason},
+    openapi::{AUTHENTICATED, IF_MATCH, JSON_BODY, PATH, QUERY, problems},
     pagination::{Page, PageParams, VersionPageParams},
 };
 use crate::{
@@ -24,36 +25,48 @@ use crate::{
 };
 
 /// The partner routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/partners", post(create).get(list))
-        .route("/v1/partners/{partner_id}", get(show))
-        .route("/v1/partners/{partner_id}/profile", get(profile))
-        .route(
-            "/v1/partners/{partner_id}/profile/history",
-            get(profile_history),
-        )
-        .route(
-            "/v1/partners/{partner_id}/reseller-qualifications",
-            put(set_reseller_qualifications),
-        )
-        .route(
-            "/v1/partners/{partner_id}/indirect-providers",
-            put(set_indirect_providers),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show))
+        .routes(routes!(profile))
+        .routes(routes!(profile_history))
+        .routes(routes!(set_reseller_qualifications))
+        .routes(routes!(set_indirect_providers))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new partner, optionally with its reseller qualifications and their evidence.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Contoso Reseller", "kind": "direct_bill_partner",
+    "reseller_qualifications": ["education"], "evidence": {"education": "EDU-AUTH-2231"}}))]
 struct CreatePartner {
+    /// 1 to 200 characters after trimming.
     name: String,
     kind: PartnerKind,
     #[serde(default)]
     reseller_qualifications: BTreeSet<ResellerQualification>,
+    /// Evidence reference per added qualification (required for each).
     #[serde(default)]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     evidence: PartnerEvidence,
+    /// Why; defaults to "partner created".
     reason: Option<String>,
 }
+
+problems!(CreateProblems = [AUTHENTICATED, JSON_BODY, &["invalid_field"]]);
+
+/// Create a partner (back office).
+#[utoipa::path(
+    post, path = "/v1/partners", tag = "partners", operation_id = "create_partner",
+    request_body = CreatePartner,
+    responses(
+        (status = 201, description = "Created.", body = Partner, headers(
+            ("ETag" = String, description = "The version, e.g. `\"1\"`."),
+            ("Location" = String, description = "The partner's URL."))),
+        CreateProblems,
+    ),
+)]
 
 async fn create(
     State(state): State<AppState>,
@@ -76,6 +89,14 @@ async fn create(
     ))
 }
 
+problems!(ListProblems = [AUTHENTICATED, QUERY]);
+
+/// List partners (partner roles see their own), oldest first.
+#[utoipa::path(
+    get, path = "/v1/partners", tag = "partners", operation_id = "list_partners",
+    params(PageParams),
+    responses((status = 200, description = "A page of partners.", body = Page<Partner>), ListProblems),
+)]
 async fn list(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -86,6 +107,18 @@ async fn list(
     Ok(Json(Page::from_rows(rows, limit, |p| p.id.0)))
 }
 
+problems!(ShowProblems = [AUTHENTICATED, PATH, &["partner_not_found"]]);
+
+/// Read a partner.
+#[utoipa::path(
+    get, path = "/v1/partners/{partner_id}", tag = "partners", operation_id = "get_partner",
+    params(("partner_id" = PartnerId, Path, description = "The partner's id.")),
+    responses(
+        (status = 200, description = "The partner.", body = Partner,
+         headers(("ETag" = String, description = "The version."))),
+        ShowProblems,
+    ),
+)]
 async fn show(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -95,6 +128,25 @@ async fn show(
     Ok((etag(partner.version), Json(partner)))
 }
 
+problems!(
+    ProfileProblems = [
+        AUTHENTICATED,
+        PATH,
+        QUERY,
+        &["partner_not_found", "not_recorded_at"]
+    ]
+);
+
+/// The partner's profile now, or at `as_of`.
+#[utoipa::path(
+    get, path = "/v1/partners/{partner_id}/profile", tag = "partners", operation_id = "get_partner_profile",
+    params(("partner_id" = PartnerId, Path, description = "The partner's id."), AsOf),
+    responses(
+        (status = 200, description = "The profile version in force.", body = ProfileRecord,
+         headers(("ETag" = String, description = "The version."))),
+        ProfileProblems,
+    ),
+)]
 async fn profile(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -105,6 +157,15 @@ async fn profile(
     Ok((etag(record.version), Json(record)))
 }
 
+problems!(HistoryProblems = [AUTHENTICATED, PATH, QUERY, &["partner_not_found"]]);
+
+/// Every profile version of the partner, oldest first.
+#[utoipa::path(
+    get, path = "/v1/partners/{partner_id}/profile/history", tag = "partners",
+    operation_id = "get_partner_profile_history",
+    params(("partner_id" = PartnerId, Path, description = "The partner's id."), VersionPageParams),
+    responses((status = 200, description = "A page of versions.", body = Page<ProfileRecord, i64>), HistoryProblems),
+)]
 async fn profile_history(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -116,14 +177,46 @@ async fn profile_history(
     Ok(Json(Page::from_rows(rows, limit, |r| r.version)))
 }
 
-#[derive(Debug, Deserialize)]
+/// The partner's whole new set of reseller qualifications.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reseller_qualifications": ["education", "gcc"],
+    "evidence": {"gcc": "GCV-ENROLL-7"}, "reason": "enrolled"}))]
 struct SetResellerQualifications {
     reseller_qualifications: BTreeSet<ResellerQualification>,
+    /// Evidence reference per added qualification (required for each).
     #[serde(default)]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     evidence: PartnerEvidence,
+    /// Why (required).
     reason: Option<String>,
 }
+
+problems!(
+    SetQualificationsProblems = [
+        AUTHENTICATED,
+        JSON_BODY,
+        PATH,
+        IF_MATCH,
+        &["partner_not_found", "invalid_field"]
+    ]
+);
+
+/// Replace the partner's reseller qualifications (back office).
+#[utoipa::path(
+    put, path = "/v1/partners/{partner_id}/reseller-qualifications", tag = "partners",
+    operation_id = "set_partner_reseller_qualifications",
+    params(
+        ("partner_id" = PartnerId, Path, description = "The partner's id."),
+        ("If-Match" = String, Header, description = "The `ETag` last read, or `*`."),
+    ),
+    request_body = SetResellerQualifications,
+    responses(
+        (status = 200, description = "The changed partner.", body = Partner,
+         headers(("ETag" = String, description = "The new version."))),
+        SetQualificationsProblems,
+    ),
+)]
 
 async fn set_reseller_qualifications(
     State(state): State<AppState>,
@@ -143,12 +236,46 @@ async fn set_reseller_qualifications(
     Ok((etag(partner.version), Json(partner)))
 }
 
-#[derive(Debug, Deserialize)]
+/// The indirect reseller's whole new set of providers.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SetIndirectProviders {
     provider_ids: BTreeSet<PartnerId>,
+    /// Why (required).
     reason: Option<String>,
 }
+
+problems!(
+    SetProvidersProblems = [
+        AUTHENTICATED,
+        JSON_BODY,
+        PATH,
+        IF_MATCH,
+        &[
+            "partner_not_found",
+            "invalid_field",
+            "partner_not_indirect_reseller",
+            "provider_not_found",
+            "provider_not_indirect_provider",
+        ]
+    ]
+);
+
+/// Replace an indirect reseller's provider links (back office).
+#[utoipa::path(
+    put, path = "/v1/partners/{partner_id}/indirect-providers", tag = "partners",
+    operation_id = "set_partner_indirect_providers",
+    params(
+        ("partner_id" = PartnerId, Path, description = "The indirect reseller's id."),
+        ("If-Match" = String, Header, description = "The `ETag` last read, or `*`."),
+    ),
+    request_body = SetIndirectProviders,
+    responses(
+        (status = 200, description = "The changed partner.", body = Partner,
+         headers(("ETag" = String, description = "The new version."))),
+        SetProvidersProblems,
+    ),
+)]
 
 async fn set_indirect_providers(
     State(state): State<AppState>,

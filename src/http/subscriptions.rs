@@ -1,17 +1,18 @@
 //! `/v1/customers/{id}/subscriptions`: buying, and the subscription history.
 
 use axum::{
-    Router,
     extract::State,
     http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, put},
 };
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     ApiError, AppState,
     extract::{Json, Path, Query},
+    openapi::{AUTHENTICATED, JSON_BODY, PATH, QUERY, problems},
     pagination::{Page, PageParams},
 };
 use crate::{
@@ -27,29 +28,57 @@ use crate::{
 const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// The subscription routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/customers/{customer_id}/subscriptions",
-            get(list).post(purchase),
-        )
-        .route(
-            "/v1/customers/{customer_id}/subscriptions/{subscription_id}",
-            get(show),
-        )
-        .route(
-            "/v1/customers/{customer_id}/subscriptions/{subscription_id}/status",
-            put(set_status),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, purchase))
+        .routes(routes!(show))
+        .routes(routes!(set_status))
 }
 
-#[derive(Debug, Deserialize)]
+/// What to buy, and from which partner.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PurchaseBody {
     partner_id: PartnerId,
     offer_id: OfferId,
+    /// Licenses, 1 to 1,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     quantity: i64,
 }
+
+problems!(
+    PurchaseProblems = [
+        AUTHENTICATED,
+        JSON_BODY,
+        PATH,
+        &[
+            "missing_idempotency_key",
+            "invalid_idempotency_key",
+            "invalid_field",
+            "customer_not_found",
+            "partner_not_found",
+            "offer_not_found",
+            "idempotency_key_reused",
+            "purchase_denied",
+        ]
+    ]
+);
+
+/// Buy a subscription: decided by the rules inside one transaction; a retry with the same
+/// `Idempotency-Key` gets the stored outcome (allowed or denied) and never buys twice.
+#[utoipa::path(
+    post, path = "/v1/customers/{customer_id}/subscriptions", tag = "subscriptions",
+    operation_id = "purchase_subscription",
+    params(("customer_id" = CustomerId, Path, description = "The customer's id."), ("Idempotency-Key" = String, Header,
+        description = "1 to 255 visible ASCII characters, unique per purchase of the caller.")),
+    request_body = PurchaseBody,
+    responses(
+        (status = 201, description = "Bought.", body = Subscription, headers(
+            ("Location" = String, description = "The subscription's URL."),
+            ("idempotent-replayed" = String, description = "`true` when this replays an earlier outcome."))),
+        PurchaseProblems,
+    ),
+)]
 
 async fn purchase(
     State(state): State<AppState>,
@@ -92,6 +121,15 @@ async fn purchase(
     Ok(response)
 }
 
+problems!(ListProblems = [AUTHENTICATED, PATH, QUERY, &["customer_not_found"]]);
+
+/// The customer's subscriptions, oldest first (partner roles see their own sales).
+#[utoipa::path(
+    get, path = "/v1/customers/{customer_id}/subscriptions", tag = "subscriptions",
+    operation_id = "list_subscriptions",
+    params(("customer_id" = CustomerId, Path, description = "The customer's id."), PageParams),
+    responses((status = 200, description = "A page of subscriptions.", body = Page<Subscription>), ListProblems),
+)]
 async fn list(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -103,6 +141,21 @@ async fn list(
     Ok(Json(Page::from_rows(rows, limit, |s| s.id.0)))
 }
 
+problems!(
+    ShowProblems = [
+        AUTHENTICATED,
+        PATH,
+        &["customer_not_found", "subscription_not_found"]
+    ]
+);
+
+/// Read one subscription.
+#[utoipa::path(
+    get, path = "/v1/customers/{customer_id}/subscriptions/{subscription_id}", tag = "subscriptions",
+    operation_id = "get_subscription",
+    params(("customer_id" = CustomerId, Path, description = "The customer's id."), ("subscription_id" = SubscriptionId, Path, description = "The subscription's id.")),
+    responses((status = 200, description = "The subscription.", body = Subscription), ShowProblems),
+)]
 async fn show(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -113,12 +166,38 @@ async fn show(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// A subscription's new status.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"status": "suspended", "reason": "unpaid invoice"}))]
 struct SetStatus {
     status: SubscriptionStatus,
+    /// Why.
     reason: Option<String>,
 }
+
+problems!(
+    SetStatusProblems = [
+        AUTHENTICATED,
+        JSON_BODY,
+        PATH,
+        &[
+            "customer_not_found",
+            "subscription_not_found",
+            "invalid_field",
+            "invalid_status_transition",
+        ]
+    ]
+);
+
+/// Change a subscription's status (back office); `cancelled` is final.
+#[utoipa::path(
+    put, path = "/v1/customers/{customer_id}/subscriptions/{subscription_id}/status",
+    tag = "subscriptions", operation_id = "set_subscription_status",
+    params(("customer_id" = CustomerId, Path, description = "The customer's id."), ("subscription_id" = SubscriptionId, Path, description = "The subscription's id.")),
+    request_body = SetStatus,
+    responses((status = 200, description = "The changed subscription.", body = Subscription), SetStatusProblems),
+)]
 
 async fn set_status(
     State(state): State<AppState>,

@@ -1,23 +1,24 @@
 //! `/v1/tokens`: bearer tokens for operators, and for global admins of their own partner.
 
 use axum::{
-    Router,
     extract::State,
     http::{StatusCode, header},
     response::IntoResponse,
-    routing::{delete, post},
 };
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
     ApiError, AppState,
     extract::{Json, Path, Query},
+    openapi::{AUTHENTICATED, JSON_BODY, PATH, QUERY, problems},
     pagination::{Page, PageParams},
 };
 use crate::{
-    app::{self, RequestContext},
+    app::{self, RequestContext, tokens::IssuedToken},
     db::tokens::Token,
     domain::{PartnerId, Role},
 };
@@ -26,22 +27,44 @@ use crate::{
 const DEFAULT_LIFETIME_DAYS: i64 = 90;
 
 /// The token routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tokens", post(create).get(list))
-        .route("/v1/tokens/{token_id}", delete(revoke))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(revoke))
 }
 
-#[derive(Debug, Deserialize)]
+/// A token to issue.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "sales_agent", "partner_id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c8d", "label": "ordering system"}))]
 struct CreateToken {
     role: Role,
+    /// The partner a partner role acts for (required for those roles, refused for the others).
     partner_id: Option<PartnerId>,
+    /// Who holds the token.
     label: String,
+    /// Default: 90 days from now.
     expires_at: Option<DateTime<Utc>>,
 }
 
-/// 201 with the secret, which is shown this once and never again.
+problems!(
+    CreateProblems = [
+        AUTHENTICATED,
+        JSON_BODY,
+        &["invalid_token_request", "partner_not_found"]
+    ]
+);
+
+/// Issue a token: 201 with the secret, which is shown this once and never again.
+#[utoipa::path(
+    post, path = "/v1/tokens", tag = "tokens", operation_id = "create_token",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "Issued.", body = IssuedToken,
+         headers(("Location" = String, description = "The token's URL."))),
+        CreateProblems,
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -67,6 +90,14 @@ async fn create(
     ))
 }
 
+problems!(ListProblems = [AUTHENTICATED, QUERY]);
+
+/// List tokens (never their secrets).
+#[utoipa::path(
+    get, path = "/v1/tokens", tag = "tokens", operation_id = "list_tokens",
+    params(PageParams),
+    responses((status = 200, description = "A page of tokens.", body = Page<Token>), ListProblems),
+)]
 async fn list(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -77,7 +108,14 @@ async fn list(
     Ok(Json(Page::from_rows(rows, limit, |t| t.id)))
 }
 
-/// Revokes the token (idempotent); it stops working within 5 seconds.
+problems!(RevokeProblems = [AUTHENTICATED, PATH, &["token_not_found"]]);
+
+/// Revoke a token (idempotent); it stops working within 5 seconds.
+#[utoipa::path(
+    delete, path = "/v1/tokens/{token_id}", tag = "tokens", operation_id = "revoke_token",
+    params(("token_id" = Uuid, Path, description = "The token's id.")),
+    responses((status = 200, description = "The revoked token.", body = Token), RevokeProblems),
+)]
 async fn revoke(
     State(state): State<AppState>,
     ctx: RequestContext,

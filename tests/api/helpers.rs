@@ -253,6 +253,12 @@ impl Reply {
                 .and_then(|v| v.to_str().ok()),
             Some("application/problem+json")
         );
+        // The contract documents every code with the status it is answered with.
+        assert_eq!(
+            partner_catalog::http::openapi::status_of(code),
+            Some(status),
+            "`{code}` is not in the contract's problem catalog with status {status}"
+        );
     }
 
     /// The rule codes of a denial.

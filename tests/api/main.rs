@@ -7,6 +7,7 @@ mod customers;
 mod helpers;
 mod malformed;
 mod offers;
+mod openapi;
 mod partners;
 mod purchases;
 mod qualifications;

@@ -1,0 +1,513 @@
+//! The API contract: OpenAPI 3.1 generated from the handlers' `#[utoipa::path]` annotations,
+//! served at `/openapi.json` and rendered at `/docs`. Every problem+json answer an operation can
+//! give is declared next to its handler with [`problems!`], from the one catalog below.
+
+use std::collections::BTreeMap;
+
+use axum::{
+    Extension,
+    http::{StatusCode, header},
+    response::{Html, IntoResponse},
+};
+use bytes::Bytes;
+use serde_json::json;
+use utoipa::{
+    Modify, OpenApi,
+    openapi::{
+        ContentBuilder, ObjectBuilder, Ref, RefOr, ResponseBuilder,
+        example::ExampleBuilder,
+        header::HeaderBuilder,
+        response::Response,
+        schema::{AllOfBuilder, Schema, Type},
+        security::{Http, HttpAuthScheme, SecurityScheme},
+    },
+};
+
+use super::PROBLEM_JSON;
+
+/// One problem code: its status, when it is answered, and an example `detail`.
+struct ProblemCode {
+    code: &'static str,
+    status: StatusCode,
+    when: &'static str,
+}
+
+/// Every problem code of the API. The status here is the one the service answers with; the
+/// HTTP tests check each problem they see against it.
+const CATALOG: &[ProblemCode] = &[
+    p("malformed_json", 400, "The body is not JSON."),
+    p("unreadable_body", 400, "The body could not be read."),
+    p(
+        "invalid_path_parameter",
+        400,
+        "A path parameter is malformed, e.g. an id that is not a UUID.",
+    ),
+    p(
+        "invalid_query_parameter",
+        400,
+        "A query parameter is missing, unknown or malformed, e.g. `limit=0`.",
+    ),
+    p(
+        "missing_idempotency_key",
+        400,
+        "A purchase without an `Idempotency-Key` header.",
+    ),
+    p(
+        "invalid_idempotency_key",
+        400,
+        "An `Idempotency-Key` that is not 1 to 255 visible ASCII characters.",
+    ),
+    p(
+        "invalid_if_match",
+        400,
+        "`If-Match` is not one of our ETags (`\"3\"`) or `*`.",
+    ),
+    p("unauthenticated", 401, "No `Authorization: Bearer` token."),
+    p(
+        "invalid_token",
+        401,
+        "A malformed, unknown, expired or revoked token.",
+    ),
+    p("forbidden", 403, "The token's role may not do this."),
+    p(
+        "customer_not_found",
+        404,
+        "No such customer (or not one the caller's partner may see).",
+    ),
+    p(
+        "partner_not_found",
+        404,
+        "No such partner (or not the caller's own).",
+    ),
+    p("offer_not_found", 404, "No such offer."),
+    p(
+        "subscription_not_found",
+        404,
+        "No such subscription of this customer.",
+    ),
+    p(
+        "token_not_found",
+        404,
+        "No such token (or another partner's).",
+    ),
+    p(
+        "not_recorded_at",
+        404,
+        "`as_of` is before the customer or partner existed.",
+    ),
+    p("route_not_found", 404, "No such route."),
+    p(
+        "method_not_allowed",
+        405,
+        "The route does not accept this method.",
+    ),
+    p(
+        "not_acceptable",
+        406,
+        "`Accept` names none of the representations offered.",
+    ),
+    p(
+        "version_mismatch",
+        412,
+        "`If-Match` names an old version; `current` holds the current state.",
+    ),
+    p(
+        "payload_too_large",
+        413,
+        "The body is larger than the limit.",
+    ),
+    p(
+        "unsupported_media_type",
+        415,
+        "The body is not sent with the expected `content-type`.",
+    ),
+    p(
+        "invalid_body",
+        422,
+        "JSON of the wrong shape: a wrong type, an unknown enum value, an unknown or missing field.",
+    ),
+    p(
+        "invalid_field",
+        422,
+        "A field of the right type whose value is not acceptable; `field` names it.",
+    ),
+    p(
+        "invalid_qualification_set",
+        422,
+        "Not one of the seven qualification sets of R3.",
+    ),
+    p(
+        "offer_not_license_based",
+        422,
+        "A special offer that is not license based (R1).",
+    ),
+    p(
+        "partner_not_indirect_reseller",
+        422,
+        "Provider links are for indirect resellers only.",
+    ),
+    p(
+        "provider_not_found",
+        422,
+        "A named provider does not exist.",
+    ),
+    p(
+        "provider_not_indirect_provider",
+        422,
+        "A named provider is not an indirect provider.",
+    ),
+    p(
+        "idempotency_key_reused",
+        422,
+        "The key was first used with a different request.",
+    ),
+    p(
+        "import_rejected",
+        422,
+        "An all-or-nothing import with bad lines; `errors` lists them.",
+    ),
+    p(
+        "invalid_status_transition",
+        422,
+        "A cancelled subscription cannot become active or suspended.",
+    ),
+    p(
+        "purchase_denied",
+        422,
+        "The rules deny the purchase; `violations` lists every broken rule.",
+    ),
+    p(
+        "invalid_token_request",
+        422,
+        "E.g. a partner role without `partner_id`, an expiry in the past.",
+    ),
+    p("if_match_required", 428, "A change without `If-Match`."),
+    p(
+        "internal_error",
+        500,
+        "A bug; details are logged with the request id, never sent.",
+    ),
+    p(
+        "database_unavailable",
+        503,
+        "No database connection in time; retry after `Retry-After` seconds.",
+    ),
+    p(
+        "request_timeout",
+        503,
+        "The request took too long and was abandoned; nothing was changed.",
+    ),
+    p(
+        "migrations_pending",
+        503,
+        "The database lacks a migration this build needs.",
+    ),
+];
+
+const fn p(code: &'static str, status: u16, when: &'static str) -> ProblemCode {
+    let status = match StatusCode::from_u16(status) {
+        Ok(status) => status,
+        Err(_) => panic!("not an HTTP status"),
+    };
+    ProblemCode { code, status, when }
+}
+
+/// The status the service answers a problem code with; `None` for a code outside the catalog.
+pub fn status_of(code: &str) -> Option<StatusCode> {
+    CATALOG.iter().find(|p| p.code == code).map(|p| p.status)
+}
+
+/// What any authenticated operation can answer: a bad token, a role without the permission, and
+/// the server-side failures.
+pub const AUTHENTICATED: &[&str] = &[
+    "unauthenticated",
+    "invalid_token",
+    "forbidden",
+    "internal_error",
+    "database_unavailable",
+    "request_timeout",
+];
+/// What an operation with a JSON body can answer about the body.
+pub const JSON_BODY: &[&str] = &[
+    "malformed_json",
+    "unreadable_body",
+    "invalid_body",
+    "unsupported_media_type",
+    "payload_too_large",
+];
+/// What an operation with path parameters can answer about them.
+pub const PATH: &[&str] = &["invalid_path_parameter"];
+/// What an operation with query parameters can answer about them.
+pub const QUERY: &[&str] = &["invalid_query_parameter"];
+/// What a conditional write (`If-Match`) can answer about its precondition.
+pub const IF_MATCH: &[&str] = &["if_match_required", "invalid_if_match", "version_mismatch"];
+
+/// Declares a type whose `IntoResponses` are the problem+json answers of the listed code groups
+/// (slices of codes), for a handler's `responses(...)`.
+macro_rules! problems {
+    ($(#[$meta:meta])* $name:ident = [$($group:expr),+ $(,)?]) => {
+        $(#[$meta])*
+        pub(super) struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> std::collections::BTreeMap<
+                String,
+                utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+            > {
+                $crate::http::openapi::problem_responses(&[$($group),+])
+            }
+        }
+    };
+}
+pub(super) use problems;
+
+/// One response per status, each listing its codes (as an enum on `code`) with an example each.
+/// Panics on a code outside the catalog: the spec is built by a test, which then fails.
+pub fn problem_responses(groups: &[&[&str]]) -> BTreeMap<String, RefOr<Response>> {
+    let mut by_status: BTreeMap<u16, Vec<&ProblemCode>> = BTreeMap::new();
+    for code in groups.iter().flat_map(|g| g.iter()) {
+        let problem = CATALOG
+            .iter()
+            .find(|p| p.code == *code)
+            .unwrap_or_else(|| panic!("problem code `{code}` is not in the catalog"));
+        let codes = by_status.entry(problem.status.as_u16()).or_default();
+        if !codes.iter().any(|p| p.code == problem.code) {
+            codes.push(problem);
+        }
+    }
+    by_status
+        .into_iter()
+        .map(|(status, problems)| (status.to_string(), problem_response(&problems).into()))
+        .collect()
+}
+
+fn problem_response(problems: &[&ProblemCode]) -> Response {
+    let status = problems[0].status;
+    let description = problems
+        .iter()
+        .map(|p| format!("`{}`: {}", p.code, p.when))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let schema = AllOfBuilder::new()
+        .item(Ref::from_schema_name("Problem"))
+        .item(
+            ObjectBuilder::new().property(
+                "code",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(problems.iter().map(|p| p.code))),
+            ),
+        );
+    let examples = problems.iter().map(|p| {
+        let example = json!({
+            "type": format!("urn:partner-catalog:problem:{}", p.code),
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "code": p.code,
+            "detail": p.when,
+        });
+        (p.code, ExampleBuilder::new().value(Some(example)).build())
+    });
+    let mut response = ResponseBuilder::new().description(description).content(
+        PROBLEM_JSON,
+        ContentBuilder::new()
+            .schema(Some(schema))
+            .examples_from_iter(examples)
+            .build(),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response = response.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+                .description(Some("Seconds to wait before retrying."))
+                .build(),
+        );
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        response = response.header(
+            "WWW-Authenticate",
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .description(Some("`Bearer`."))
+                .build(),
+        );
+    }
+    response.build()
+}
+
+/// One broken rule in a decision or a `purchase_denied` problem (a schema only).
+pub enum Violation {}
+
+impl utoipa::PartialSchema for Violation {
+    fn schema() -> RefOr<Schema> {
+        let codes = [
+            "no_customer_relationship",
+            "offer_not_license_based",
+            "reseller_not_qualified",
+            "indirect_reseller_without_provider",
+            "customer_not_qualified",
+            "segment_not_allowed",
+            "gcc_lockout",
+        ];
+        ObjectBuilder::new()
+            .property(
+                "code",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(codes))
+                    .description(Some("The rule's stable code.")),
+            )
+            .required("code")
+            .property("message", ObjectBuilder::new().schema_type(Type::String))
+            .required("message")
+            .property("segment", Ref::from_schema_name("Segment"))
+            .property("product_kind", Ref::from_schema_name("ProductKind"))
+            .property(
+                "required",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("The qualification the partner or customer lacks.")),
+            )
+            .property(
+                "customer_qualifications",
+                Ref::from_schema_name("CustomerQualification"),
+            )
+            .examples([json!({"code": "gcc_lockout", "segment": "education",
+                "message": "The customer has a GCC subscription, so it may not buy education subscriptions."})])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Violation {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        use crate::domain::{CustomerQualification, ProductKind, Segment};
+        use utoipa::PartialSchema;
+        schemas.push((Segment::name().into(), Segment::schema()));
+        schemas.push((ProductKind::name().into(), ProductKind::schema()));
+        schemas.push((
+            CustomerQualification::name().into(),
+            CustomerQualification::schema(),
+        ));
+        CustomerQualification::schemas(schemas);
+    }
+}
+
+/// The RFC 9457 problem shape every error body has.
+fn problem_schema() -> Schema {
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    ObjectBuilder::new()
+        .description(Some(
+            "An RFC 9457 problem. `code` is stable and machine-readable; some codes add members \
+             (`field`, `violations`, `current`, `errors`, `rejected`).",
+        ))
+        .property(
+            "type",
+            string().description(Some("`urn:partner-catalog:problem:<code>`")),
+        )
+        .required("type")
+        .property("title", string())
+        .required("title")
+        .property("status", ObjectBuilder::new().schema_type(Type::Integer))
+        .required("status")
+        .property("code", string())
+        .required("code")
+        .property("detail", string())
+        .required("detail")
+        .property(
+            "field",
+            string().description(Some("`invalid_field`: the field at fault.")),
+        )
+        .into()
+}
+
+/// The whole contract.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "partner-catalog",
+        description = "The system of record for special-segment sales: which partners may sell which \
+                       specially priced offers to which customers. Errors are RFC 9457 \
+                       `application/problem+json` with a stable `code`.",
+    ),
+    modifiers(&Contract),
+    tags(
+        (name = "partners", description = "Partners and their profiles (back office)."),
+        (name = "customers", description = "Customers, qualification sets and relationships (back office)."),
+        (name = "offers", description = "The catalog."),
+        (name = "subscriptions", description = "Buying, and the subscription history (ordering systems)."),
+        (name = "decisions", description = "Decisions without side effects."),
+        (name = "tokens", description = "Bearer tokens."),
+        (name = "audit", description = "The event log (auditors)."),
+        (name = "operations", description = "Health, readiness and this contract."),
+    ),
+)]
+pub struct ApiDoc;
+
+/// Adds what the annotations cannot say: the bearer scheme, required by default, and the problem
+/// schema.
+pub(super) struct Contract;
+
+impl Modify for Contract {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components
+            .schemas
+            .insert("Problem".into(), problem_schema().into());
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+/// The contract, serialized once when the router is built.
+#[derive(Debug, Clone)]
+pub(super) struct Served(Bytes);
+
+impl Contract {
+    /// Serializes the contract for `/openapi.json`.
+    pub(super) fn serve(openapi: &utoipa::openapi::OpenApi) -> Served {
+        let json = openapi
+            .to_pretty_json()
+            .expect("the contract serializes to JSON");
+        Served(Bytes::from(json))
+    }
+}
+
+/// The contract as JSON.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "operations", security(()),
+    responses((status = 200, description = "This OpenAPI 3.1 document.", body = Object, content_type = "application/json")),
+)]
+pub(super) async fn openapi_json(Extension(Served(json)): Extension<Served>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], json)
+}
+
+/// The contract, rendered for people (the renderer is loaded by the browser).
+#[utoipa::path(
+    get, path = "/docs", tag = "operations", security(()),
+    responses((status = 200, description = "An HTML page rendering `/openapi.json`.", content_type = "text/html")),
+)]
+pub(super) async fn docs() -> Html<&'static str> {
+    Html(DOCS_PAGE)
+}
+
+const DOCS_PAGE: &str = r#"<!doctype html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>partner-catalog API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+</head>
+<body>
+<redoc spec-url="/openapi.json"></redoc>
+<noscript>The API contract is at <a href="/openapi.json">/openapi.json</a>.</noscript>
+<script src="https://cdn.redoc.ly/redoc/v2.1.5/bundles/redoc.standalone.js"></script>
+</body>
+</html>
+"#;

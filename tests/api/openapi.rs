@@ -1,0 +1,160 @@
+//! The contract: `/openapi.json` describes every route the service serves, and `/docs` renders it.
+
+use std::collections::BTreeSet;
+
+use partner_catalog::http::{AppState, router};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+/// The methods a route could be registered for.
+const METHODS: [Method; 5] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::PATCH,
+];
+
+async fn contract(address: &str) -> Value {
+    let response = reqwest::get(format!("{address}/openapi.json"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+/// The paths the router serves, read from its debug form (axum lists every registered path
+/// there), so a route added without an OpenAPI operation is caught.
+fn served_paths(app_router: &axum::Router) -> BTreeSet<String> {
+    let debug = format!("{app_router:?}");
+    let listing = debug
+        .split_once("paths: {")
+        .expect("the router's debug form lists its paths")
+        .1;
+    // `{RouteId(0): "/v1/offers", ...}`: the quoted strings up to the closing brace.
+    let mut paths = BTreeSet::new();
+    let mut quoted: Option<String> = None;
+    for c in listing.chars() {
+        match (&mut quoted, c) {
+            (None, '}') => break,
+            (None, '"') => quoted = Some(String::new()),
+            (Some(path), '"') => {
+                paths.insert(std::mem::take(path));
+                quoted = None;
+            }
+            (Some(path), c) => path.push(c),
+            (None, _) => {}
+        }
+    }
+    paths
+}
+
+#[tokio::test]
+async fn the_contract_lists_every_route_the_router_serves() {
+    let app = spawn_app().await;
+    let spec = contract(&app.address).await;
+    let documented: BTreeSet<String> = spec["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .cloned()
+        .collect();
+    let state = AppState {
+        pool: app.pool.clone(),
+        tokens: Default::default(),
+        request_timeout: std::time::Duration::from_secs(5),
+    };
+    let served = served_paths(&router(state));
+    assert!(served.len() > 20, "paths read from the router: {served:?}");
+    assert_eq!(served, documented, "routes served vs documented");
+}
+
+#[tokio::test]
+async fn every_method_a_documented_path_accepts_is_documented() {
+    let app = spawn_app().await;
+    let spec = contract(&app.address).await;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        // Any well-formed id: the route matches before the handler looks anything up.
+        let concrete = path
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c8d"
+                } else {
+                    segment
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in METHODS {
+            let documented = item.get(method.as_str().to_lowercase()).is_some();
+            let response = app
+                .client
+                .request(method.clone(), format!("{}{concrete}", app.address))
+                .send()
+                .await
+                .unwrap();
+            let routed = response.status() != StatusCode::METHOD_NOT_ALLOWED;
+            assert_eq!(
+                routed,
+                documented,
+                "{method} {path}: answered {}, documented: {documented}",
+                response.status()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_operation_is_named_and_documents_its_answers() {
+    let app = spawn_app().await;
+    let spec = contract(&app.address).await;
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    let mut operation_ids = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap_or_default();
+            assert!(
+                operation_ids.insert(id.to_owned()),
+                "{method} {path}: operationId `{id}` not unique"
+            );
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(
+                responses.keys().any(|status| status.starts_with('2')),
+                "{method} {path} documents no success"
+            );
+            let public = operation["security"] == serde_json::json!([{}]);
+            for (status, response) in responses {
+                if !status.starts_with('2') {
+                    let examples = &response["content"]["application/problem+json"]["examples"];
+                    assert!(
+                        examples.as_object().is_some_and(|e| !e.is_empty()),
+                        "{method} {path} {status}: no problem examples"
+                    );
+                }
+            }
+            if !public {
+                assert!(
+                    responses.contains_key("401") && responses.contains_key("503"),
+                    "{method} {path}: authenticated operation without 401/503"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_docs_page_renders_the_contract() {
+    let app = spawn_app().await;
+    let response = reqwest::get(format!("{}/docs", app.address)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(response.text().await.unwrap().contains("/openapi.json"));
+}
