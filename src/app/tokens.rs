@@ -76,9 +76,9 @@ pub async fn issue(
         ));
     }
     let label = label.trim();
-    if label.is_empty() || label.chars().count() > 200 {
+    if label.is_empty() || label.chars().count() > 200 || label.contains('\0') {
         return Err(Error::InvalidTokenRequest(
-            "label must have 1 to 200 characters",
+            "label must have 1 to 200 characters, and no NUL",
         ));
     }
     let mut random = [0u8; 32];

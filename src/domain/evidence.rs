@@ -85,7 +85,11 @@ pub fn evidence_after_change<Q: Evidenced>(
             });
         }
         let trimmed = reference.trim();
-        if trimmed.is_empty() || trimmed.chars().count() > MAX_EVIDENCE_CHARS {
+        // PostgreSQL text cannot hold NUL.
+        if trimmed.is_empty()
+            || trimmed.chars().count() > MAX_EVIDENCE_CHARS
+            || trimmed.contains('\0')
+        {
             return Err(EvidenceError::Invalid {
                 qualification: qualification.to_string(),
             });
@@ -115,7 +119,7 @@ pub struct Reason(String);
 
 /// A reason that is missing, blank or too long.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a reason of 1 to {max} characters is required", max = Reason::MAX_CHARS)]
+#[error("a reason of 1 to {max} characters (no NUL) is required", max = Reason::MAX_CHARS)]
 pub struct InvalidReason;
 
 impl Reason {
@@ -125,7 +129,9 @@ impl Reason {
     /// Checks a reason.
     pub fn parse(raw: Option<&str>) -> Result<Self, InvalidReason> {
         let trimmed = raw.map(str::trim).unwrap_or_default();
-        if trimmed.is_empty() || trimmed.chars().count() > Self::MAX_CHARS {
+        // PostgreSQL text cannot hold NUL.
+        if trimmed.is_empty() || trimmed.chars().count() > Self::MAX_CHARS || trimmed.contains('\0')
+        {
             return Err(InvalidReason);
         }
         Ok(Self(trimmed.to_owned()))
@@ -233,6 +239,7 @@ mod tests {
         );
         assert!(Reason::parse(None).is_err());
         assert!(Reason::parse(Some("  ")).is_err());
+        assert!(Reason::parse(Some("a\0b")).is_err());
         assert!(Reason::parse(Some(&"r".repeat(1001))).is_err());
     }
 }

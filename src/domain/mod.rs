@@ -96,7 +96,7 @@ pub struct DisplayName(String);
 
 /// A name that is empty or too long.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a name must have 1 to {max} characters after trimming", max = DisplayName::MAX_CHARS)]
+#[error("a name must have 1 to {max} characters after trimming, and no control characters", max = DisplayName::MAX_CHARS)]
 pub struct InvalidDisplayName;
 
 impl DisplayName {
@@ -106,7 +106,10 @@ impl DisplayName {
     /// Trims and checks a name.
     pub fn parse(raw: &str) -> Result<Self, InvalidDisplayName> {
         let trimmed = raw.trim();
-        if trimmed.is_empty() || trimmed.chars().count() > Self::MAX_CHARS {
+        if trimmed.is_empty()
+            || trimmed.chars().count() > Self::MAX_CHARS
+            || trimmed.chars().any(char::is_control)
+        {
             return Err(InvalidDisplayName);
         }
         Ok(Self(trimmed.to_owned()))
@@ -161,6 +164,8 @@ mod tests {
         assert!(DisplayName::parse("").is_err());
         assert!(DisplayName::parse(&"é".repeat(200)).is_ok());
         assert!(DisplayName::parse(&"é".repeat(201)).is_err());
+        assert!(DisplayName::parse("a\0b").is_err());
+        assert!(DisplayName::parse("a\u{7}b").is_err());
     }
 
     #[test]

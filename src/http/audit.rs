@@ -6,7 +6,12 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use base64::{
+    Engine,
+    engine::{
+        DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig, general_purpose::URL_SAFE_NO_PAD,
+    },
+};
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::StreamExt;
@@ -71,6 +76,7 @@ struct EventParams {
     #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{22}$")]
     after: Option<String>,
 }
 
@@ -81,8 +87,15 @@ impl EventParams {
         {
             return Err(ApiError::invalid_query("from must not be after to"));
         }
-        if self.actor.as_deref().is_some_and(str::is_empty) {
-            return Err(ApiError::invalid_query("actor must not be empty"));
+        // PostgreSQL text cannot hold NUL, and no actor is empty.
+        if self
+            .actor
+            .as_deref()
+            .is_some_and(|a| a.is_empty() || a.contains('\0'))
+        {
+            return Err(ApiError::invalid_query(
+                "actor must not be empty or hold NUL",
+            ));
         }
         Ok(EventQuery {
             customer_id: self.customer_id,
@@ -102,8 +115,17 @@ fn encode_cursor(id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(id.as_bytes())
 }
 
+/// Decodes any 22 base64url characters: the unused low bits of the last one are ignored, so every
+/// string the contract's pattern allows is a position in the log.
+const CURSOR: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone),
+);
+
 fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
-    URL_SAFE_NO_PAD
+    CURSOR
         .decode(cursor)
         .ok()
         .and_then(|bytes| Uuid::from_slice(&bytes).ok())

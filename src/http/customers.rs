@@ -69,8 +69,10 @@ pub(super) fn qualification_change(
 pub(super) struct CreateCustomer {
     /// 1 to 200 characters after trimming.
     pub(super) name: String,
-    /// One of the seven sets of R3; empty for a commercial customer.
+    /// One of the seven sets of R3, empty for a commercial customer; a value listed twice
+    /// counts once.
     #[serde(default)]
+    #[schema(value_type = Vec<SpecialQualification>)]
     pub(super) special_qualifications: BTreeSet<SpecialQualification>,
     /// Evidence reference per qualification (required for each).
     #[serde(default)]
@@ -204,6 +206,7 @@ async fn qualifications(
     "reason": "government cloud validation"}))]
 struct SetQualifications {
     /// One of the seven sets of R3.
+    #[schema(value_type = Vec<SpecialQualification>)]
     special_qualifications: BTreeSet<SpecialQualification>,
     /// Evidence reference per added qualification (required for each; kept ones keep theirs).
     #[serde(default)]
@@ -240,7 +243,7 @@ problems!(
 #[utoipa::path(
     put, path = "/v1/customers/{customer_id}/qualifications", tag = "customers",
     operation_id = "set_customer_qualifications",
-    params(("customer_id" = CustomerId, Path, description = "The customer's id."), ("If-Match" = String, Header, description = "The `ETag` last read, or `*`.")),
+    params(("customer_id" = CustomerId, Path, description = "The customer's id."), ("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#, description = "The `ETag` last read, or `*`.")),
     request_body = SetQualifications,
     responses(
         (status = 200, description = "The new version.", body = QualificationUpdateBody,
@@ -372,6 +375,7 @@ const IMPORT_MAX_BYTES: usize = 256 * 1024 * 1024;
 
 /// The import's parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ImportParams {
     /// `all_or_nothing` (default) or `partial`.

@@ -94,13 +94,19 @@ async fn decide(
     }))
 }
 
-/// Whose eligible offers, and when.
+/// Whose eligible offers, when, and which page (one struct, so unknown parameters can be refused).
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct EligibleOffersParams {
     /// The partner that would sell (required).
     #[param(required = true)]
     partner_id: Option<PartnerId>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    after: Option<uuid::Uuid>,
     /// RFC 3339 instant: what the partner could have sold then. Absent means now.
     as_of: Option<DateTime<Utc>>,
 }
@@ -118,7 +124,7 @@ problems!(
 #[utoipa::path(
     get, path = "/v1/customers/{customer_id}/eligible-offers", tag = "decisions",
     operation_id = "list_eligible_offers",
-    params(("customer_id" = CustomerId, Path, description = "The customer's id."), EligibleOffersParams, PageParams),
+    params(("customer_id" = CustomerId, Path, description = "The customer's id."), EligibleOffersParams),
     responses((status = 200, description = "A page of offers.", body = Page<Offer>), EligibleProblems),
 )]
 async fn eligible_offers(
@@ -126,12 +132,15 @@ async fn eligible_offers(
     ctx: RequestContext,
     Path(customer_id): Path<CustomerId>,
     Query(params): Query<EligibleOffersParams>,
-    Query(page): Query<PageParams>,
 ) -> Result<Json<Page<Offer>>, ApiError> {
     let partner_id = params
         .partner_id
         .ok_or_else(|| ApiError::invalid_query("partner_id is required"))?;
-    let (keyset, limit) = page.keyset()?;
+    let (keyset, limit) = PageParams {
+        limit: params.limit,
+        after: params.after,
+    }
+    .keyset()?;
     let rows = app::purchases::eligible_offers(
         &state.pool,
         &ctx,

@@ -166,6 +166,7 @@ mod tests {
 
 /// The `as_of` query parameter of the "what was true then" reads.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AsOf {
     /// RFC 3339 instant; absent means now.

@@ -77,14 +77,20 @@ async fn create(
     ))
 }
 
-/// Filters of the offer listing.
+/// Filters and page of the offer listing (one struct, so unknown parameters can be refused).
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct OfferFilter {
     /// Only offers of this segment.
     segment: Option<Segment>,
     /// Only offers of this product kind.
     product_kind: Option<ProductKind>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    after: Option<uuid::Uuid>,
 }
 
 problems!(ListProblems = [AUTHENTICATED, QUERY]);
@@ -92,16 +98,19 @@ problems!(ListProblems = [AUTHENTICATED, QUERY]);
 /// List offers, oldest first.
 #[utoipa::path(
     get, path = "/v1/offers", tag = "offers", operation_id = "list_offers",
-    params(OfferFilter, PageParams),
+    params(OfferFilter),
     responses((status = 200, description = "A page of offers.", body = Page<Offer>), ListProblems),
 )]
 async fn list(
     State(state): State<AppState>,
     ctx: RequestContext,
     Query(filter): Query<OfferFilter>,
-    Query(params): Query<PageParams>,
 ) -> Result<Json<Page<Offer>>, ApiError> {
-    let (keyset, limit) = params.keyset()?;
+    let (keyset, limit) = PageParams {
+        limit: filter.limit,
+        after: filter.after,
+    }
+    .keyset()?;
     let rows = app::offers::list(
         &state.pool,
         &ctx,

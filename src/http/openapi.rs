@@ -431,6 +431,12 @@ fn problem_schema() -> Schema {
                        `application/problem+json` with a stable `code`.",
     ),
     modifiers(&Contract),
+    // Referenced from query parameters and generic pages, which do not register them themselves.
+    components(schemas(
+        super::pagination::IdCursor,
+        crate::app::import::ImportMode,
+        crate::app::EventType,
+    )),
     tags(
         (name = "partners", description = "Partners and their profiles (back office)."),
         (name = "customers", description = "Customers, qualification sets and relationships (back office)."),
@@ -470,12 +476,132 @@ impl Modify for Contract {
 pub(super) struct Served(Bytes);
 
 impl Contract {
-    /// Serializes the contract for `/openapi.json`.
+    /// Serializes the contract for `/openapi.json`, with what utoipa cannot derive for generic
+    /// pages and links.
     pub(super) fn serve(openapi: &utoipa::openapi::OpenApi) -> Served {
-        let json = openapi
-            .to_pretty_json()
-            .expect("the contract serializes to JSON");
+        let mut document = serde_json::to_value(openapi).expect("the contract is JSON");
+        nullable_cursors(&mut document);
+        add_links(&mut document);
+        let json = serde_json::to_vec_pretty(&document).expect("JSON serializes");
         Served(Bytes::from(json))
+    }
+}
+
+/// A page's `next_cursor` is `null` on the last page; utoipa drops the `Option` of a generic
+/// field, so every `next_cursor` property is made nullable here.
+fn nullable_cursors(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(cursor) = map
+                .get_mut("properties")
+                .and_then(|p| p.get_mut("next_cursor"))
+            {
+                let schema = cursor.take();
+                *cursor = json!({ "anyOf": [schema, { "type": "null" }] });
+            }
+            map.values_mut().for_each(nullable_cursors);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(nullable_cursors),
+        _ => {}
+    }
+}
+
+/// What a created resource leads to, so the stateful phase of a contract test can walk from
+/// creation to use.
+struct Links {
+    /// The creating operation.
+    from: &'static str,
+    /// Its success status.
+    status: &'static str,
+    /// The operations the created resource can be used with.
+    to: &'static [&'static str],
+    /// Their parameters, taken from the response.
+    parameters: &'static [(&'static str, &'static str)],
+}
+
+const LINKS: &[Links] = &[
+    Links {
+        from: "create_partner",
+        status: "201",
+        to: &[
+            "get_partner",
+            "get_partner_profile",
+            "get_partner_profile_history",
+            "set_partner_reseller_qualifications",
+            "set_partner_indirect_providers",
+        ],
+        parameters: &[("partner_id", "$response.body#/id")],
+    },
+    Links {
+        from: "create_customer",
+        status: "201",
+        to: &[
+            "get_customer",
+            "get_customer_qualifications",
+            "get_customer_qualification_history",
+            "set_customer_qualifications",
+            "list_customer_partners",
+            "list_subscriptions",
+        ],
+        parameters: &[("customer_id", "$response.body#/id")],
+    },
+    Links {
+        from: "create_offer",
+        status: "201",
+        to: &["get_offer"],
+        parameters: &[("offer_id", "$response.body#/id")],
+    },
+    Links {
+        from: "purchase_subscription",
+        status: "201",
+        to: &["get_subscription", "set_subscription_status"],
+        parameters: &[
+            ("customer_id", "$response.body#/customer_id"),
+            ("subscription_id", "$response.body#/id"),
+        ],
+    },
+    Links {
+        from: "create_token",
+        status: "201",
+        to: &["revoke_token"],
+        parameters: &[("token_id", "$response.body#/id")],
+    },
+];
+
+fn add_links(document: &mut serde_json::Value) {
+    let Some(paths) = document["paths"].as_object_mut() else {
+        return;
+    };
+    for operation in paths.values_mut().filter_map(|item| item.as_object_mut()) {
+        for operation in operation.values_mut() {
+            let id = operation["operationId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            for Links {
+                from,
+                status,
+                to,
+                parameters,
+            } in LINKS
+            {
+                if *from != id {
+                    continue;
+                }
+                let parameters: serde_json::Map<_, _> = parameters
+                    .iter()
+                    .map(|(name, source)| ((*name).to_owned(), json!(source)))
+                    .collect();
+                let links: serde_json::Map<_, _> = to
+                    .iter()
+                    .map(|target| {
+                        let link = json!({ "operationId": target, "parameters": parameters });
+                        ((*target).to_owned(), link)
+                    })
+                    .collect();
+                operation["responses"][*status]["links"] = serde_json::Value::Object(links);
+            }
+        }
     }
 }
 

@@ -11,15 +11,17 @@ const DEFAULT_LIMIT: u32 = 50;
 /// Largest accepted `limit`.
 const MAX_LIMIT: u32 = 200;
 
-/// The pagination query parameters.
+/// The pagination query parameters; unknown parameters are refused, so a misspelt filter never
+/// silently widens a listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page size, 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
-    limit: Option<u32>,
+    pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
-    after: Option<Uuid>,
+    pub after: Option<Uuid>,
 }
 
 impl PageParams {
@@ -38,6 +40,7 @@ impl PageParams {
 
 /// The pagination query parameters of a history, whose rows are numbered by version.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct VersionPageParams {
     /// Page size, 1 to 200 (default 50).
@@ -83,6 +86,7 @@ pub struct Page<T, C = IdCursor> {
     /// The items, in the listing's order (oldest first unless it says otherwise).
     pub items: Vec<T>,
     /// Pass as `after` to get the next page; absent on the last page.
+    #[schema(nullable)]
     pub next_cursor: Option<C>,
 }
 

@@ -45,6 +45,7 @@ struct CreatePartner {
     name: String,
     kind: PartnerKind,
     #[serde(default)]
+    #[schema(value_type = Vec<ResellerQualification>)]
     reseller_qualifications: BTreeSet<ResellerQualification>,
     /// Evidence reference per added qualification (required for each).
     #[serde(default)]
@@ -183,6 +184,7 @@ async fn profile_history(
 #[schema(example = json!({"reseller_qualifications": ["education", "gcc"],
     "evidence": {"gcc": "GCV-ENROLL-7"}, "reason": "enrolled"}))]
 struct SetResellerQualifications {
+    #[schema(value_type = Vec<ResellerQualification>)]
     reseller_qualifications: BTreeSet<ResellerQualification>,
     /// Evidence reference per added qualification (required for each).
     #[serde(default)]
@@ -208,7 +210,7 @@ problems!(
     operation_id = "set_partner_reseller_qualifications",
     params(
         ("partner_id" = PartnerId, Path, description = "The partner's id."),
-        ("If-Match" = String, Header, description = "The `ETag` last read, or `*`."),
+        ("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#, description = "The `ETag` last read, or `*`."),
     ),
     request_body = SetResellerQualifications,
     responses(
@@ -240,6 +242,7 @@ async fn set_reseller_qualifications(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SetIndirectProviders {
+    #[schema(value_type = Vec<PartnerId>)]
     provider_ids: BTreeSet<PartnerId>,
     /// Why (required).
     reason: Option<String>,
@@ -267,7 +270,7 @@ problems!(
     operation_id = "set_partner_indirect_providers",
     params(
         ("partner_id" = PartnerId, Path, description = "The indirect reseller's id."),
-        ("If-Match" = String, Header, description = "The `ETag` last read, or `*`."),
+        ("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#, description = "The `ETag` last read, or `*`."),
     ),
     request_body = SetIndirectProviders,
     responses(

@@ -69,7 +69,7 @@ problems!(
 #[utoipa::path(
     post, path = "/v1/customers/{customer_id}/subscriptions", tag = "subscriptions",
     operation_id = "purchase_subscription",
-    params(("customer_id" = CustomerId, Path, description = "The customer's id."), ("Idempotency-Key" = String, Header,
+    params(("customer_id" = CustomerId, Path, description = "The customer's id."), ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$",
         description = "1 to 255 visible ASCII characters, unique per purchase of the caller.")),
     request_body = PurchaseBody,
     responses(
