@@ -196,10 +196,33 @@ pub enum Error {
 
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => Error::Unavailable(error),
-            other => Error::Internal(anyhow::Error::new(other).context("database error")),
+        if database_unreachable(&error) {
+            Error::Unavailable(error)
+        } else {
+            Error::Internal(anyhow::Error::new(error).context("database error"))
         }
+    }
+}
+
+/// Whether `error` says the database cannot be reached right now (down, restarting, failing over,
+/// the connection lost or refused), so that retrying later may succeed: 503, not a 500 that pages
+/// someone for a bug. Whatever the statement's outcome was, the transaction did not commit, or its
+/// commit was cut off; a retry with the same Idempotency-Key sees which (`db::idempotency`).
+fn database_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            // Class 08: connection exception. 57P01 admin_shutdown: the server terminated the
+            // session (`pg_ctl stop -m fast`, pg_terminate_backend). 57P02 crash_shutdown: another
+            // backend crashed. 57P03 cannot_connect_now: starting up or shutting down. 53300
+            // too_many_connections: no connection slot free.
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
 }
 
