@@ -154,7 +154,13 @@ async fn purchases_survive_database_restarts() {
     // Also what no client saw: e.g. a token lookup that failed in a request answered otherwise.
     let internal = service.log_count("internal error");
     assert_eq!(internal, 0, "the service logged {internal} internal errors");
-    let hung: Vec<_> = histories
+    // The service stays up the whole time, so every request must be answered, and in time.
+    assert!(
+        tally.timed_out.is_empty(),
+        "{tally}\nhangs: {:#?}",
+        tally.timed_out
+    );
+    let unanswered: Vec<_> = histories
         .iter()
         .flat_map(|h| &h.answers)
         .filter_map(|(a, _)| match a {
@@ -163,8 +169,8 @@ async fn purchases_survive_database_restarts() {
         })
         .collect();
     assert!(
-        hung.is_empty(),
-        "{tally}\nrequests without an answer: {hung:#?}"
+        unanswered.is_empty(),
+        "{tally}\nrequests without an answer: {unanswered:#?}"
     );
     assert!(
         tally.unresolved.is_empty(),

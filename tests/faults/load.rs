@@ -45,8 +45,10 @@ pub enum Answer {
     Unavailable(String),
     /// Anything else the service answered (a 500, a 401, a 503 without its problem, ...).
     Unexpected(String),
-    /// No answer: refused, reset, or the client's timeout ran out.
+    /// No answer: the connection was refused or reset.
     Unanswered(String),
+    /// No answer within [`crate::CLIENT_TIMEOUT`]: the service hung.
+    TimedOut(String),
 }
 
 /// Every attempt of one idempotency key.
@@ -90,6 +92,7 @@ pub async fn buy(
         .await;
     let response = match sent {
         Ok(r) => r,
+        Err(e) if e.is_timeout() => return Answer::TimedOut(format!("{e:?}")),
         Err(e) => return Answer::Unanswered(format!("{e:?}")),
     };
     let status = response.status();
@@ -107,6 +110,7 @@ pub async fn buy(
     );
     let body: serde_json::Value = match response.json().await {
         Ok(body) => body,
+        Err(e) if e.is_timeout() => return Answer::TimedOut(format!("{status}, body: {e:?}")),
         Err(e) => return Answer::Unanswered(format!("{status}, body unreadable: {e:?}")),
     };
     match status {
@@ -225,8 +229,10 @@ pub struct Tally {
     pub replayed: usize,
     /// 503 answers, by code.
     pub unavailable: HashMap<String, usize>,
-    /// Attempts without an answer.
+    /// Attempts without an answer (refused, reset).
     pub no_answer: usize,
+    /// Attempts that ran out of the client's timeout: hangs.
+    pub timed_out: Vec<String>,
     /// Answers that are a bug: one line each.
     pub unexpected: Vec<String>,
     /// Keys never answered 201 within their budget.
@@ -239,13 +245,14 @@ impl fmt::Display for Tally {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} keys: {} created, {} replayed, 503s {:?}, {} without answer, {} unexpected, \
-             {} unresolved, slowest answer {:?}",
+            "{} keys: {} created, {} replayed, 503s {:?}, {} without answer, {} timed out, \
+             {} unexpected, {} unresolved, slowest answer {:?}",
             self.keys,
             self.created,
             self.replayed,
             self.unavailable,
             self.no_answer,
+            self.timed_out.len(),
             self.unexpected.len(),
             self.unresolved.len(),
             self.slowest
@@ -271,6 +278,7 @@ pub fn tally(histories: &[KeyHistory]) -> Tally {
                     *tally.unavailable.entry(code.clone()).or_default() += 1
                 }
                 Answer::Unanswered(_) => tally.no_answer += 1,
+                Answer::TimedOut(what) => tally.timed_out.push(format!("{}: {what}", history.key)),
                 Answer::Unexpected(what) => {
                     tally.unexpected.push(format!("{}: {what}", history.key))
                 }

@@ -48,6 +48,12 @@ async fn purchases_survive_service_crashes() {
     // Also what no client saw: e.g. a token lookup that failed in a request answered otherwise.
     let internal = service.log_count("internal error");
     assert_eq!(internal, 0, "the service logged {internal} internal errors");
+    // Refused and reset connections are what a crash looks like; a request left hanging is not.
+    assert!(
+        tally.timed_out.is_empty(),
+        "{tally}\nhangs: {:#?}",
+        tally.timed_out
+    );
     assert!(
         tally.unresolved.is_empty(),
         "{tally}\nkeys never answered 201: {:?}",
