@@ -228,3 +228,71 @@ fn database_unreachable(error: &sqlx::Error) -> bool {
 
 /// The result of a use case.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    /// A server error with just a SQLSTATE, as PostgreSQL sends it.
+    #[derive(Debug, thiserror::Error)]
+    #[error("SQLSTATE {0}")]
+    struct ServerError(&'static str);
+
+    impl sqlx::error::DatabaseError for ServerError {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn server(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(ServerError(code)))
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_and_a_bug_is_internal() {
+        let unreachable = [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::ErrorKind::UnexpectedEof.into()),
+            server("57P01"), // terminating connection due to administrator command
+            server("57P02"),
+            server("57P03"), // the database system is starting up / shutting down
+            server("08006"),
+            server("53300"),
+        ];
+        for error in unreachable {
+            let shown = error.to_string();
+            assert!(
+                matches!(Error::from(error), Error::Unavailable(_)),
+                "{shown}"
+            );
+        }
+        let bugs = [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::Protocol("unexpected message".into()),
+            server("23505"), // unique_violation
+            server("42P01"), // undefined_table
+        ];
+        for error in bugs {
+            let shown = error.to_string();
+            assert!(matches!(Error::from(error), Error::Internal(_)), "{shown}");
+        }
+    }
+}
