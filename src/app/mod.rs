@@ -196,12 +196,103 @@ pub enum Error {
 
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => Error::Unavailable(error),
-            other => Error::Internal(anyhow::Error::new(other).context("database error")),
+        if database_unreachable(&error) {
+            Error::Unavailable(error)
+        } else {
+            Error::Internal(anyhow::Error::new(error).context("database error"))
         }
+    }
+}
+
+/// Whether `error` says the database cannot be reached right now (down, restarting, failing over,
+/// the connection lost or refused), so that retrying later may succeed: 503, not a 500 that pages
+/// someone for a bug. Whatever the statement's outcome was, the transaction did not commit, or its
+/// commit was cut off; a retry with the same Idempotency-Key sees which (`db::idempotency`).
+fn database_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            // Class 08: connection exception. 57P01 admin_shutdown: the server terminated the
+            // session (`pg_ctl stop -m fast`, pg_terminate_backend). 57P02 crash_shutdown: another
+            // backend crashed. 57P03 cannot_connect_now: starting up or shutting down. 53300
+            // too_many_connections: no connection slot free.
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
 }
 
 /// The result of a use case.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    /// A server error with just a SQLSTATE, as PostgreSQL sends it.
+    #[derive(Debug, thiserror::Error)]
+    #[error("SQLSTATE {0}")]
+    struct ServerError(&'static str);
+
+    impl sqlx::error::DatabaseError for ServerError {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn server(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(ServerError(code)))
+    }
+
+    #[test]
+    fn an_unreachable_database_is_unavailable_and_a_bug_is_internal() {
+        let unreachable = [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::ErrorKind::UnexpectedEof.into()),
+            server("57P01"), // terminating connection due to administrator command
+            server("57P02"),
+            server("57P03"), // the database system is starting up / shutting down
+            server("08006"),
+            server("53300"),
+        ];
+        for error in unreachable {
+            let shown = error.to_string();
+            assert!(
+                matches!(Error::from(error), Error::Unavailable(_)),
+                "{shown}"
+            );
+        }
+        let bugs = [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::Protocol("unexpected message".into()),
+            server("23505"), // unique_violation
+            server("42P01"), // undefined_table
+        ];
+        for error in bugs {
+            let shown = error.to_string();
+            assert!(matches!(Error::from(error), Error::Internal(_)), "{shown}");
+        }
+    }
+}
