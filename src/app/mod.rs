@@ -189,6 +189,10 @@ pub enum Error {
     /// The database could not be reached in time; retrying later may succeed.
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// A statement ran past `statement_timeout` (e.g. waiting for a lock): the transaction was
+    /// rolled back, so retrying later may succeed.
+    #[error("a statement ran past its time limit")]
+    TimedOut(#[source] sqlx::Error),
     /// A bug or an unexpected database failure.
     #[error(transparent)]
     Internal(anyhow::Error),
@@ -198,6 +202,8 @@ impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
         if database_unreachable(&error) {
             Error::Unavailable(error)
+        } else if statement_timed_out(&error) {
+            Error::TimedOut(error)
         } else {
             Error::Internal(anyhow::Error::new(error).context("database error"))
         }
@@ -224,6 +230,12 @@ fn database_unreachable(error: &sqlx::Error) -> bool {
         }),
         _ => false,
     }
+}
+
+/// Whether `error` is PostgreSQL cancelling a statement (57014 query_canceled), which is what
+/// `statement_timeout` does.
+fn statement_timed_out(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("57014"))
 }
 
 /// The result of a use case.
@@ -294,5 +306,7 @@ mod tests {
             let shown = error.to_string();
             assert!(matches!(Error::from(error), Error::Internal(_)), "{shown}");
         }
+        // statement_timeout cancels with 57014: the request took too long, not a bug.
+        assert!(matches!(Error::from(server("57014")), Error::TimedOut(_)));
     }
 }

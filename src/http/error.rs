@@ -74,6 +74,15 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_query_parameter", detail)
     }
 
+    /// The request took longer than its limit and was abandoned (its transaction rolled back).
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            "The request took too long and was abandoned; nothing was changed. Retry later.",
+        )
+    }
+
     /// A purchase the rules deny, with every broken rule.
     pub fn purchase_denied(violations: &[RuleViolation]) -> Self {
         let codes: Vec<_> = violations.iter().map(RuleViolation::code).collect();
@@ -217,6 +226,10 @@ impl From<app::Error> for ApiError {
                     "database_unavailable",
                     "The database is unavailable; retry later.",
                 )
+            }
+            E::TimedOut(source) => {
+                tracing::warn!(error = %source, "statement timed out");
+                Self::request_timeout()
             }
             E::Internal(source) => {
                 // Logged here with its whole chain, inside the request's span; never sent to clients.

@@ -159,12 +159,7 @@ async fn request_timeout(
     use axum::response::IntoResponse;
     match tokio::time::timeout(state.request_timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "request_timeout",
-            "The request took too long and was abandoned; nothing was changed. Retry later.",
-        )
-        .into_response(),
+        Err(_) => ApiError::request_timeout().into_response(),
     }
 }
 

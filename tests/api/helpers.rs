@@ -118,7 +118,7 @@ pub struct TestApp {
     pub auditor: String,
     /// Sales-agent secrets by partner, made on first use.
     sales: Mutex<HashMap<Uuid, String>>,
-    database_url: String,
+    pub database_url: String,
     database_name: String,
 }
 
@@ -165,7 +165,12 @@ pub async fn issue_token(pool: &PgPool, role: Role, partner: Option<Uuid>) -> St
 
 /// Starts one more service instance (its own pool) over `database_url`; returns its base URL.
 async fn spawn_instance(database_url: &str) -> String {
-    let config = Config {
+    spawn_configured(test_config(database_url)).await
+}
+
+/// The settings of a test instance: small pool, production time limits.
+pub fn test_config(database_url: &str) -> Config {
+    Config {
         database_url: database_url.to_owned(),
         bind: "127.0.0.1:0".parse().unwrap(),
         database_max_connections: 5,
@@ -174,7 +179,11 @@ async fn spawn_instance(database_url: &str) -> String {
         idle_in_transaction_timeout_ms: 10_000,
         request_timeout_secs: 30,
         log_format: LogFormat::Text,
-    };
+    }
+}
+
+/// Starts a service instance with these settings; returns its base URL.
+async fn spawn_configured(config: Config) -> String {
     let app = Application::build(&config)
         .await
         .expect("build the application");
@@ -216,7 +225,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    async fn from(response: Response) -> Self {
+    pub async fn from(response: Response) -> Self {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.expect("read body");
@@ -278,6 +287,13 @@ impl TestApp {
     /// Starts another service instance over the same database.
     pub async fn spawn_instance(&self) -> String {
         spawn_instance(&self.database_url).await
+    }
+
+    /// Starts another service instance over the same database, with changed settings.
+    pub async fn spawn_instance_with(&self, change: impl FnOnce(&mut Config)) -> String {
+        let mut config = test_config(&self.database_url);
+        change(&mut config);
+        spawn_configured(config).await
     }
 
     /// The platform token the tests use by default for a call: the operator for offers and
