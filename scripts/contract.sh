@@ -7,7 +7,7 @@
 # each operation the token of the role that may call it) and a small seed, so generated requests
 # reach real rows as well as missing ones.
 #
-# Usage: scripts/contract.sh      MAX_EXAMPLES=30 (per operation and phase)
+# Usage: scripts/contract.sh      MAX_EXAMPLES=100 (per operation and phase)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,19 +54,21 @@ call() { curl -sf -H "Authorization: Bearer $1" -H 'content-type: application/js
 partner=$(call "$BACK_OFFICE_TOKEN" -XPOST "$base/v1/partners" -d '{"name":"Contract Partner",
   "kind":"direct_bill_partner","reseller_qualifications":["education","nonprofit","gcc"],
   "evidence":{"education":"E-1","nonprofit":"N-1","gcc":"G-1"}}' | jq -r .id)
-for quals in '[]' '["education"]' '["gcc"]'; do
+for quals in '["gcc"]' '["education"]' '[]'; do
     evidence=$(jq -c 'map({key: ., value: "EV-1"}) | from_entries' <<<"$quals")
     customer=$(call "$BACK_OFFICE_TOKEN" -XPOST "$base/v1/customers" \
         -d "{\"name\":\"Contract Customer\",\"special_qualifications\":$quals,\"evidence\":$evidence}" | jq -r .id)
     call "$BACK_OFFICE_TOKEN" -XPUT "$base/v1/customers/$customer/partners/$partner" >/dev/null
 done
-for segment in commercial education gcc; do
-    call "$OPERATOR_TOKEN" -XPOST "$base/v1/offers" \
-        -d "{\"name\":\"Contract $segment\",\"segment\":\"$segment\",\"product_kind\":\"license_based\"}" >/dev/null
+for segment in gcc education commercial; do
+    offer=$(call "$OPERATOR_TOKEN" -XPOST "$base/v1/offers" \
+        -d "{\"name\":\"Contract $segment\",\"segment\":\"$segment\",\"product_kind\":\"license_based\"}" | jq -r .id)
 done
 SALES_TOKEN=$(token --role sales_agent --partner "$partner")
+# What generated purchases buy: the last ones made, a commercial offer for a commercial customer.
+export SALE_CUSTOMER_ID=$customer SALE_PARTNER_ID=$partner SALE_OFFER_ID=$offer
 
 st --config-file scripts/contract/schemathesis.toml run "$base/openapi.json" \
-    --max-examples "${MAX_EXAMPLES:-30}" \
+    --max-examples "${MAX_EXAMPLES:-100}" \
     --report junit --report-dir "$out" \
     --seed 1 2>&1 | tee "$out/schemathesis.log"

@@ -67,7 +67,8 @@ pub(super) fn qualification_change(
 #[schema(example = json!({"name": "Fabrikam University", "special_qualifications": ["education"],
     "evidence": {"education": "QEU-ATTEST-88"}}))]
 pub(super) struct CreateCustomer {
-    /// 1 to 200 characters after trimming.
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(min_length = 1, pattern = "\\S")]
     pub(super) name: String,
     /// One of the seven sets of R3, empty for a commercial customer; a value listed twice
     /// counts once.
@@ -213,6 +214,7 @@ struct SetQualifications {
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     evidence: CustomerEvidence,
     /// Why (required).
+    #[schema(value_type = String, required = true, min_length = 1, pattern = "\\S")]
     reason: Option<String>,
 }
 

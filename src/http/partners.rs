@@ -41,7 +41,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[schema(example = json!({"name": "Contoso Reseller", "kind": "direct_bill_partner",
     "reseller_qualifications": ["education"], "evidence": {"education": "EDU-AUTH-2231"}}))]
 struct CreatePartner {
-    /// 1 to 200 characters after trimming.
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(min_length = 1, pattern = "\\S")]
     name: String,
     kind: PartnerKind,
     #[serde(default)]
@@ -191,6 +192,7 @@ struct SetResellerQualifications {
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     evidence: PartnerEvidence,
     /// Why (required).
+    #[schema(value_type = String, required = true, min_length = 1, pattern = "\\S")]
     reason: Option<String>,
 }
 
@@ -245,6 +247,7 @@ struct SetIndirectProviders {
     #[schema(value_type = Vec<PartnerId>)]
     provider_ids: BTreeSet<PartnerId>,
     /// Why (required).
+    #[schema(value_type = String, required = true, min_length = 1, pattern = "\\S")]
     reason: Option<String>,
 }
 
