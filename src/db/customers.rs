@@ -17,6 +17,8 @@ use crate::{
 
 /// A customer as stored.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c01", "name": "Fabrikam University",
+    "special_qualifications": ["education"], "version": 1, "created_at": "2026-11-24T10:00:00.123456Z"}))]
 pub struct Customer {
     /// Customer id.
     pub id: CustomerId,
@@ -142,6 +144,9 @@ pub type CustomerEvidence = BTreeMap<SpecialQualification, String>;
 
 /// One version of a customer's qualification set, with when it was in force.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"customer_id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c01", "version": 2, "special_qualifications": ["gcc"],
+    "evidence": {"gcc": "GCV-123"}, "reason": "government cloud validation", "actor": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c05",
+    "request_id": "0193a0c4-5000-7000-8000-000000000001", "valid_from": "2026-11-24T10:00:00.123456Z", "valid_to": null}))]
 pub struct QualificationRecord {
     /// The customer.
     pub customer_id: CustomerId,

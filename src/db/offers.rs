@@ -9,6 +9,8 @@ use crate::domain::{OfferId, OfferTerms, ProductKind, Segment};
 
 /// An offer as stored.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c03", "name": "Microsoft 365 A3", "segment": "education",
+    "product_kind": "license_based", "created_at": "2026-11-24T10:00:00.123456Z"}))]
 pub struct Offer {
     /// Offer id.
     pub id: OfferId,

@@ -15,6 +15,9 @@ use crate::{
 
 /// A partner as stored, with its current qualifications and provider links.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c02", "name": "Contoso Reseller", "kind": "direct_bill_partner",
+    "reseller_qualifications": ["education", "gcc"], "indirect_providers": [], "version": 2,
+    "created_at": "2026-11-24T10:00:00.123456Z"}))]
 pub struct Partner {
     /// Partner id.
     pub id: PartnerId,

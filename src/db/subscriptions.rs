@@ -9,6 +9,9 @@ use crate::domain::{CustomerId, OfferId, PartnerId, Segment, SubscriptionId, Sub
 
 /// A subscription as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c04", "customer_id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c01", "partner_id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c02",
+    "offer_id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c03", "segment": "education", "quantity": 25, "status": "active",
+    "created_at": "2026-11-24T10:00:00.123456Z"}))]
 pub struct Subscription {
     /// Subscription id.
     pub id: SubscriptionId,

@@ -10,6 +10,9 @@ use crate::domain::{PartnerId, Principal, Role};
 
 /// A token as listed: never its secret.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c05", "role": "sales_agent", "partner_id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c02",
+    "label": "ordering system", "created_by": "system", "created_at": "2026-11-24T10:00:00.123456Z",
+    "expires_at": "2027-02-22T10:00:00.123456Z", "revoked_at": null}))]
 pub struct Token {
     /// Token (and principal) id.
     pub id: Uuid,

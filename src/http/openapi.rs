@@ -418,6 +418,12 @@ fn problem_schema() -> Schema {
             "field",
             string().description(Some("`invalid_field`: the field at fault.")),
         )
+        .property(
+            "violations",
+            utoipa::openapi::ArrayBuilder::new()
+                .items(Ref::from_schema_name("Violation"))
+                .description(Some("`purchase_denied`: every broken rule.")),
+        )
         .into()
 }
 
@@ -464,6 +470,8 @@ impl Modify for Contract {
         components
             .schemas
             .insert("Problem".into(), problem_schema().into());
+        // utoipa copies Cargo.toml's license, which this crate does not declare.
+        openapi.info.license = None;
         openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
             "bearer",
             Vec::<String>::new(),
