@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use tower_http::{
     LatencyUnit,
     request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
-    trace::{DefaultOnResponse, TraceLayer},
+    trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer},
 };
 use tracing::Level;
 use utoipa::OpenApi;
@@ -103,7 +103,10 @@ pub fn router(state: AppState) -> Router {
                     DefaultOnResponse::new()
                         .level(Level::INFO)
                         .latency_unit(LatencyUnit::Micros),
-                ),
+                )
+                // A 5xx is logged where it is made (500s at ERROR with their cause, 503s at WARN);
+                // an ERROR line per 503 during a database outage would only bury the real ones.
+                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuidV7))
         .with_state(state)
