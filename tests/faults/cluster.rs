@@ -200,20 +200,17 @@ impl Cluster {
     /// Stops the server: `immediate` (every backend killed, crash recovery on the next start),
     /// `fast` (sessions terminated, transactions rolled back) or `smart`.
     pub fn stop(&self, mode: &str) {
-        let data = self.data();
-        self.run(
-            "pg_ctl",
-            &[
-                "stop".as_ref(),
-                "-w".as_ref(),
-                "-t".as_ref(),
-                PG_CTL_WAIT_SECS.as_ref(),
-                "-m".as_ref(),
-                mode.as_ref(),
-                "-D".as_ref(),
-                data.as_os_str(),
-            ],
-        );
+        self.run("pg_ctl", &self.stop_args(mode));
+    }
+
+    fn stop_args(&self, mode: &str) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> =
+            ["stop", "-w", "-t", PG_CTL_WAIT_SECS, "-m", mode, "-D"]
+                .into_iter()
+                .map(Into::into)
+                .collect();
+        args.push(self.data().into_os_string());
+        args
     }
 
     /// The end of the server's log.
@@ -222,7 +219,11 @@ impl Cluster {
     }
 
     /// Runs a PostgreSQL program, as `postgres` when we are root; panics with its output on failure.
-    fn run(&self, program: &str, args: &[&std::ffi::OsStr]) -> Output {
+    fn run<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
+        &self,
+        program: &str,
+        args: &[S],
+    ) -> Output {
         let output = self.command(program, args).output();
         let output = output.unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
         assert!(
@@ -236,7 +237,7 @@ impl Cluster {
         output
     }
 
-    fn command(&self, program: &str, args: &[&std::ffi::OsStr]) -> Command {
+    fn command<S: AsRef<std::ffi::OsStr>>(&self, program: &str, args: &[S]) -> Command {
         let path = self.bindir.join(program);
         let mut command = if self.as_postgres {
             let mut c = Command::new("runuser");
@@ -260,21 +261,8 @@ impl Drop for Cluster {
             );
         }
         // Immediate: nothing in it is worth a checkpoint; the directory goes next.
-        let data = self.data();
         let _ = self
-            .command(
-                "pg_ctl",
-                &[
-                    "stop".as_ref(),
-                    "-w".as_ref(),
-                    "-t".as_ref(),
-                    PG_CTL_WAIT_SECS.as_ref(),
-                    "-m".as_ref(),
-                    "immediate".as_ref(),
-                    "-D".as_ref(),
-                    data.as_os_str(),
-                ],
-            )
+            .command("pg_ctl", &self.stop_args("immediate"))
             .output();
     }
 }

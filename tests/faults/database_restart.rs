@@ -146,20 +146,8 @@ async fn purchases_survive_database_restarts() {
     let tally = load::tally(&histories);
     eprintln!("database restarts: {tally}");
     assert!(service.is_running(), "the service exited");
-    assert!(
-        tally.unexpected.is_empty(),
-        "{tally}\n{:#?}",
-        tally.unexpected
-    );
-    // Also what no client saw: e.g. a token lookup that failed in a request answered otherwise.
-    let internal = service.log_count("internal error");
-    assert_eq!(internal, 0, "the service logged {internal} internal errors");
-    // The service stays up the whole time, so every request must be answered, and in time.
-    assert!(
-        tally.timed_out.is_empty(),
-        "{tally}\nhangs: {:#?}",
-        tally.timed_out
-    );
+    tally.assert_sound(&service);
+    // The service stays up the whole time, so every request must be answered.
     let unanswered: Vec<_> = histories
         .iter()
         .flat_map(|h| &h.answers)
@@ -171,11 +159,6 @@ async fn purchases_survive_database_restarts() {
     assert!(
         unanswered.is_empty(),
         "{tally}\nrequests without an answer: {unanswered:#?}"
-    );
-    assert!(
-        tally.unresolved.is_empty(),
-        "{tally}\nkeys never answered 201: {:?}",
-        tally.unresolved
     );
     assert!(
         tally.unavailable.values().sum::<usize>() > 0,

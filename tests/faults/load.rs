@@ -261,6 +261,26 @@ impl fmt::Display for Tally {
 }
 
 /// Counts every answer of every key.
+impl Tally {
+    /// What every fault must leave true: no answer that is a bug, no internal error logged (also
+    /// none that no client saw, e.g. in a token lookup), no hang, and a 201 for every key.
+    pub fn assert_sound(&self, service: &crate::service::Service) {
+        assert!(self.unexpected.is_empty(), "{self}\n{:#?}", self.unexpected);
+        let internal = service.log_count("internal error");
+        assert_eq!(internal, 0, "the service logged {internal} internal errors");
+        assert!(
+            self.timed_out.is_empty(),
+            "{self}\nhangs: {:#?}",
+            self.timed_out
+        );
+        assert!(
+            self.unresolved.is_empty(),
+            "{self}\nkeys never answered 201: {:?}",
+            self.unresolved
+        );
+    }
+}
+
 pub fn tally(histories: &[KeyHistory]) -> Tally {
     let mut tally = Tally {
         keys: histories.len(),

@@ -40,25 +40,8 @@ async fn purchases_survive_service_crashes() {
 
     let tally = load::tally(&histories);
     eprintln!("service crashes: {tally}");
-    assert!(
-        tally.unexpected.is_empty(),
-        "{tally}\n{:#?}",
-        tally.unexpected
-    );
-    // Also what no client saw: e.g. a token lookup that failed in a request answered otherwise.
-    let internal = service.log_count("internal error");
-    assert_eq!(internal, 0, "the service logged {internal} internal errors");
-    // Refused and reset connections are what a crash looks like; a request left hanging is not.
-    assert!(
-        tally.timed_out.is_empty(),
-        "{tally}\nhangs: {:#?}",
-        tally.timed_out
-    );
-    assert!(
-        tally.unresolved.is_empty(),
-        "{tally}\nkeys never answered 201: {:?}",
-        tally.unresolved
-    );
+    // Refused and reset connections are what a crash looks like; a hang or a lost key is not.
+    tally.assert_sound(&service);
     assert!(
         tally.no_answer > 0,
         "no request was cut off by a crash, so this test tested nothing: {tally}"
