@@ -62,6 +62,17 @@ pub enum RuleViolation {
 }
 
 impl RuleViolation {
+    /// Every code, in rule-book order (the order `decide` reports them in).
+    pub const CODES: [&'static str; 7] = [
+        "no_customer_relationship",
+        "offer_not_license_based",
+        "reseller_not_qualified",
+        "indirect_reseller_without_provider",
+        "customer_not_qualified",
+        "segment_not_allowed",
+        "gcc_lockout",
+    ];
+
     /// The stable code, as serialized.
     pub fn code(&self) -> &'static str {
         match self {
@@ -411,18 +422,7 @@ mod tests {
                 product_kind: ProductKind::Azure,
             },
         });
-        assert_eq!(
-            codes(&decision),
-            [
-                "no_customer_relationship",
-                "offer_not_license_based",
-                "reseller_not_qualified",
-                "indirect_reseller_without_provider",
-                "customer_not_qualified",
-                "segment_not_allowed",
-                "gcc_lockout",
-            ]
-        );
+        assert_eq!(codes(&decision), RuleViolation::CODES);
     }
 
     #[test]

@@ -245,7 +245,7 @@ problems!(
 #[utoipa::path(
     put, path = "/v1/customers/{customer_id}/qualifications", tag = "customers",
     operation_id = "set_customer_qualifications",
-    params(("customer_id" = CustomerId, Path, description = "The customer's id."), ("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#, description = "The `ETag` last read, or `*`.")),
+    params(("customer_id" = CustomerId, Path, description = "The customer's id."), IfMatch),
     request_body = SetQualifications,
     responses(
         (status = 200, description = "The new version.", body = QualificationUpdateBody,

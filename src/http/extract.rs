@@ -135,6 +135,56 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
+/// A required header parameter of the contract, with the pattern its extractor accepts.
+fn header_parameter(
+    name: &str,
+    pattern: &str,
+    description: &str,
+) -> Vec<utoipa::openapi::path::Parameter> {
+    use utoipa::openapi::{
+        ObjectBuilder, Required,
+        path::{ParameterBuilder, ParameterIn},
+        schema::Type,
+    };
+    vec![
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::True)
+            .description(Some(description))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(pattern)),
+            ))
+            .build(),
+    ]
+}
+
+impl utoipa::IntoParams for IfMatch {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        header_parameter(
+            "If-Match",
+            r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#,
+            "The `ETag` last read, or `*` to override.",
+        )
+    }
+}
+
+impl utoipa::IntoParams for IdempotencyKey {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        header_parameter(
+            "Idempotency-Key",
+            "^[!-~]{1,255}$",
+            "1 to 255 visible ASCII characters, unique per purchase of the caller.",
+        )
+    }
+}
+
 /// `*`, `"3"`, `W/"3"` or a bare `3`.
 fn parse_if_match(raw: &str) -> Option<Precondition> {
     let raw = raw.trim();

@@ -341,21 +341,12 @@ pub enum Violation {}
 
 impl utoipa::PartialSchema for Violation {
     fn schema() -> RefOr<Schema> {
-        let codes = [
-            "no_customer_relationship",
-            "offer_not_license_based",
-            "reseller_not_qualified",
-            "indirect_reseller_without_provider",
-            "customer_not_qualified",
-            "segment_not_allowed",
-            "gcc_lockout",
-        ];
         ObjectBuilder::new()
             .property(
                 "code",
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .enum_values(Some(codes))
+                    .enum_values(Some(crate::domain::RuleViolation::CODES))
                     .description(Some("The rule's stable code.")),
             )
             .required("code")

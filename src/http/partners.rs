@@ -212,7 +212,7 @@ problems!(
     operation_id = "set_partner_reseller_qualifications",
     params(
         ("partner_id" = PartnerId, Path, description = "The partner's id."),
-        ("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#, description = "The `ETag` last read, or `*`."),
+        IfMatch,
     ),
     request_body = SetResellerQualifications,
     responses(
@@ -273,7 +273,7 @@ problems!(
     operation_id = "set_partner_indirect_providers",
     params(
         ("partner_id" = PartnerId, Path, description = "The indirect reseller's id."),
-        ("If-Match" = String, Header, pattern = r#"^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$"#, description = "The `ETag` last read, or `*`."),
+        IfMatch,
     ),
     request_body = SetIndirectProviders,
     responses(

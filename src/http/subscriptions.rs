@@ -69,8 +69,7 @@ problems!(
 #[utoipa::path(
     post, path = "/v1/customers/{customer_id}/subscriptions", tag = "subscriptions",
     operation_id = "purchase_subscription",
-    params(("customer_id" = CustomerId, Path, description = "The customer's id."), ("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,255}$",
-        description = "1 to 255 visible ASCII characters, unique per purchase of the caller.")),
+    params(("customer_id" = CustomerId, Path, description = "The customer's id."), IdempotencyKey),
     request_body = PurchaseBody,
     responses(
         (status = 201, description = "Bought.", body = Subscription, headers(
