@@ -69,6 +69,19 @@ pub struct Config {
     )]
     pub request_timeout_secs: u64,
 
+    /// Largest accepted request body in bytes (every JSON body of the API); larger is 413.
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 64 * 1024, global = true)]
+    pub body_limit_bytes: usize,
+
+    /// Largest accepted NDJSON body of `POST /v1/customers:import`, in bytes; larger is 413.
+    #[arg(
+        long,
+        env = "IMPORT_BODY_LIMIT_BYTES",
+        default_value_t = 256 * 1024 * 1024,
+        global = true
+    )]
+    pub import_body_limit_bytes: usize,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

@@ -15,7 +15,7 @@ use crate::{config::Config, db, http};
 pub struct Application {
     listener: TcpListener,
     pool: PgPool,
-    request_timeout: Duration,
+    limits: http::Limits,
 }
 
 impl Application {
@@ -45,7 +45,11 @@ impl Application {
         Ok(Self {
             listener,
             pool,
-            request_timeout: Duration::from_secs(config.request_timeout_secs),
+            limits: http::Limits {
+                request_timeout: Duration::from_secs(config.request_timeout_secs),
+                body_bytes: config.body_limit_bytes,
+                import_body_bytes: config.import_body_limit_bytes,
+            },
         })
     }
 
@@ -70,7 +74,7 @@ impl Application {
         let router = http::router(http::AppState {
             pool: self.pool.clone(),
             tokens: Default::default(),
-            request_timeout: self.request_timeout,
+            limits: self.limits,
         });
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)

@@ -30,15 +30,15 @@ use crate::{
     domain::{CustomerId, CustomerQualification, DisplayName, PartnerId, SpecialQualification},
 };
 
-/// The customer routes.
-pub fn router() -> OpenApiRouter<AppState> {
+/// The customer routes; an import body may hold up to `import_body_bytes`.
+pub fn router(import_body_bytes: usize) -> OpenApiRouter<AppState> {
     let (schemas, paths, import) = routes!(import);
     OpenApiRouter::new()
         .routes(routes!(create, list))
         .routes((
             schemas,
             paths,
-            import.layer(DefaultBodyLimit::max(IMPORT_MAX_BYTES)),
+            import.layer(DefaultBodyLimit::max(import_body_bytes)),
         ))
         .routes(routes!(show))
         .routes(routes!(qualifications, set_qualifications))
@@ -372,9 +372,6 @@ async fn link_partner(
     ))
 }
 
-/// Largest accepted import body: room for well over 100k lines.
-const IMPORT_MAX_BYTES: usize = 256 * 1024 * 1024;
-
 /// The import's parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -403,7 +400,7 @@ problems!(
     post, path = "/v1/customers:import", tag = "customers", operation_id = "import_customers",
     params(ImportParams),
     request_body(content = String, content_type = "application/x-ndjson",
-        description = "One customer per line, each as the body of `POST /v1/customers`; up to 256 MiB.",
+        description = "One customer per line, each as the body of `POST /v1/customers`; up to `IMPORT_BODY_LIMIT_BYTES` (256 MiB by default).",
         example = "{\"name\":\"Northwind School\",\"special_qualifications\":[\"education\"],\"evidence\":{\"education\":\"QEU-1\"}}\n"),
     responses(
         (status = 201, description = "Imported (with `mode=partial`, the bad lines are reported).", body = ImportReport),

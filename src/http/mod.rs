@@ -34,8 +34,16 @@ pub use error::{ApiError, PROBLEM_JSON};
 /// echoed on the response.
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// Largest accepted request body. Every body of this API is a small JSON object.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// What one request may take, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest the service works on one request.
+    pub request_timeout: std::time::Duration,
+    /// Largest request body: every JSON body of this API is a small object.
+    pub body_bytes: usize,
+    /// Largest NDJSON body of a customer import.
+    pub import_body_bytes: usize,
+}
 
 /// The `ETag` of a resource version, e.g. `"3"`.
 pub fn etag_value(version: i64) -> axum::http::HeaderValue {
@@ -55,8 +63,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// Verifies bearer tokens, with a short-lived cache.
     pub tokens: std::sync::Arc<crate::app::tokens::TokenVerifier>,
-    /// Longest the service works on one request.
-    pub request_timeout: std::time::Duration,
+    /// What one request may take.
+    pub limits: Limits,
 }
 
 /// The whole API. Every route is registered with its OpenAPI operation, so the served contract
@@ -65,7 +73,7 @@ pub fn router(state: AppState) -> Router {
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
     let (router, contract) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(partners::router())
-        .merge(customers::router())
+        .merge(customers::router(state.limits.import_body_bytes))
         .merge(offers::router())
         .merge(subscriptions::router())
         .merge(decisions::router())
@@ -82,7 +90,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This route does not accept this method.")
         })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(state.limits.body_bytes))
         .layer(Extension(contract))
         .layer(axum::middleware::from_fn_with_state(state.clone(), request_timeout))
         // Outermost first: assign the id, open a span carrying it, echo it on the response.
@@ -160,7 +168,7 @@ async fn request_timeout(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+    match tokio::time::timeout(state.limits.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::request_timeout().into_response(),
     }

@@ -178,6 +178,8 @@ pub fn test_config(database_url: &str) -> Config {
         statement_timeout_ms: 5_000,
         idle_in_transaction_timeout_ms: 10_000,
         request_timeout_secs: 30,
+        body_limit_bytes: 64 * 1024,
+        import_body_limit_bytes: 256 * 1024 * 1024,
         log_format: LogFormat::Text,
     }
 }

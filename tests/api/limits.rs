@@ -183,3 +183,45 @@ async fn no_free_connection_in_time_answers_503_with_retry_after_never_a_hang() 
     let bought = waiting.await.unwrap();
     assert_eq!(bought.status, StatusCode::CREATED, "{:#}", bought.body);
 }
+
+#[tokio::test]
+async fn bodies_over_the_configured_limits_answer_413_and_change_nothing() {
+    let app = spawn_app().await;
+    let base = app
+        .spawn_instance_with(|c| {
+            c.body_limit_bytes = 1024;
+            c.import_body_limit_bytes = 2048;
+        })
+        .await;
+    let name = "n".repeat(1500);
+    let offer =
+        serde_json::json!({"name": name, "segment": "commercial", "product_kind": "license_based"});
+    let reply = Reply::from(
+        app.client
+            .post(format!("{base}/v1/offers"))
+            .bearer_auth(&app.operator)
+            .json(&offer)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    reply.assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+
+    // The import has a limit of its own: 1,500 bytes pass it, 3,000 do not.
+    let line = format!("{{\"name\":\"{}\"}}\n", "c".repeat(140));
+    let import = |lines: usize| {
+        app.client
+            .post(format!("{base}/v1/customers:import"))
+            .bearer_auth(&app.back_office)
+            .header("content-type", "application/x-ndjson")
+            .body(line.repeat(lines))
+            .send()
+    };
+    let small = Reply::from(import(10).await.unwrap()).await;
+    assert_eq!(small.status, StatusCode::CREATED, "{:#}", small.body);
+    let large = Reply::from(import(20).await.unwrap()).await;
+    large.assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    assert_eq!(app.count("customers").await, 10);
+    assert_eq!(app.count("offers").await, 0);
+}

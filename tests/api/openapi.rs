@@ -64,7 +64,11 @@ async fn the_contract_lists_every_route_the_router_serves() {
     let state = AppState {
         pool: app.pool.clone(),
         tokens: Default::default(),
-        request_timeout: std::time::Duration::from_secs(5),
+        limits: partner_catalog::http::Limits {
+            request_timeout: std::time::Duration::from_secs(5),
+            body_bytes: 1024,
+            import_body_bytes: 1024,
+        },
     };
     let served = served_paths(&router(state));
     assert!(served.len() > 20, "paths read from the router: {served:?}");
