@@ -25,7 +25,7 @@ use utoipa::{
 
 use super::PROBLEM_JSON;
 
-/// One problem code: its status, when it is answered, and an example `detail`.
+/// One problem code: its status, and when it is answered (also the `detail` of its example).
 struct ProblemCode {
     code: &'static str,
     status: StatusCode,
