@@ -26,7 +26,7 @@ use chrono::Utc;
 use clap::{Parser, Subcommand, ValueEnum};
 use partner_catalog::{
     app::{RequestContext, tokens},
-    domain::{PartnerId, Role},
+    domain::{DisplayName, PartnerId, Role},
 };
 use serde_json::json;
 use sqlx::{PgPool, postgres::PgPoolOptions};
@@ -227,6 +227,7 @@ struct Tokens {
 async fn issue_tokens(pool: &PgPool) -> anyhow::Result<Tokens> {
     let ctx = RequestContext::system();
     let expires = Utc::now() + chrono::Duration::hours(2);
+    let label = DisplayName::parse("loadgen").expect("a valid label");
     let mut sales = Vec::new();
     for p in 1..=PARTNERS {
         let issued = tokens::issue(
@@ -235,13 +236,13 @@ async fn issue_tokens(pool: &PgPool) -> anyhow::Result<Tokens> {
             Role::SalesAgent,
             Some(PartnerId(partner_id(p))),
             expires,
-            "loadgen",
+            &label,
         )
         .await
         .map_err(|e| anyhow::anyhow!("issue a sales_agent token: {e:?}"))?;
         sales.push(issued.secret);
     }
-    let back_office = tokens::issue(pool, &ctx, Role::BackOffice, None, expires, "loadgen")
+    let back_office = tokens::issue(pool, &ctx, Role::BackOffice, None, expires, &label)
         .await
         .map_err(|e| anyhow::anyhow!("issue a back_office token: {e:?}"))?
         .secret;

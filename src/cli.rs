@@ -11,7 +11,7 @@ use crate::{
     config::Config,
     db::{self, Keyset},
     dev::{self, SeedOptions},
-    domain::{CustomerId, PartnerId, Role},
+    domain::{CustomerId, DisplayName, PartnerId, Role},
     startup::Application,
     telemetry,
 };
@@ -189,6 +189,7 @@ async fn run_token_command(pool: &PgPool, command: TokenCommand) -> anyhow::Resu
             label,
         } => {
             let expires_at = parse_expiry(&expires, Utc::now())?;
+            let label = DisplayName::parse(&label).map_err(|e| anyhow::anyhow!("--label {e}"))?;
             let issued =
                 tokens::issue(pool, &ctx, role, partner.map(PartnerId), expires_at, &label).await?;
             println!("token id:   {}", issued.token.id);

@@ -3,10 +3,10 @@
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{Error, EventType, RequestContext, Result};
+use super::{Error, EventType, RequestContext, Result, customers};
 use crate::{
     db::{self, events::NewEvent, subscriptions::Subscription},
-    domain::{Action, CustomerId, SubscriptionId, SubscriptionStatus},
+    domain::{Action, CustomerId, Reason, SubscriptionId, SubscriptionStatus},
 };
 
 /// Puts a subscription in `status` and records `subscription_status_changed` with the status
@@ -21,10 +21,18 @@ pub async fn set_status(
     customer: CustomerId,
     id: SubscriptionId,
     status: SubscriptionStatus,
-    reason: Option<&str>,
+    reason: &Reason,
 ) -> Result<Subscription> {
-    ctx.require(Action::ManageSubscriptions)?;
     let mut tx = pool.begin().await?;
+    // Visibility of both ids before permission: partner roles see only their partner's sales.
+    customers::ensure_visible(&mut tx, ctx, customer).await?;
+    if db::subscriptions::get(&mut *tx, customer, ctx.partner_scope(), id)
+        .await?
+        .is_none()
+    {
+        return Err(Error::SubscriptionNotFound(customer, id));
+    }
+    ctx.require(Action::ManageSubscriptions)?;
     if db::customers::lock_for_update(&mut *tx, customer)
         .await?
         .is_none()
@@ -53,7 +61,7 @@ pub async fn set_status(
                 "subscription_id": id,
                 "before": before,
                 "after": status,
-                "reason": reason,
+                "reason": reason.as_str(),
             }),
         },
     )

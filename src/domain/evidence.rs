@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ResellerQualification, SpecialQualification};
+use super::{ResellerQualification, SpecialQualification, checked_text};
 
 /// A qualification that needs documentary evidence when it is added.
 pub trait Evidenced: Copy + Ord + std::fmt::Display {
@@ -45,8 +45,10 @@ pub enum EvidenceError {
         /// What the evidence is.
         name: &'static str,
     },
-    /// Blank or longer than [`MAX_EVIDENCE_CHARS`].
-    #[error("evidence must have 1 to {MAX_EVIDENCE_CHARS} characters")]
+    /// Blank, longer than [`MAX_EVIDENCE_CHARS`] or not printable.
+    #[error(
+        "evidence must have 1 to {MAX_EVIDENCE_CHARS} characters, and no control or bidirectional-override characters"
+    )]
     Invalid {
         /// The qualification.
         qualification: String,
@@ -84,12 +86,7 @@ pub fn evidence_after_change<Q: Evidenced>(
                 qualification: qualification.to_string(),
             });
         }
-        let trimmed = reference.trim();
-        // PostgreSQL text cannot hold NUL.
-        if trimmed.is_empty()
-            || trimmed.chars().count() > MAX_EVIDENCE_CHARS
-            || trimmed.contains('\0')
-        {
+        if checked_text(reference, MAX_EVIDENCE_CHARS).is_none() {
             return Err(EvidenceError::Invalid {
                 qualification: qualification.to_string(),
             });
@@ -113,13 +110,13 @@ pub fn evidence_after_change<Q: Evidenced>(
     Ok(evidence)
 }
 
-/// Why a change was made: trimmed, 1 to 1000 characters.
+/// Why a change was made: trimmed, 1 to 1000 printable characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reason(String);
 
-/// A reason that is missing, blank or too long.
+/// A reason that is missing, blank, too long or not printable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a reason of 1 to {max} characters (no NUL) is required", max = Reason::MAX_CHARS)]
+#[error("a reason of 1 to {max} characters, with no control or bidirectional-override characters, is required", max = Reason::MAX_CHARS)]
 pub struct InvalidReason;
 
 impl Reason {
@@ -128,13 +125,9 @@ impl Reason {
 
     /// Checks a reason.
     pub fn parse(raw: Option<&str>) -> Result<Self, InvalidReason> {
-        let trimmed = raw.map(str::trim).unwrap_or_default();
-        // PostgreSQL text cannot hold NUL.
-        if trimmed.is_empty() || trimmed.chars().count() > Self::MAX_CHARS || trimmed.contains('\0')
-        {
-            return Err(InvalidReason);
-        }
-        Ok(Self(trimmed.to_owned()))
+        raw.and_then(|raw| checked_text(raw, Self::MAX_CHARS))
+            .map(|reason| Self(reason.to_owned()))
+            .ok_or(InvalidReason)
     }
 
     /// The reason.
@@ -165,7 +158,13 @@ mod tests {
 
     #[test]
     fn blank_or_oversized_evidence_is_rejected() {
-        for bad in ["", "   ", &"x".repeat(MAX_EVIDENCE_CHARS + 1)] {
+        for bad in [
+            "",
+            "   ",
+            &"x".repeat(MAX_EVIDENCE_CHARS + 1),
+            "GCV-1\u{0}",
+            "GCV\u{202E}1",
+        ] {
             let err =
                 evidence_after_change(&[], &map(&[]), &[Gcc], &map(&[(Gcc, bad)])).unwrap_err();
             assert_eq!(
@@ -240,6 +239,7 @@ mod tests {
         assert!(Reason::parse(None).is_err());
         assert!(Reason::parse(Some("  ")).is_err());
         assert!(Reason::parse(Some("a\0b")).is_err());
+        assert!(Reason::parse(Some("a\u{1b}[31mred")).is_err());
         assert!(Reason::parse(Some(&"r".repeat(1001))).is_err());
     }
 }

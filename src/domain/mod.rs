@@ -9,6 +9,7 @@ mod ids;
 mod offer;
 mod partner;
 mod purchase;
+mod text;
 
 pub use access::{Action, Principal, Role, permits};
 pub use customer::{CustomerQualification, InvalidQualificationSet, SpecialQualification};
@@ -19,6 +20,7 @@ pub use ids::{CustomerId, OfferId, PartnerId, SubscriptionId};
 pub use offer::{OfferTerms, ProductKind, Segment, SubscriptionStatus};
 pub use partner::{PartnerKind, PartnerProfile, ResellerQualification};
 pub use purchase::{PurchaseContext, PurchaseDecision, RuleViolation, decide};
+pub use text::{checked_text, is_printable};
 
 /// A stored or received value that is not one of an enumeration's variants.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,13 +92,13 @@ pub(crate) fn string_enum_schema(
         .into()
 }
 
-/// A display name: trimmed, 1 to 200 characters.
+/// A display name or label: trimmed, 1 to 200 printable characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisplayName(String);
 
-/// A name that is empty or too long.
+/// A name that is empty, too long or not printable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a name must have 1 to {max} characters after trimming, and no control characters", max = DisplayName::MAX_CHARS)]
+#[error("must have 1 to {max} characters after trimming, and no control or bidirectional-override characters", max = DisplayName::MAX_CHARS)]
 pub struct InvalidDisplayName;
 
 impl DisplayName {
@@ -105,14 +107,9 @@ impl DisplayName {
 
     /// Trims and checks a name.
     pub fn parse(raw: &str) -> Result<Self, InvalidDisplayName> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty()
-            || trimmed.chars().count() > Self::MAX_CHARS
-            || trimmed.chars().any(char::is_control)
-        {
-            return Err(InvalidDisplayName);
-        }
-        Ok(Self(trimmed.to_owned()))
+        checked_text(raw, Self::MAX_CHARS)
+            .map(|name| Self(name.to_owned()))
+            .ok_or(InvalidDisplayName)
     }
 
     /// The name.

@@ -171,7 +171,8 @@ async fn show(
 #[schema(example = json!({"status": "suspended", "reason": "unpaid invoice"}))]
 struct SetStatus {
     status: SubscriptionStatus,
-    /// Why.
+    /// Why (required).
+    #[schema(value_type = String, required = true, min_length = 1, pattern = "\\S")]
     reason: Option<String>,
 }
 
@@ -204,14 +205,9 @@ async fn set_status(
     Path((customer_id, id)): Path<(CustomerId, SubscriptionId)>,
     Json(body): Json<SetStatus>,
 ) -> Result<Json<Subscription>, ApiError> {
-    let subscription = app::subscriptions::set_status(
-        &state.pool,
-        &ctx,
-        customer_id,
-        id,
-        body.status,
-        body.reason.as_deref(),
-    )
-    .await?;
+    let reason = super::extract::reason(body.reason.as_deref())?;
+    let subscription =
+        app::subscriptions::set_status(&state.pool, &ctx, customer_id, id, body.status, &reason)
+            .await?;
     Ok(Json(subscription))
 }

@@ -20,7 +20,7 @@ use super::{
 use crate::{
     app::{self, RequestContext, tokens::IssuedToken},
     db::tokens::Token,
-    domain::{PartnerId, Role},
+    domain::{DisplayName, PartnerId, Role},
 };
 
 /// Lifetime of a token created without `expires_at`.
@@ -41,9 +41,11 @@ struct CreateToken {
     role: Role,
     /// The partner a partner role acts for (required for those roles, refused for the others).
     partner_id: Option<PartnerId>,
-    /// Who holds the token.
+    /// Who holds the token: 1 to 200 characters, no control characters.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     label: String,
     /// Default: 90 days from now.
+    #[serde(default, deserialize_with = "super::extract::optional_instant")]
     expires_at: Option<DateTime<Utc>>,
 }
 
@@ -70,6 +72,7 @@ async fn create(
     ctx: RequestContext,
     Json(body): Json<CreateToken>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let label = DisplayName::parse(&body.label).map_err(|e| ApiError::invalid_field("label", e))?;
     let expires_at = body
         .expires_at
         .unwrap_or_else(|| Utc::now() + Duration::days(DEFAULT_LIFETIME_DAYS));
@@ -79,7 +82,7 @@ async fn create(
         body.role,
         body.partner_id,
         expires_at,
-        &body.label,
+        &label,
     )
     .await?;
     let location = format!("/v1/tokens/{}", issued.token.id);

@@ -264,29 +264,61 @@ async fn a_subscription_status_changes_under_the_rules_and_is_never_lost() {
     let offer = app.create_offer("commercial", "azure").await;
     let sub = app.purchase(customer, partner, offer, "s-1").await.body;
 
+    // Every change has a reason (R5): without one, or with a blank or unprintable one, nothing
+    // changes.
+    let before = app.snapshot().await;
+    for body in [
+        json!({ "status": "suspended" }),
+        json!({ "status": "suspended", "reason": " " }),
+        json!({ "status": "suspended", "reason": "unpaid\u{0}" }),
+        json!({ "status": "suspended", "reason": "x".repeat(1001) }),
+    ] {
+        let r = set_status(&app, customer, &sub, body).await;
+        r.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+        assert_eq!(r.body["field"], "reason");
+    }
+    assert_eq!(app.snapshot().await, before);
+
     for status in ["suspended", "active", "cancelled"] {
-        let r = set_status(&app, customer, &sub, json!({ "status": status })).await;
+        let body = json!({ "status": status, "reason": format!("now {status}") });
+        let r = set_status(&app, customer, &sub, body).await;
         assert_eq!(r.status, StatusCode::OK, "{:#}", r.body);
         assert_eq!(r.body["status"], status);
     }
     // Unchanged: answered, nothing recorded. Cancelled is final.
-    let r = set_status(&app, customer, &sub, json!({ "status": "cancelled" })).await;
+    let r = set_status(
+        &app,
+        customer,
+        &sub,
+        json!({ "status": "cancelled", "reason": "again" }),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
-    set_status(&app, customer, &sub, json!({ "status": "active" }))
-        .await
-        .assert_problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_status_transition",
-        );
-    set_status(&app, customer, &sub, json!({ "status": "gone" }))
-        .await
-        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    set_status(
+        &app,
+        customer,
+        &sub,
+        json!({ "status": "active", "reason": "revive" }),
+    )
+    .await
+    .assert_problem(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_status_transition",
+    );
+    set_status(
+        &app,
+        customer,
+        &sub,
+        json!({ "status": "gone", "reason": "r" }),
+    )
+    .await
+    .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
     app.put(
         &format!(
             "/v1/customers/{customer}/subscriptions/{}/status",
             Uuid::now_v7()
         ),
-        json!({ "status": "active" }),
+        json!({ "status": "active", "reason": "r" }),
     )
     .await
     .assert_problem(StatusCode::NOT_FOUND, "subscription_not_found");
@@ -308,6 +340,19 @@ async fn a_subscription_status_changes_under_the_rules_and_is_never_lost() {
             ("active", "suspended"),
             ("suspended", "active"),
             ("active", "cancelled")
+        ]
+    );
+    let reasons: Vec<_> = changes
+        .iter()
+        .rev()
+        .map(|e| e["payload"]["reason"].clone())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            json!("now suspended"),
+            json!("now active"),
+            json!("now cancelled")
         ]
     );
     let stored = app

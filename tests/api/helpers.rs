@@ -11,7 +11,7 @@ use std::{collections::HashMap, sync::Mutex};
 use partner_catalog::{
     app::{RequestContext, tokens},
     config::{Config, LogFormat},
-    domain::{PartnerId, Role},
+    domain::{DisplayName, PartnerId, Role},
     startup::Application,
 };
 use reqwest::{Method, Response, StatusCode, Url};
@@ -156,7 +156,7 @@ pub async fn issue_token(pool: &PgPool, role: Role, partner: Option<Uuid>) -> St
         role,
         partner,
         expires_at,
-        "test",
+        &DisplayName::parse("test").expect("a valid label"),
     )
     .await
     .expect("issue a token")
@@ -375,6 +375,44 @@ impl TestApp {
             request = request.header("content-type", ct);
         }
         Reply::from(request.send().await.unwrap()).await
+    }
+
+    /// The served OpenAPI contract.
+    pub async fn contract(&self) -> Value {
+        let reply = Reply::from(
+            self.client
+                .get(format!("{}/openapi.json", self.address))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        reply.body
+    }
+
+    /// What a request could have written: the row count of every table, and how many tokens are
+    /// revoked (the one change that is an update). Every write also appends an event, so two equal
+    /// snapshots mean nothing was written in between.
+    pub async fn snapshot(&self) -> Vec<(String, i64)> {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "select tablename::text from pg_tables where schemaname = 'public' order by 1",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap();
+        let mut counts = Vec::with_capacity(tables.len() + 1);
+        for table in tables {
+            let count = self.count(&table).await;
+            counts.push((table, count));
+        }
+        let revoked =
+            sqlx::query_scalar("select count(*) from api_tokens where revoked_at is not null")
+                .fetch_one(&self.pool)
+                .await
+                .unwrap();
+        counts.push(("revoked tokens".into(), revoked));
+        counts
     }
 
     /// The principal (token) id of a secret, as events record it.
