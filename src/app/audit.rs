@@ -5,7 +5,7 @@ use futures_util::{Stream, TryStreamExt};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{Error, EventType, RequestContext, Result};
+use super::{Error, EventType, RequestContext, Result, customers};
 use crate::{
     db::{
         self,
@@ -54,6 +54,21 @@ impl EventQuery {
     }
 }
 
+/// 404 for a customer or partner filter that a partner role may not see, then 403 unless the
+/// caller may read the log: visibility before permission, as in every use case.
+async fn authorize_search(pool: &PgPool, ctx: &RequestContext, query: &EventQuery) -> Result<()> {
+    if ctx.partner_scope().is_some() {
+        if let Some(partner) = query.partner_id {
+            ctx.check_partner(partner)?;
+        }
+        if let Some(customer) = query.customer_id {
+            let mut conn = pool.acquire().await?;
+            customers::authorize(&mut conn, ctx, Action::ReadAudit, customer).await?;
+        }
+    }
+    ctx.require(Action::ReadAudit)
+}
+
 /// Up to `limit` matching events, newest first.
 pub async fn events(
     pool: &PgPool,
@@ -61,7 +76,7 @@ pub async fn events(
     query: &EventQuery,
     limit: i64,
 ) -> Result<Vec<EventRow>> {
-    ctx.require(Action::ReadAudit)?;
+    authorize_search(pool, ctx, query).await?;
     let filter = query.filter();
     let mut tx = db::audit::begin_search(pool).await?;
     let rows = db::audit::events(&mut tx, &filter, Some(limit))
@@ -80,7 +95,7 @@ pub async fn export(
     ctx: &RequestContext,
     query: &EventQuery,
 ) -> Result<impl Stream<Item = Result<EventRow>> + Send + 'static> {
-    ctx.require(Action::ReadAudit)?;
+    authorize_search(pool, ctx, query).await?;
     let mut tx = db::audit::begin_search(pool).await?;
     let filter = query.filter();
     Ok(async_stream::try_stream! {
@@ -99,10 +114,7 @@ pub async fn verify_customer(
     ctx: &RequestContext,
     id: CustomerId,
 ) -> Result<ChainReport> {
-    ctx.require(Action::ReadAudit)?;
-    if db::customers::get(pool, id).await?.is_none() {
-        return Err(Error::CustomerNotFound(id));
-    }
+    customers::authorize(&mut *pool.acquire().await?, ctx, Action::ReadAudit, id).await?;
     verify_chain(pool, id.0).await
 }
 
@@ -112,6 +124,7 @@ pub async fn verify_partner(
     ctx: &RequestContext,
     id: PartnerId,
 ) -> Result<ChainReport> {
+    ctx.check_partner(id)?;
     ctx.require(Action::ReadAudit)?;
     if db::partners::get(pool, id).await?.is_none() {
         return Err(Error::PartnerNotFound(id));

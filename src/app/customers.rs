@@ -115,10 +115,21 @@ pub(crate) async fn ensure_visible(
     }
 }
 
+/// [`ensure_visible`], then 403 unless the caller's role permits `action`. Visibility comes first,
+/// so that a 403 never tells a partner that another partner's customer exists.
+pub(crate) async fn authorize(
+    db: &mut sqlx::PgConnection,
+    ctx: &RequestContext,
+    action: Action,
+    id: CustomerId,
+) -> Result<()> {
+    ensure_visible(db, ctx, id).await?;
+    ctx.require(action)
+}
+
 /// One customer.
 pub async fn get(pool: &PgPool, ctx: &RequestContext, id: CustomerId) -> Result<Customer> {
-    ctx.require(Action::ReadCustomers)?;
-    ensure_visible(&mut *pool.acquire().await?, ctx, id).await?;
+    authorize(&mut *pool.acquire().await?, ctx, Action::ReadCustomers, id).await?;
     db::customers::get(pool, id)
         .await?
         .ok_or(Error::CustomerNotFound(id))
@@ -140,8 +151,8 @@ pub async fn set_qualifications(
     precondition: Precondition,
     change: &QualificationChange,
 ) -> Result<QualificationUpdate> {
-    ctx.require(Action::ManageCustomers)?;
     let mut tx = pool.begin().await?;
+    authorize(&mut tx, ctx, Action::ManageCustomers, id).await?;
     db::customers::lock_for_update(&mut *tx, id)
         .await?
         .ok_or(Error::CustomerNotFound(id))?;
@@ -204,9 +215,8 @@ pub async fn qualifications(
     id: CustomerId,
     at: Option<DateTime<Utc>>,
 ) -> Result<QualificationRecord> {
-    ctx.require(Action::ReadCustomers)?;
     let mut conn = pool.acquire().await?;
-    ensure_visible(&mut conn, ctx, id).await?;
+    authorize(&mut conn, ctx, Action::ReadCustomers, id).await?;
     match db::customers::qualifications_at(&mut *conn, id, at).await? {
         Some(record) => Ok(record),
         None => Err(Error::NotRecordedAt(
@@ -224,26 +234,23 @@ pub async fn qualification_history(
     after_version: i64,
     limit: i64,
 ) -> Result<Vec<QualificationRecord>> {
-    ctx.require(Action::ReadCustomers)?;
     let mut conn = pool.acquire().await?;
-    ensure_visible(&mut conn, ctx, id).await?;
+    authorize(&mut conn, ctx, Action::ReadCustomers, id).await?;
     Ok(db::customers::qualification_history(&mut *conn, id, after_version, limit).await?)
 }
 
 /// Records that `partner` has a relationship with the customer; `false` if it already had.
-/// Partner admins may link customers to their own partner only.
+/// Back office only: a relationship lets a partner see the customer and buy for it, so no partner
+/// may make one for itself.
 pub async fn link_partner(
     pool: &PgPool,
     ctx: &RequestContext,
     customer: CustomerId,
     partner: PartnerId,
 ) -> Result<bool> {
-    ctx.require(Action::ManageRelationships)?;
     ctx.check_partner(partner)?;
     let mut tx = pool.begin().await?;
-    if db::customers::get(&mut *tx, customer).await?.is_none() {
-        return Err(Error::CustomerNotFound(customer));
-    }
+    authorize(&mut tx, ctx, Action::ManageRelationships, customer).await?;
     if db::partners::get(&mut *tx, partner).await?.is_none() {
         return Err(Error::PartnerNotFound(partner));
     }
@@ -271,9 +278,8 @@ pub async fn partners(
     ctx: &RequestContext,
     id: CustomerId,
 ) -> Result<Vec<PartnerId>> {
-    ctx.require(Action::ReadCustomers)?;
     let mut conn = pool.acquire().await?;
-    ensure_visible(&mut conn, ctx, id).await?;
+    authorize(&mut conn, ctx, Action::ReadCustomers, id).await?;
     let partners = db::customers::partners(&mut *conn, id).await?;
     Ok(match ctx.partner_scope() {
         Some(own) => partners.into_iter().filter(|p| *p == own).collect(),
@@ -288,9 +294,8 @@ pub async fn subscriptions(
     id: CustomerId,
     page: Keyset,
 ) -> Result<Vec<Subscription>> {
-    ctx.require(Action::ReadSubscriptions)?;
     let mut conn = pool.acquire().await?;
-    ensure_visible(&mut conn, ctx, id).await?;
+    authorize(&mut conn, ctx, Action::ReadSubscriptions, id).await?;
     Ok(db::subscriptions::list_for_customer(&mut *conn, id, ctx.partner_scope(), page).await?)
 }
 
@@ -301,9 +306,8 @@ pub async fn subscription(
     customer: CustomerId,
     id: SubscriptionId,
 ) -> Result<Subscription> {
-    ctx.require(Action::ReadSubscriptions)?;
     let mut conn = pool.acquire().await?;
-    ensure_visible(&mut conn, ctx, customer).await?;
+    authorize(&mut conn, ctx, Action::ReadSubscriptions, customer).await?;
     db::subscriptions::get(&mut *conn, customer, ctx.partner_scope(), id)
         .await?
         .ok_or(Error::SubscriptionNotFound(customer, id))

@@ -61,7 +61,8 @@ impl RequestContext {
         self.principal.as_ref().and_then(Principal::partner_scope)
     }
 
-    /// 404 for a partner outside the caller's scope, as if it did not exist.
+    /// 404 for a partner outside the caller's scope, as if it did not exist. Called before
+    /// [`Self::require`], so that a 403 never tells a partner that another partner exists.
     pub fn check_partner(&self, partner: PartnerId) -> Result<()> {
         match self.partner_scope() {
             Some(own) if own != partner => Err(Error::PartnerNotFound(partner)),

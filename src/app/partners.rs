@@ -86,8 +86,8 @@ pub async fn create(
 
 /// One partner (partner roles see only their own).
 pub async fn get(pool: &PgPool, ctx: &RequestContext, id: PartnerId) -> Result<Partner> {
-    ctx.require(Action::ReadPartners)?;
     ctx.check_partner(id)?;
+    ctx.require(Action::ReadPartners)?;
     db::partners::get(pool, id)
         .await?
         .ok_or(Error::PartnerNotFound(id))
@@ -132,6 +132,7 @@ pub async fn set_reseller_qualifications(
     precondition: Precondition,
     change: &ResellerQualificationChange,
 ) -> Result<Partner> {
+    ctx.check_partner(id)?;
     ctx.require(Action::ManagePartners)?;
     let after = change.sorted();
     let mut tx = pool.begin().await?;
@@ -177,6 +178,7 @@ pub async fn set_indirect_providers(
     providers: &BTreeSet<PartnerId>,
     reason: &Reason,
 ) -> Result<Partner> {
+    ctx.check_partner(id)?;
     ctx.require(Action::ManagePartners)?;
     let after: Vec<_> = providers.iter().copied().collect();
     let mut tx = pool.begin().await?;
@@ -224,8 +226,8 @@ pub async fn profile(
     id: PartnerId,
     at: Option<DateTime<Utc>>,
 ) -> Result<ProfileRecord> {
-    ctx.require(Action::ReadPartners)?;
     ctx.check_partner(id)?;
+    ctx.require(Action::ReadPartners)?;
     if let Some(record) = db::partners::profile_at(pool, id, at).await? {
         return Ok(record);
     }
@@ -243,8 +245,8 @@ pub async fn profile_history(
     after_version: i64,
     limit: i64,
 ) -> Result<Vec<ProfileRecord>> {
-    ctx.require(Action::ReadPartners)?;
     ctx.check_partner(id)?;
+    ctx.require(Action::ReadPartners)?;
     let rows = db::partners::profile_history(pool, id, after_version, limit).await?;
     if rows.is_empty() && db::partners::get(pool, id).await?.is_none() {
         return Err(Error::PartnerNotFound(id));

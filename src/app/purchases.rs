@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{Error, EventType, RequestContext, Result, customers::ensure_visible};
+use super::{Error, EventType, RequestContext, Result, customers::authorize};
 use crate::{
     db::{
         self, Keyset,
@@ -116,8 +116,8 @@ pub async fn purchase(
     key: &IdempotencyKey,
     request: PurchaseRequest,
 ) -> Result<Purchase> {
-    ctx.require(Action::Purchase)?;
     ctx.check_partner(request.partner_id)?;
+    ctx.require(Action::Purchase)?;
     let request_json = serde_json::to_value(request)
         .context("serialize purchase request")
         .map_err(Error::Internal)?;
@@ -266,9 +266,8 @@ async fn check_parties(
     customer: CustomerId,
     partner: PartnerId,
 ) -> Result<()> {
-    ctx.require(Action::ReadDecisions)?;
     ctx.check_partner(partner)?;
-    ensure_visible(tx, ctx, customer).await
+    authorize(tx, ctx, Action::ReadDecisions, customer).await
 }
 
 /// The decision a purchase would get now, without writing anything.

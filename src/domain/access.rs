@@ -7,7 +7,7 @@ wire_enum!(
     Role("role") {
         /// A partner's global admin: everything its admin agents may, plus its partner's tokens.
         GlobalAdmin => "global_admin",
-        /// A partner's admin agent: a sales agent who also manages customer relationships.
+        /// A partner's admin agent: what a sales agent may (relationships are back office's).
         AdminAgent => "admin_agent",
         /// A partner's sales agent: buys subscriptions, reads its partner's customers.
         SalesAgent => "sales_agent",
@@ -120,7 +120,9 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | ReadDecisions
                 | ReadSubscriptions
         ),
-        AdminAgent => permits(SalesAgent, action) || action == ManageRelationships,
+        // A relationship lets a partner see a customer and buy for it, so no partner role may make
+        // one: back office does, on the customer's word.
+        AdminAgent => permits(SalesAgent, action),
         GlobalAdmin => permits(AdminAgent, action) || action == ManageTokens,
     }
 }
@@ -167,7 +169,7 @@ mod tests {
         (Action::ManageOffers, "O"),
         (Action::ReadCustomers, "BASMG"),
         (Action::ManageCustomers, "B"),
-        (Action::ManageRelationships, "BMG"),
+        (Action::ManageRelationships, "B"),
         (Action::Purchase, "SMG"),
         (Action::ReadDecisions, "BASMG"),
         (Action::ReadSubscriptions, "BASMG"),

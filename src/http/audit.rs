@@ -30,12 +30,15 @@ use super::{
 use crate::{
     app::{self, EventType, RequestContext, audit::EventQuery},
     db::audit::EventRow,
-    domain::{CustomerId, PartnerId, audit::ChainReport},
+    domain::{CustomerId, PartnerId, audit::ChainReport, checked_text},
 };
 
 /// Rows encoded into one chunk of an export body, at most (fewer when the database is slower than
 /// the client).
 const EXPORT_BATCH: usize = 256;
+
+/// Longest `actor` filter: the actors are token ids and `system`.
+const MAX_ACTOR_CHARS: usize = 200;
 
 /// The streamed representations of a search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,13 +67,15 @@ struct EventParams {
     /// Events naming this partner.
     partner_id: Option<PartnerId>,
     /// Events by this principal (a token id, or `system`).
-    #[param(min_length = 1)]
+    #[param(min_length = 1, max_length = 200)]
     actor: Option<String>,
     #[serde(rename = "type")]
     event_type: Option<EventType>,
     /// RFC 3339; events at or after it.
+    #[serde(default, deserialize_with = "super::extract::optional_instant")]
     from: Option<DateTime<Utc>>,
     /// RFC 3339; events before it.
+    #[serde(default, deserialize_with = "super::extract::optional_instant")]
     to: Option<DateTime<Utc>>,
     /// Page size, 1 to 200 (default 50); exports ignore it.
     #[param(minimum = 1, maximum = 200)]
@@ -87,15 +92,15 @@ impl EventParams {
         {
             return Err(ApiError::invalid_query("from must not be after to"));
         }
-        // PostgreSQL text cannot hold NUL, and no actor is empty.
+        // No actor is empty, long or holds control characters (nor can PostgreSQL text hold NUL).
         if self
             .actor
             .as_deref()
-            .is_some_and(|a| a.is_empty() || a.contains('\0'))
+            .is_some_and(|a| a != a.trim() || checked_text(a, MAX_ACTOR_CHARS).is_none())
         {
-            return Err(ApiError::invalid_query(
-                "actor must not be empty or hold NUL",
-            ));
+            return Err(ApiError::invalid_query(format!(
+                "actor must be 1 to {MAX_ACTOR_CHARS} printable characters"
+            )));
         }
         Ok(EventQuery {
             customer_id: self.customer_id,
@@ -276,19 +281,19 @@ async fn events(
 const CSV_HEADER: &str = "id,occurred_at,actor,actor_role,actor_partner_id,request_id,customer_id,partner_id,type,payload,chain_id,chain_seq,prev_hash,hash\n";
 
 /// One CSV record (RFC 4180). `payload` is the stored jsonb text, so an auditor can recompute the
-/// hash from the export alone.
+/// hash from the export alone (after undoing [`csv_text`]'s formula guard).
 fn csv_line(out: &mut Vec<u8>, row: &EventRow) {
     let optional = |id: Option<Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
     let fields = [
         row.id.to_string(),
         row.occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
         csv_text(&row.actor),
-        row.actor_role.clone().unwrap_or_default(),
+        row.actor_role.as_deref().map(csv_text).unwrap_or_default(),
         optional(row.actor_partner_id),
         row.request_id.as_deref().map(csv_text).unwrap_or_default(),
         optional(row.customer_id),
         optional(row.partner_id),
-        row.event_type.clone(),
+        csv_text(&row.event_type),
         csv_text(&row.payload),
         row.chain_id.to_string(),
         row.chain_seq.to_string(),
@@ -299,12 +304,21 @@ fn csv_line(out: &mut Vec<u8>, row: &EventRow) {
     out.push(b'\n');
 }
 
-/// A CSV field, quoted when it holds a separator, a quote or a line break.
+/// A CSV field of stored text, safe to open in a spreadsheet: a cell a spreadsheet would run as a
+/// formula (OWASP CSV injection: one starting with `=`, `+`, `-`, `@`, tab or carriage return) is
+/// prefixed with `'`, and so is one already starting with `'`, so that removing one leading `'`
+/// from any cell that has one gives back the stored text exactly. Quoted when it holds a
+/// separator, a quote or a line break.
 fn csv_text(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
+    let guarded = if value.starts_with(['=', '+', '-', '@', '\t', '\r', '\'']) {
+        format!("'{value}")
     } else {
         value.to_owned()
+    };
+    if guarded.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", guarded.replace('"', "\"\""))
+    } else {
+        guarded
     }
 }
 
@@ -381,6 +395,34 @@ mod tests {
             r#""{""a"": ""b"", ""c"": 1}""#
         );
         assert_eq!(csv_text("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn csv_cells_never_start_a_formula_and_the_guard_can_be_undone() {
+        for (stored, exported) in [
+            (
+                "=HYPERLINK(\"http://x\")",
+                "\"'=HYPERLINK(\"\"http://x\"\")\"",
+            ),
+            ("+1", "'+1"),
+            ("-1+1", "'-1+1"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "\"'\rx\""),
+            ("'quoted", "''quoted"),
+            ("system", "system"),
+            ("{\"a\": 1}", "\"{\"\"a\"\": 1}\""),
+        ] {
+            let cell = csv_text(stored);
+            assert_eq!(cell, exported, "{stored:?}");
+            // What an auditor does: unquote (RFC 4180), then drop one leading `'`.
+            let unquoted = cell
+                .strip_prefix('"')
+                .and_then(|c| c.strip_suffix('"'))
+                .map_or_else(|| cell.clone(), |c| c.replace("\"\"", "\""));
+            let text = unquoted.strip_prefix('\'').unwrap_or(&unquoted);
+            assert_eq!(text, stored);
+        }
     }
 
     #[test]

@@ -108,6 +108,7 @@ struct EligibleOffersParams {
     /// The `next_cursor` of the previous page.
     after: Option<uuid::Uuid>,
     /// RFC 3339 instant: what the partner could have sold then. Absent means now.
+    #[serde(default, deserialize_with = "super::extract::optional_instant")]
     as_of: Option<DateTime<Utc>>,
 }
 

@@ -5,7 +5,8 @@ use axum::{
     http::{HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
+use chrono::{DateTime, Datelike, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, REQUEST_ID};
 use crate::app::{Precondition, RequestContext, purchases::IdempotencyKey};
@@ -44,23 +45,30 @@ impl FromRequestParts<AppState> for RequestContext {
             error.insert_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             error
         };
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(unauthenticated(
-                "unauthenticated",
-                "This API needs an Authorization: Bearer token.",
-            ));
+        let mut sent = parts.headers.get_all(header::AUTHORIZATION).iter();
+        let value = match (sent.next(), sent.next()) {
+            (Some(value), None) => value,
+            (None, _) => {
+                return Err(unauthenticated(
+                    "unauthenticated",
+                    "This API needs an Authorization: Bearer token.",
+                ));
+            }
+            // Which one would count is a guess an attacker could exploit between proxies.
+            (Some(_), Some(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "duplicate_authorization",
+                    "Send one Authorization header, not several.",
+                ));
+            }
         };
-        let secret = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                unauthenticated(
-                    "invalid_token",
-                    "The Authorization header must be `Bearer <token>`.",
-                )
-            })?;
+        let secret = value.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+            unauthenticated(
+                "invalid_token",
+                "The Authorization header must be `Bearer <token>`.",
+            )
+        })?;
         let principal = state
             .tokens
             .verify(&state.pool, secret)
@@ -78,6 +86,13 @@ impl FromRequestParts<AppState> for RequestContext {
             request_id,
         })
     }
+}
+
+/// The token of `Bearer <token>`; the scheme is case-insensitive (RFC 9110, section 11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim_start();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
@@ -212,6 +227,28 @@ mod tests {
         assert_eq!(parse_if_match("\"abc\""), None);
         assert_eq!(parse_if_match(""), None);
     }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in [
+            "Bearer pct_1",
+            "bearer pct_1",
+            "BEARER  pct_1",
+            " bEaReR pct_1 ",
+        ] {
+            assert_eq!(bearer_token(value), Some("pct_1"), "{value}");
+        }
+        for value in [
+            "Bearer",
+            "Bearer ",
+            "Basic pct_1",
+            "Bearerpct_1",
+            "pct_1",
+            "",
+        ] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
+    }
 }
 
 /// The `as_of` query parameter of the "what was true then" reads.
@@ -220,7 +257,26 @@ mod tests {
 #[into_params(parameter_in = Query)]
 pub struct AsOf {
     /// RFC 3339 instant; absent means now.
-    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, deserialize_with = "optional_instant")]
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+/// Deserializes an optional RFC 3339 instant of the years 0001 to 9999, the ones RFC 3339 can
+/// write. chrono reads far wider years than PostgreSQL stores, and such an instant must be
+/// refused here as bad input, not fail in the database as a 500. For `deserialize_with`.
+pub fn optional_instant<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let Some(at) = Option::<DateTime<Utc>>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if (1..=9999).contains(&at.year()) {
+        Ok(Some(at))
+    } else {
+        Err(serde::de::Error::custom(
+            "an instant must lie in the years 0001 to 9999",
+        ))
+    }
 }
 
 /// A change's `reason` field, checked; a 422 naming `reason` otherwise.

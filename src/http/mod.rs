@@ -117,6 +117,7 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(DefaultOnFailure::new().level(Level::WARN)),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuidV7))
+        .layer(axum::middleware::from_fn(screen_request_id))
         .with_state(state)
 }
 
@@ -174,6 +175,52 @@ async fn request_timeout(
     }
 }
 
+/// Response header saying that the caller's `x-request-id` was refused and replaced by the one
+/// this response carries.
+pub const REQUEST_ID_REPLACED: &str = "x-request-id-replaced";
+
+/// Longest request id kept from a caller.
+const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// Whether a caller's request id may be kept. It is logged and stored in the tamper-evident event
+/// log, so only 1 to 128 letters, digits, `.`, `_`, `:` and `-`, starting with a letter or digit:
+/// room for a UUID, a W3C trace id or an ordering system's reference, none for a spreadsheet
+/// formula or kilobytes of text.
+fn acceptable_request_id(value: &axum::http::HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    bytes.len() <= MAX_REQUEST_ID_CHARS
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Drops a caller's `x-request-id` that is not acceptable, or is sent more than once, so that a new
+/// one is made; the response says so in [`REQUEST_ID_REPLACED`].
+async fn screen_request_id(
+    mut request: Request<Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut sent = request.headers().get_all(REQUEST_ID).iter();
+    let replaced = match (sent.next(), sent.next()) {
+        (None, _) => false,
+        (Some(id), None) => !acceptable_request_id(id),
+        (Some(_), Some(_)) => true,
+    };
+    if !replaced {
+        return next.run(request).await;
+    }
+    request.headers_mut().remove(REQUEST_ID);
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(
+        REQUEST_ID_REPLACED,
+        axum::http::HeaderValue::from_static(
+            "the x-request-id sent must be 1 to 128 of A-Z a-z 0-9 . _ : - starting with a letter or digit",
+        ),
+    );
+    response
+}
+
 /// Request ids are UUIDv7, so they sort by arrival time in logs.
 #[derive(Debug, Clone, Copy)]
 struct MakeRequestUuidV7;
@@ -185,5 +232,39 @@ impl MakeRequestId for MakeRequestUuidV7 {
             .parse()
             .ok()
             .map(RequestId::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::acceptable_request_id;
+
+    #[test]
+    fn request_ids_are_kept_only_when_short_and_plain() {
+        for kept in [
+            "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c8d",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "order:1001.retry_2",
+            &"a".repeat(128),
+        ] {
+            let value = HeaderValue::from_str(kept).unwrap();
+            assert!(acceptable_request_id(&value), "{kept}");
+        }
+        for refused in [
+            "",
+            "=HYPERLINK(\"http://x\")",
+            "-1",
+            "@x",
+            "a b",
+            "a;b",
+            &"a".repeat(129),
+        ] {
+            let value = HeaderValue::from_str(refused).unwrap();
+            assert!(!acceptable_request_id(&value), "{refused}");
+        }
+        let latin = HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap();
+        assert!(!acceptable_request_id(&latin));
     }
 }

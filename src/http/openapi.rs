@@ -62,6 +62,11 @@ const CATALOG: &[ProblemCode] = &[
         400,
         "`If-Match` is not one of our ETags (`\"3\"`) or `*`.",
     ),
+    p(
+        "duplicate_authorization",
+        400,
+        "More than one `Authorization` header.",
+    ),
     p("unauthenticated", 401, "No `Authorization: Bearer` token."),
     p(
         "invalid_token",
@@ -220,6 +225,7 @@ pub fn status_of(code: &str) -> Option<StatusCode> {
 /// What any authenticated operation can answer: a bad token, a role without the permission, and
 /// the server-side failures.
 pub const AUTHENTICATED: &[&str] = &[
+    "duplicate_authorization",
     "unauthenticated",
     "invalid_token",
     "forbidden",

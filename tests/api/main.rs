@@ -13,3 +13,4 @@ mod partners;
 mod purchases;
 mod qualifications;
 mod schema;
+mod scoping;
