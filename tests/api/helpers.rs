@@ -401,18 +401,21 @@ impl TestApp {
         .fetch_all(&self.pool)
         .await
         .unwrap();
-        let mut counts = Vec::with_capacity(tables.len() + 1);
-        for table in tables {
-            let count = self.count(&table).await;
-            counts.push((table, count));
-        }
-        let revoked =
-            sqlx::query_scalar("select count(*) from api_tokens where revoked_at is not null")
-                .fetch_one(&self.pool)
-                .await
-                .unwrap();
-        counts.push(("revoked tokens".into(), revoked));
-        counts
+        // One statement, so that a test can take thousands of snapshots.
+        let counts: Vec<String> = tables
+            .iter()
+            .map(|t| format!("(select count(*) from {t})::text"))
+            .chain(["(select count(*) from api_tokens where revoked_at is not null)::text".into()])
+            .collect();
+        let row: Vec<String> = sqlx::query_scalar(&format!("select array[{}]", counts.join(", ")))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        tables
+            .into_iter()
+            .chain(["revoked tokens".into()])
+            .zip(row.iter().map(|n| n.parse().unwrap()))
+            .collect()
     }
 
     /// The principal (token) id of a secret, as events record it.

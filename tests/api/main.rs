@@ -5,6 +5,7 @@ mod auth;
 mod concurrency;
 mod customers;
 mod helpers;
+mod hostile;
 mod limits;
 mod malformed;
 mod offers;
