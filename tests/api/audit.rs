@@ -780,3 +780,150 @@ async fn seeded_history_is_chained_and_searchable() {
     .await;
     assert_eq!(body.lines().count() as i64, expected);
 }
+
+/// The cells of one CSV record (RFC 4180: quoted cells, quotes doubled), of a record that holds
+/// no line break.
+fn csv_cells(record: &str) -> Vec<String> {
+    let mut cells = vec![String::new()];
+    let (mut quoted, mut chars) = (false, record.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', false) => quoted = true,
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                cells.last_mut().unwrap().push('"');
+            }
+            ('"', true) => quoted = false,
+            (',', false) => cells.push(String::new()),
+            (c, _) => cells.last_mut().unwrap().push(c),
+        }
+    }
+    cells
+}
+
+#[tokio::test]
+async fn a_csv_export_is_safe_in_a_spreadsheet_and_its_hashes_can_be_recomputed_from_it() {
+    let app = spawn_app().await;
+    let customer = app.create_customer(&[]).await;
+    // Text a spreadsheet would run as formulas, stored by a writer that did not screen its request
+    // id (as this service did before) and in a payload.
+    let legacy = app::RequestContext {
+        principal: None,
+        request_id: Some("=HYPERLINK(\"http://evil\",\"x\")".into()),
+    };
+    partner_catalog::db::events::append(
+        &app.pool,
+        &legacy,
+        partner_catalog::db::events::NewEvent {
+            event_type: app::EventType::CustomerPartnerLinked,
+            customer_id: Some(partner_catalog::domain::CustomerId(customer)),
+            partner_id: None,
+            payload: json!({"note": "@SUM(1+1)"}),
+        },
+    )
+    .await
+    .unwrap();
+
+    let (status, _, body) = get_raw(
+        &app,
+        "/v1/audit/events",
+        &[("customer_id", customer.to_string())],
+        Some("text/csv"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let rows: Vec<Vec<String>> = body.lines().skip(1).map(csv_cells).collect();
+    assert_eq!(rows.len(), 2, "{body}");
+    for row in &rows {
+        assert_eq!(row.len(), 14, "{row:?}");
+        for cell in row {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{cell}"
+            );
+        }
+        // What the README tells auditors: drop one leading `'`, then hash the canonical form.
+        let text = |i: usize| row[i].strip_prefix('\'').unwrap_or(&row[i]).to_owned();
+        let id = |i: usize| (!row[i].is_empty()).then(|| row[i].parse::<Uuid>().unwrap());
+        let (actor, role, request_id, kind, payload) =
+            (text(2), text(3), text(5), text(8), text(9));
+        let prev_hash = hex::decode(&row[12]).unwrap();
+        let event = partner_catalog::domain::audit::ChainedEvent {
+            id: row[0].parse().unwrap(),
+            occurred_at: row[1].parse().unwrap(),
+            actor: &actor,
+            actor_role: (!role.is_empty()).then_some(role.as_str()),
+            actor_partner_id: id(4),
+            request_id: (!request_id.is_empty()).then_some(request_id.as_str()),
+            customer_id: id(6),
+            partner_id: id(7),
+            event_type: &kind,
+            payload: &payload,
+            chain_id: row[10].parse().unwrap(),
+            chain_seq: row[11].parse().unwrap(),
+            prev_hash: &prev_hash,
+            stored_hash: &[],
+        };
+        assert_eq!(hex::encode(event.hash()), row[13], "{row:?}");
+    }
+    let legacy_row = &rows[0];
+    assert_eq!(legacy_row[5], "'=HYPERLINK(\"http://evil\",\"x\")");
+}
+
+#[tokio::test]
+async fn a_callers_request_id_is_stored_only_when_plain_and_the_answer_says_when_it_was_replaced() {
+    let app = spawn_app().await;
+    let create = |request_id: &'static [u8], twice: bool| {
+        let mut request = app
+            .request(reqwest::Method::POST, "/v1/customers")
+            .json(&json!({"name": "Fabrikam"}))
+            .header(
+                "x-request-id",
+                reqwest::header::HeaderValue::from_bytes(request_id).unwrap(),
+            );
+        if twice {
+            request = request.header("x-request-id", "second");
+        }
+        request.send()
+    };
+    let stored = |customer: String| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<String>>(
+                "select request_id from events where customer_id = $1::uuid",
+            )
+            .bind(customer)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+
+    let kept = create(b"order-1001:retry.2", false).await.unwrap();
+    assert_eq!(kept.headers()["x-request-id"], "order-1001:retry.2");
+    assert!(kept.headers().get("x-request-id-replaced").is_none());
+    let id = kept.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(stored(id).await.as_deref(), Some("order-1001:retry.2"));
+
+    let long: &'static [u8] = "x".repeat(8 * 1024).leak().as_bytes();
+    for (sent, twice) in [
+        (&b"=HYPERLINK(\"http://evil\")"[..], false),
+        (long, false),
+        (b"caf\xc3\xa9", false),
+        (b"first", true),
+    ] {
+        let reply = create(sent, twice).await.unwrap();
+        assert_eq!(reply.status(), StatusCode::CREATED);
+        assert!(reply.headers().contains_key("x-request-id-replaced"));
+        let replacement = reply.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(Uuid::parse_str(&replacement).is_ok(), "{replacement}");
+        let id = reply.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(stored(id).await, Some(replacement));
+    }
+}

@@ -457,6 +457,46 @@ async fn health_needs_no_token_and_the_api_names_why_it_refuses() {
 }
 
 #[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive_and_only_one_authorization_header_counts() {
+    let app = spawn_app().await;
+    let get = |values: &[String]| {
+        let mut request = app.client.get(format!("{}/v1/partners", app.address));
+        for value in values {
+            request = request.header("authorization", value);
+        }
+        request.send()
+    };
+    let token = &app.auditor;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let reply = get(&[format!("{scheme} {token}")]).await.unwrap();
+        assert_eq!(reply.status(), StatusCode::OK, "{scheme}");
+    }
+    // Two headers, even two valid ones, are refused: which one a proxy and this service would
+    // each read is a guess.
+    for pair in [
+        [format!("Bearer {token}"), format!("Bearer {token}")],
+        [format!("Bearer {token}"), "Bearer pct_forged".into()],
+    ] {
+        let reply = get(&pair).await.unwrap();
+        assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+        let body = reply.json::<Value>().await.unwrap();
+        assert_eq!(body["code"], "duplicate_authorization", "{body:#}");
+        assert_eq!(
+            partner_catalog::http::openapi::status_of("duplicate_authorization"),
+            Some(StatusCode::BAD_REQUEST)
+        );
+    }
+    for bad in [
+        format!("Basic {token}"),
+        format!("Bearer{token}"),
+        "Bearer ".into(),
+    ] {
+        let reply = get(std::slice::from_ref(&bad)).await.unwrap();
+        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED, "{bad}");
+    }
+}
+
+#[tokio::test]
 async fn a_token_is_shown_once_and_stops_working_within_five_seconds_of_revocation() {
     let app = spawn_app().await;
     let created = app

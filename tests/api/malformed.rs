@@ -271,3 +271,44 @@ async fn health_endpoints_answer() {
         "a caller's request id is kept"
     );
 }
+
+#[tokio::test]
+async fn instants_outside_the_years_0001_to_9999_are_bad_input_everywhere() {
+    let app = spawn_app().await;
+    let customer = app.create_customer(&[]).await;
+    let partner = app.create_qualified_partner().await;
+    let before = app.snapshot().await;
+    for at in [
+        "-4714-01-01T00:00:00Z",
+        "0000-12-31T23:59:59Z",
+        "+10000-01-01T00:00:00Z",
+        "+275760-09-13T00:00:00Z",
+    ] {
+        let at = at.replace('+', "%2B");
+        for path in [
+            format!("/v1/customers/{customer}/qualifications?as_of={at}"),
+            format!("/v1/partners/{partner}/profile?as_of={at}"),
+            format!("/v1/customers/{customer}/eligible-offers?partner_id={partner}&as_of={at}"),
+            format!("/v1/audit/events?from={at}"),
+            format!("/v1/audit/events?to={at}"),
+        ] {
+            let reply = app.get(&path).await;
+            reply.assert_problem(StatusCode::BAD_REQUEST, "invalid_query_parameter");
+        }
+    }
+    let reply = app
+        .post(
+            "/v1/tokens",
+            json!({"role": "auditor", "label": "l", "expires_at": "+275760-09-13T00:00:00Z"}),
+        )
+        .await;
+    reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    assert_eq!(app.snapshot().await, before);
+    // The edges of the range are fine.
+    let reply = app
+        .get(&format!(
+            "/v1/customers/{customer}/eligible-offers?partner_id={partner}&as_of=0001-01-01T00:00:00Z"
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:#}", reply.body);
+}
