@@ -68,7 +68,7 @@ pub(super) fn qualification_change(
     "evidence": {"education": "QEU-ATTEST-88"}}))]
 pub(super) struct CreateCustomer {
     /// 1 to 200 characters after trimming, no control characters.
-    #[schema(min_length = 1, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub(super) name: String,
     /// One of the seven sets of R3, empty for a commercial customer; a value listed twice
     /// counts once.
@@ -80,6 +80,7 @@ pub(super) struct CreateCustomer {
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub(super) evidence: CustomerEvidence,
     /// Why; defaults to "customer created".
+    #[schema(max_length = 1000)]
     pub(super) reason: Option<String>,
 }
 
@@ -214,7 +215,7 @@ struct SetQualifications {
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     evidence: CustomerEvidence,
     /// Why (required).
-    #[schema(value_type = String, required = true, min_length = 1, pattern = "\\S")]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 1000, pattern = "\\S")]
     reason: Option<String>,
 }
 

@@ -34,7 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[schema(example = json!({"name": "Microsoft 365 A3", "segment": "education", "product_kind": "license_based"}))]
 struct CreateOffer {
     /// 1 to 200 characters after trimming, no control characters.
-    #[schema(min_length = 1, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
     segment: Segment,
     /// Special segments need `license_based` (R1).

@@ -42,7 +42,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     "reseller_qualifications": ["education"], "evidence": {"education": "EDU-AUTH-2231"}}))]
 struct CreatePartner {
     /// 1 to 200 characters after trimming, no control characters.
-    #[schema(min_length = 1, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
     kind: PartnerKind,
     #[serde(default)]
@@ -53,6 +53,7 @@ struct CreatePartner {
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     evidence: PartnerEvidence,
     /// Why; defaults to "partner created".
+    #[schema(max_length = 1000)]
     reason: Option<String>,
 }
 
@@ -192,7 +193,7 @@ struct SetResellerQualifications {
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     evidence: PartnerEvidence,
     /// Why (required).
-    #[schema(value_type = String, required = true, min_length = 1, pattern = "\\S")]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 1000, pattern = "\\S")]
     reason: Option<String>,
 }
 
@@ -247,7 +248,7 @@ struct SetIndirectProviders {
     #[schema(value_type = Vec<PartnerId>)]
     provider_ids: BTreeSet<PartnerId>,
     /// Why (required).
-    #[schema(value_type = String, required = true, min_length = 1, pattern = "\\S")]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 1000, pattern = "\\S")]
     reason: Option<String>,
 }
 

@@ -172,7 +172,7 @@ async fn show(
 struct SetStatus {
     status: SubscriptionStatus,
     /// Why (required).
-    #[schema(value_type = String, required = true, min_length = 1, pattern = "\\S")]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 1000, pattern = "\\S")]
     reason: Option<String>,
 }
 

@@ -150,6 +150,37 @@ async fn every_operation_is_named_and_documents_its_answers() {
 }
 
 #[tokio::test]
+async fn the_contract_states_the_length_limits_the_service_enforces() {
+    use partner_catalog::domain::{DisplayName, Reason};
+    let app = spawn_app().await;
+    let spec = contract(&app.address).await;
+    let mut checked = 0;
+    for (schema_name, schema) in spec["components"]["schemas"].as_object().unwrap() {
+        let Some(properties) = schema["properties"].as_object() else {
+            continue;
+        };
+        // Only request bodies: they are the schemas that deny unknown members.
+        if schema["additionalProperties"] != false {
+            continue;
+        }
+        for (name, property) in properties {
+            let limit = match name.as_str() {
+                "name" | "label" => DisplayName::MAX_CHARS,
+                "reason" => Reason::MAX_CHARS,
+                _ => continue,
+            };
+            assert_eq!(
+                property["maxLength"].as_u64(),
+                Some(limit as u64),
+                "{schema_name}.{name}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 9, "only {checked} text members found");
+}
+
+#[tokio::test]
 async fn the_docs_page_renders_the_contract() {
     let app = spawn_app().await;
     let response = reqwest::get(format!("{}/docs", app.address)).await.unwrap();
