@@ -12,8 +12,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
-    app::EventType,
     db,
+    domain::EventType,
     domain::audit::{ChainedEvent, GENESIS_HASH, event_id_at},
 };
 

@@ -5,14 +5,14 @@ use futures_util::{Stream, TryStreamExt};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{Error, EventType, RequestContext, Result, customers};
+use super::{Error, RequestContext, Result, customers};
 use crate::{
     db::{
         self,
         audit::{EventFilter, EventRow},
     },
     domain::{
-        Action, CustomerId, PartnerId,
+        Action, CustomerId, EventType, PartnerId,
         audit::{ChainReport, ChainVerifier, event_id_floor},
     },
 };

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{Error, EventType, Precondition, RequestContext, Result, Warning};
+use super::{Error, Precondition, RequestContext, Result, Warning};
 use crate::{
     db::{
         self, Keyset,
@@ -14,7 +14,7 @@ use crate::{
         subscriptions::Subscription,
     },
     domain::{
-        Action, CustomerId, CustomerQualification, DisplayName, PartnerId, Reason,
+        Action, CustomerId, CustomerQualification, DisplayName, EventType, PartnerId, Reason,
         SpecialQualification, SubscriptionId, evidence_after_change,
     },
 };
@@ -56,7 +56,7 @@ pub(crate) async fn insert_new(
     ctx: &RequestContext,
     customers: &[NewCustomer],
 ) -> Result<()> {
-    db::customers::insert_many(&mut *tx, ctx, customers).await?;
+    db::customers::insert_many(&mut *tx, &ctx.actor, customers).await?;
     let events: Vec<NewEvent> = customers
         .iter()
         .map(|c| NewEvent {
@@ -71,7 +71,7 @@ pub(crate) async fn insert_new(
             }),
         })
         .collect();
-    Ok(db::events::append_many(&mut *tx, ctx, &events).await?)
+    Ok(db::events::append_many(&mut *tx, &ctx.actor, &events).await?)
 }
 
 /// Creates a customer with its first qualification set (version 1 of its history).
@@ -171,11 +171,19 @@ pub async fn set_qualifications(
         &change.evidence,
     )?;
     let version = db::customers::set_qualifications(&mut *tx, id, after).await?;
-    db::customers::insert_history(&mut *tx, ctx, id, version, after, &evidence, &change.reason)
-        .await?;
+    db::customers::insert_history(
+        &mut *tx,
+        &ctx.actor,
+        id,
+        version,
+        after,
+        &evidence,
+        &change.reason,
+    )
+    .await?;
     db::events::append(
         &mut *tx,
-        ctx,
+        &ctx.actor,
         NewEvent {
             event_type: EventType::CustomerQualificationsSet,
             customer_id: Some(id),
@@ -258,7 +266,7 @@ pub async fn link_partner(
     if created {
         db::events::append(
             &mut *tx,
-            ctx,
+            &ctx.actor,
             NewEvent {
                 event_type: EventType::CustomerPartnerLinked,
                 customer_id: Some(customer),

@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use crate::{
     db::{customers::QualificationRecord, partners::Partner},
     domain::{
-        Action, CustomerId, EvidenceError, InvalidQualificationSet, OfferId, PartnerId, Principal,
-        ProductKind, Role, Segment, SubscriptionId, SubscriptionStatus, permits, wire_enum,
+        Action, Actor, CustomerId, EvidenceError, InvalidQualificationSet, OfferId, PartnerId,
+        Principal, ProductKind, Role, Segment, SubscriptionId, SubscriptionStatus, permits,
     },
 };
 
@@ -25,24 +25,20 @@ use crate::{
 pub struct RequestContext {
     /// The authenticated caller; `None` only for the operator's command line (`system`).
     pub principal: Option<Principal>,
-    /// The request id (`x-request-id`) that carried the action.
-    pub request_id: Option<String>,
+    /// The actor every change of the request records.
+    pub actor: Actor,
 }
 
 impl RequestContext {
-    /// The command line acting as the operator of the installation.
-    pub fn system() -> Self {
-        Self {
-            principal: None,
-            request_id: None,
-        }
+    /// The caller `principal`, acting through the request `request_id` (`x-request-id`).
+    pub fn new(principal: Option<Principal>, request_id: Option<String>) -> Self {
+        let actor = Actor::new(principal.as_ref(), request_id);
+        Self { principal, actor }
     }
 
-    /// The actor recorded in events and history: the principal's id, or `system`.
-    pub fn actor(&self) -> String {
-        self.principal
-            .as_ref()
-            .map_or_else(|| "system".to_owned(), |p| p.id.to_string())
+    /// The command line acting as the operator of the installation.
+    pub fn system() -> Self {
+        Self::new(None, None)
     }
 
     /// Refuses the action unless the principal's role permits it.
@@ -70,25 +66,6 @@ impl RequestContext {
         }
     }
 }
-
-wire_enum!(
-    /// The kinds of event in the log.
-    EventType("event type") {
-        PartnerCreated => "partner_created",
-        PartnerQualificationsSet => "partner_qualifications_set",
-        PartnerProvidersSet => "partner_providers_set",
-        CustomerCreated => "customer_created",
-        CustomerPartnerLinked => "customer_partner_linked",
-        CustomerQualificationsSet => "customer_qualifications_set",
-        OfferCreated => "offer_created",
-        SubscriptionCreated => "subscription_created",
-        SubscriptionStatusChanged => "subscription_status_changed",
-        PurchaseDenied => "purchase_denied",
-        TokenCreated => "token_created",
-        TokenRevoked => "token_revoked",
-        IdempotentReplayServed => "idempotent_replay_served",
-    }
-);
 
 /// What a conditional write expects the current version to be (from `If-Match`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

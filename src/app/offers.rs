@@ -3,10 +3,10 @@
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{Error, EventType, RequestContext, Result};
+use super::{Error, RequestContext, Result};
 use crate::{
     db::{self, Keyset, events::NewEvent, offers::Offer},
-    domain::{Action, DisplayName, OfferId, OfferTerms, ProductKind, Segment},
+    domain::{Action, DisplayName, EventType, OfferId, OfferTerms, ProductKind, Segment},
 };
 
 /// Creates an offer; special offers must be license based (R1).
@@ -27,7 +27,7 @@ pub async fn create(
     let offer = db::offers::insert(&mut *tx, OfferId::new(), name.as_str(), terms).await?;
     db::events::append(
         &mut *tx,
-        ctx,
+        &ctx.actor,
         NewEvent {
             event_type: EventType::OfferCreated,
             customer_id: None,

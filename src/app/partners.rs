@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{Error, EventType, Precondition, RequestContext, Result};
+use super::{Error, Precondition, RequestContext, Result};
 use crate::{
     db::{
         self, Keyset,
@@ -15,7 +15,7 @@ use crate::{
         partners::{Partner, PartnerEvidence, ProfileRecord},
     },
     domain::{
-        Action, DisplayName, PartnerId, PartnerKind, Reason, ResellerQualification,
+        Action, DisplayName, EventType, PartnerId, PartnerKind, Reason, ResellerQualification,
         evidence_after_change,
     },
 };
@@ -62,10 +62,10 @@ pub async fn create(
         &qualifications,
     )
     .await?;
-    db::partners::insert_history(&mut *tx, ctx, &partner, &evidence, &change.reason).await?;
+    db::partners::insert_history(&mut *tx, &ctx.actor, &partner, &evidence, &change.reason).await?;
     db::events::append(
         &mut *tx,
-        ctx,
+        &ctx.actor,
         NewEvent {
             event_type: EventType::PartnerCreated,
             customer_id: None,
@@ -147,10 +147,10 @@ pub async fn set_reseller_qualifications(
     let partner = db::partners::get(&mut *tx, id)
         .await?
         .ok_or(Error::PartnerNotFound(id))?;
-    db::partners::insert_history(&mut *tx, ctx, &partner, &evidence, &change.reason).await?;
+    db::partners::insert_history(&mut *tx, &ctx.actor, &partner, &evidence, &change.reason).await?;
     db::events::append(
         &mut *tx,
-        ctx,
+        &ctx.actor,
         NewEvent {
             event_type: EventType::PartnerQualificationsSet,
             customer_id: None,
@@ -198,10 +198,10 @@ pub async fn set_indirect_providers(
     let partner = db::partners::get(&mut *tx, id)
         .await?
         .ok_or(Error::PartnerNotFound(id))?;
-    db::partners::insert_history(&mut *tx, ctx, &partner, &record.evidence, reason).await?;
+    db::partners::insert_history(&mut *tx, &ctx.actor, &partner, &record.evidence, reason).await?;
     db::events::append(
         &mut *tx,
-        ctx,
+        &ctx.actor,
         NewEvent {
             event_type: EventType::PartnerProvidersSet,
             customer_id: None,

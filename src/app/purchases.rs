@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{Error, EventType, RequestContext, Result, customers::authorize};
+use super::{Error, RequestContext, Result, customers::authorize};
 use crate::{
     db::{
         self, Keyset,
@@ -16,8 +16,8 @@ use crate::{
         subscriptions::{NewSubscription, Subscription},
     },
     domain::{
-        Action, CustomerId, OfferId, OfferTerms, PartnerId, PurchaseContext, PurchaseDecision,
-        Quantity, RuleViolation, decide,
+        Action, CustomerId, EventType, OfferId, OfferTerms, PartnerId, PurchaseContext,
+        PurchaseDecision, Quantity, RuleViolation, decide,
     },
 };
 
@@ -143,7 +143,7 @@ pub async fn purchase(
         };
         db::events::append(
             &mut *tx,
-            ctx,
+            &ctx.actor,
             NewEvent {
                 event_type: EventType::IdempotentReplayServed,
                 customer_id: Some(request.customer_id),
@@ -228,7 +228,7 @@ pub async fn purchase(
         .map_err(Error::Internal)?;
     db::purchases::record(
         &mut *tx,
-        ctx,
+        &ctx.actor,
         request.customer_id,
         Record {
             event: NewEvent {
@@ -256,7 +256,7 @@ pub async fn purchase(
 /// systems may share keys across tokens), otherwise the principal.
 fn idempotency_owner(ctx: &RequestContext) -> String {
     ctx.partner_scope()
-        .map_or_else(|| ctx.actor(), |p| format!("partner:{p}"))
+        .map_or_else(|| ctx.actor.id().to_owned(), |p| format!("partner:{p}"))
 }
 
 /// Checks that the caller may ask about `partner` selling to `customer`, inside `tx`.

@@ -3,10 +3,10 @@
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{Error, EventType, RequestContext, Result, customers};
+use super::{Error, RequestContext, Result, customers};
 use crate::{
     db::{self, events::NewEvent, subscriptions::Subscription},
-    domain::{Action, CustomerId, Reason, SubscriptionId, SubscriptionStatus},
+    domain::{Action, CustomerId, EventType, Reason, SubscriptionId, SubscriptionStatus},
 };
 
 /// Puts a subscription in `status` and records `subscription_status_changed` with the status
@@ -52,7 +52,7 @@ pub async fn set_status(
     db::subscriptions::set_status(&mut *tx, id, status).await?;
     db::events::append(
         &mut *tx,
-        ctx,
+        &ctx.actor,
         NewEvent {
             event_type: EventType::SubscriptionStatusChanged,
             customer_id: Some(customer),

@@ -12,14 +12,14 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Error, EventType, RequestContext, Result};
+use super::{Error, RequestContext, Result};
 use crate::{
     db::{
         self, Keyset,
         events::NewEvent,
         tokens::{NewToken, Token},
     },
-    domain::{Action, DisplayName, PartnerId, Principal, Role},
+    domain::{Action, DisplayName, EventType, PartnerId, Principal, Role},
 };
 
 /// Prefix of every secret, so leaked tokens are easy to recognize and scan for.
@@ -90,7 +90,7 @@ pub async fn issue(
     {
         return Err(Error::PartnerNotFound(partner));
     }
-    let created_by = ctx.actor();
+    let created_by = ctx.actor.id();
     let token = db::tokens::insert(
         &mut *tx,
         &NewToken {
@@ -99,14 +99,14 @@ pub async fn issue(
             role,
             partner_id: partner,
             label,
-            created_by: &created_by,
+            created_by,
             expires_at,
         },
     )
     .await?;
     db::events::append(
         &mut *tx,
-        ctx,
+        &ctx.actor,
         NewEvent {
             event_type: EventType::TokenCreated,
             customer_id: None,
@@ -139,7 +139,7 @@ pub async fn revoke(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<Tok
     if db::tokens::revoke(&mut *tx, id).await? {
         db::events::append(
             &mut *tx,
-            ctx,
+            &ctx.actor,
             NewEvent {
                 event_type: EventType::TokenRevoked,
                 customer_id: None,

@@ -8,11 +8,8 @@ use sqlx::{PgExecutor, types::Json};
 use uuid::Uuid;
 
 use super::{Keyset, texts};
-use crate::{
-    app::RequestContext,
-    domain::{
-        CustomerId, CustomerQualification, DisplayName, PartnerId, Reason, SpecialQualification,
-    },
+use crate::domain::{
+    Actor, CustomerId, CustomerQualification, DisplayName, PartnerId, Reason, SpecialQualification,
 };
 
 /// A customer as stored.
@@ -172,7 +169,7 @@ pub struct QualificationRecord {
 /// Appends version `version` of a customer's qualification history, in force from now.
 pub async fn insert_history(
     db: impl PgExecutor<'_>,
-    ctx: &RequestContext,
+    actor: &Actor,
     customer: CustomerId,
     version: i64,
     qualifications: CustomerQualification,
@@ -189,8 +186,8 @@ pub async fn insert_history(
         &qualification_texts(qualifications) as &[&str],
         Json(evidence) as _,
         reason.as_str(),
-        ctx.actor(),
-        ctx.request_id.as_deref(),
+        actor.id(),
+        actor.request_id(),
     )
     .execute(db)
     .await?;
@@ -265,7 +262,7 @@ pub struct NewCustomer {
 /// Creates many customers with their first history versions, in two statements.
 pub async fn insert_many(
     db: &mut sqlx::PgConnection,
-    ctx: &RequestContext,
+    actor: &Actor,
     customers: &[NewCustomer],
 ) -> sqlx::Result<()> {
     let ids: Vec<Uuid> = customers.iter().map(|c| c.id.0).collect();
@@ -298,8 +295,8 @@ pub async fn insert_many(
         &sets,
         &evidence as _,
         &reasons as &[&str],
-        ctx.actor(),
-        ctx.request_id.as_deref(),
+        actor.id(),
+        actor.request_id(),
     )
     .execute(&mut *db)
     .await?;

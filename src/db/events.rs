@@ -4,10 +4,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::{
-    app::{EventType, RequestContext},
-    domain::{CustomerId, PartnerId},
-};
+use crate::domain::{Actor, CustomerId, EventType, PartnerId};
 
 /// One event to append.
 #[derive(Debug)]
@@ -29,22 +26,18 @@ pub struct NewEvent {
 /// the time-ordered id from it, and links the event into the chain with its hash. Taking the time
 /// after that lock keeps each chain in time order, and the id and `occurred_at` agree exactly, so
 /// time ranges can be searched as id ranges.
-pub async fn append(
-    db: impl PgExecutor<'_>,
-    ctx: &RequestContext,
-    event: NewEvent,
-) -> sqlx::Result<()> {
+pub async fn append(db: impl PgExecutor<'_>, actor: &Actor, event: NewEvent) -> sqlx::Result<()> {
     sqlx::query!(
         "insert into events (actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
          values ($1, $7, $8, $2, $3, $4, $5, $6)",
-        ctx.actor(),
-        ctx.request_id.as_deref(),
+        actor.id(),
+        actor.request_id(),
         event.customer_id.map(|c| c.0),
         event.partner_id.map(|p| p.0),
         event.event_type.as_str(),
         event.payload,
-        ctx.principal.as_ref().map(|p| p.role.as_str()),
-        ctx.principal.as_ref().and_then(|p| p.partner_id).map(|p| p.0),
+        actor.role(),
+        actor.partner_id(),
     )
     .execute(db)
     .await?;
@@ -55,7 +48,7 @@ pub async fn append(
 /// chained by the trigger as in [`append`].
 pub async fn append_many(
     db: impl PgExecutor<'_>,
-    ctx: &RequestContext,
+    actor: &Actor,
     events: &[NewEvent],
 ) -> sqlx::Result<()> {
     let customers: Vec<Option<Uuid>> = events.iter().map(|e| e.customer_id.map(|c| c.0)).collect();
@@ -66,14 +59,14 @@ pub async fn append_many(
         "insert into events (actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
          select $1, $7, $8, $2, c, p, t, pl
          from unnest($3::uuid[], $4::uuid[], $5::text[], $6::jsonb[]) as u(c, p, t, pl)",
-        ctx.actor(),
-        ctx.request_id.as_deref(),
+        actor.id(),
+        actor.request_id(),
         &customers as &[Option<Uuid>],
         &partners as &[Option<Uuid>],
         &types as &[&str],
         &payloads as _,
-        ctx.principal.as_ref().map(|p| p.role.as_str()),
-        ctx.principal.as_ref().and_then(|p| p.partner_id).map(|p| p.0),
+        actor.role(),
+        actor.partner_id(),
     )
     .execute(db)
     .await?;

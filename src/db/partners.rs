@@ -8,10 +8,7 @@ use sqlx::{PgExecutor, types::Json};
 use uuid::Uuid;
 
 use super::{Keyset, texts};
-use crate::{
-    app::RequestContext,
-    domain::{PartnerId, PartnerKind, Reason, ResellerQualification},
-};
+use crate::domain::{Actor, PartnerId, PartnerKind, Reason, ResellerQualification};
 
 /// A partner as stored, with its current qualifications and provider links.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -208,7 +205,7 @@ pub struct ProfileRecord {
 /// Appends a snapshot of the partner's current profile as version `partner.version`.
 pub async fn insert_history(
     db: impl PgExecutor<'_>,
-    ctx: &RequestContext,
+    actor: &Actor,
     partner: &Partner,
     evidence: &PartnerEvidence,
     reason: &Reason,
@@ -225,8 +222,8 @@ pub async fn insert_history(
         &providers,
         Json(evidence) as _,
         reason.as_str(),
-        ctx.actor(),
-        ctx.request_id.as_deref(),
+        actor.id(),
+        actor.request_id(),
     )
     .execute(db)
     .await?;

@@ -5,12 +5,9 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor};
 
 use super::{events::NewEvent, idempotency::StoredOutcome, offers::Offer};
-use crate::{
-    app::RequestContext,
-    domain::{
-        CustomerId, CustomerQualification, OfferId, PartnerId, PartnerKind, PartnerProfile,
-        ProductKind, ResellerQualification, Segment, SubscriptionId,
-    },
+use crate::domain::{
+    Actor, CustomerId, CustomerQualification, OfferId, PartnerId, PartnerKind, PartnerProfile,
+    ProductKind, ResellerQualification, Segment, SubscriptionId,
 };
 
 /// Everything about a customer and partner that the rules read, apart from the offer.
@@ -253,7 +250,7 @@ pub struct Record<'a> {
 /// in [`super::events::append`].
 pub async fn record(
     db: impl PgExecutor<'_>,
-    ctx: &RequestContext,
+    actor: &Actor,
     customer: CustomerId,
     record: Record<'_>,
 ) -> sqlx::Result<()> {
@@ -264,10 +261,10 @@ pub async fn record(
          )
          insert into idempotency_keys (owner, key, customer_id, request, outcome, subscription_id)
          values ($9, $10, $5, $11, $12, $13)",
-        ctx.actor(),
-        ctx.principal.as_ref().map(|p| p.role.as_str()),
-        ctx.principal.as_ref().and_then(|p| p.partner_id).map(|p| p.0),
-        ctx.request_id.as_deref(),
+        actor.id(),
+        actor.role(),
+        actor.partner_id(),
+        actor.request_id(),
         customer.0,
         record.event.partner_id.map(|p| p.0),
         record.event.event_type.as_str(),

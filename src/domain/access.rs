@@ -127,6 +127,50 @@ pub fn permits(role: Role, action: Action) -> bool {
     }
 }
 
+/// Who acts, as every change records it (the `actor`, `actor_role`, `actor_partner_id` and
+/// `request_id` columns): built once per request by the application layer, so that persistence
+/// needs nothing from the layers above it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    id: String,
+    role: Option<Role>,
+    partner_id: Option<PartnerId>,
+    request_id: Option<String>,
+}
+
+impl Actor {
+    /// The principal acting (`None`: the operator's command line, recorded as `system`) through
+    /// the request `request_id`.
+    pub fn new(principal: Option<&Principal>, request_id: Option<String>) -> Self {
+        Self {
+            id: principal.map_or_else(|| "system".to_owned(), |p| p.id.to_string()),
+            role: principal.map(|p| p.role),
+            partner_id: principal.and_then(|p| p.partner_id),
+            request_id,
+        }
+    }
+
+    /// The principal's id, or `system`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The principal's role, as stored.
+    pub fn role(&self) -> Option<&'static str> {
+        self.role.map(Role::as_str)
+    }
+
+    /// The partner a partner role acts for.
+    pub fn partner_id(&self) -> Option<uuid::Uuid> {
+        self.partner_id.map(|p| p.0)
+    }
+
+    /// The request that carried the action.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {

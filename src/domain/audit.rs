@@ -10,6 +10,25 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+super::wire_enum!(
+    /// The kinds of event in the log.
+    EventType("event type") {
+        PartnerCreated => "partner_created",
+        PartnerQualificationsSet => "partner_qualifications_set",
+        PartnerProvidersSet => "partner_providers_set",
+        CustomerCreated => "customer_created",
+        CustomerPartnerLinked => "customer_partner_linked",
+        CustomerQualificationsSet => "customer_qualifications_set",
+        OfferCreated => "offer_created",
+        SubscriptionCreated => "subscription_created",
+        SubscriptionStatusChanged => "subscription_status_changed",
+        PurchaseDenied => "purchase_denied",
+        TokenCreated => "token_created",
+        TokenRevoked => "token_revoked",
+        IdempotentReplayServed => "idempotent_replay_served",
+    }
+);
+
 /// The `prev_hash` of the first event of every chain.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
 

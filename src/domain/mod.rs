@@ -11,7 +11,8 @@ mod partner;
 mod purchase;
 mod text;
 
-pub use access::{Action, Principal, Role, permits};
+pub use access::{Action, Actor, Principal, Role, permits};
+pub use audit::EventType;
 pub use customer::{CustomerQualification, InvalidQualificationSet, SpecialQualification};
 pub use evidence::{
     EvidenceError, Evidenced, InvalidReason, MAX_EVIDENCE_CHARS, Reason, evidence_after_change,

@@ -28,9 +28,9 @@ use super::{
     pagination::{Page, page_size},
 };
 use crate::{
-    app::{self, EventType, RequestContext, audit::EventQuery},
+    app::{self, RequestContext, audit::EventQuery},
     db::audit::EventRow,
-    domain::{CustomerId, PartnerId, audit::ChainReport, checked_text},
+    domain::{CustomerId, EventType, PartnerId, audit::ChainReport, checked_text},
 };
 
 /// Rows encoded into one chunk of an export body, at most (fewer when the database is slower than

@@ -81,10 +81,7 @@ impl FromRequestParts<AppState> for RequestContext {
             .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        Ok(RequestContext {
-            principal: Some(principal),
-            request_id,
-        })
+        Ok(RequestContext::new(Some(principal), request_id))
     }
 }
 

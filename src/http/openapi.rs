@@ -438,7 +438,7 @@ fn problem_schema() -> Schema {
     components(schemas(
         super::pagination::IdCursor,
         crate::app::import::ImportMode,
-        crate::app::EventType,
+        crate::domain::EventType,
     )),
     tags(
         (name = "partners", description = "Partners and their profiles (back office)."),

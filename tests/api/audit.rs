@@ -807,15 +807,13 @@ async fn a_csv_export_is_safe_in_a_spreadsheet_and_its_hashes_can_be_recomputed_
     let customer = app.create_customer(&[]).await;
     // Text a spreadsheet would run as formulas, stored by a writer that did not screen its request
     // id (as this service did before) and in a payload.
-    let legacy = app::RequestContext {
-        principal: None,
-        request_id: Some("=HYPERLINK(\"http://evil\",\"x\")".into()),
-    };
+    let legacy =
+        partner_catalog::domain::Actor::new(None, Some("=HYPERLINK(\"http://evil\",\"x\")".into()));
     partner_catalog::db::events::append(
         &app.pool,
         &legacy,
         partner_catalog::db::events::NewEvent {
-            event_type: app::EventType::CustomerPartnerLinked,
+            event_type: partner_catalog::domain::EventType::CustomerPartnerLinked,
             customer_id: Some(partner_catalog::domain::CustomerId(customer)),
             partner_id: None,
             payload: json!({"note": "@SUM(1+1)"}),
