@@ -1,4 +1,4 @@
-//! The rule book (`shared/domain.md`) as pure code: no I/O, no clock, no framework types.
+//! The rule book (`docs/rules.md`) as pure code: no I/O, no clock, no framework types.
 //! Everything here is decided from values the caller loaded and passes in.
 
 mod access;
