@@ -11,7 +11,7 @@ use crate::{
         self, Keyset,
         customers::{Customer, CustomerEvidence, NewCustomer, QualificationRecord},
         events::NewEvent,
-        subscriptions::Subscription,
+        subscriptions::SubscriptionRow,
     },
     domain::{
         Action, CustomerId, CustomerQualification, DisplayName, EventType, PartnerId, Reason,
@@ -301,7 +301,7 @@ pub async fn subscriptions(
     ctx: &RequestContext,
     id: CustomerId,
     page: Keyset,
-) -> Result<Vec<Subscription>> {
+) -> Result<Vec<SubscriptionRow>> {
     let mut conn = pool.acquire().await?;
     authorize(&mut conn, ctx, Action::ReadSubscriptions, id).await?;
     Ok(db::subscriptions::list_for_customer(&mut *conn, id, ctx.partner_scope(), page).await?)
@@ -313,7 +313,7 @@ pub async fn subscription(
     ctx: &RequestContext,
     customer: CustomerId,
     id: SubscriptionId,
-) -> Result<Subscription> {
+) -> Result<SubscriptionRow> {
     let mut conn = pool.acquire().await?;
     authorize(&mut conn, ctx, Action::ReadSubscriptions, customer).await?;
     db::subscriptions::get(&mut *conn, customer, ctx.partner_scope(), id)

@@ -13,11 +13,12 @@ use crate::{
         events::NewEvent,
         offers::Offer,
         purchases::{Locking, Missing, PurchaseFacts, Record},
-        subscriptions::{NewSubscription, Subscription},
+        subscriptions::{NewSubscription, SubscriptionRow},
     },
     domain::{
         Action, CustomerId, EventType, OfferId, OfferTerms, PartnerId, PurchaseContext,
-        PurchaseDecision, Quantity, RuleViolation, decide,
+        PurchaseDecision, Quantity, RuleViolation, Segment, SubscriptionId, SubscriptionStatus,
+        decide,
     },
 };
 
@@ -60,20 +61,102 @@ pub struct PurchaseRequest {
     pub quantity: Quantity,
 }
 
-/// What a purchase ended in; stored with its idempotency key and answered again to retries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
+/// What a purchase ended in; stored with its idempotency key (as a [`StoredOutcome`]) and
+/// answered again to retries.
+#[derive(Debug, Clone, PartialEq)]
 pub enum PurchaseOutcome {
     /// The subscription was created.
     Created {
         /// The new subscription.
-        subscription: Subscription,
+        subscription: SubscriptionRow,
     },
     /// The rules denied the purchase; nothing but the denial event was written.
     Denied {
         /// Every broken rule.
         violations: Vec<RuleViolation>,
     },
+}
+
+/// A purchase outcome as stored with its idempotency key, to be replayed to retries for as long as
+/// the key is kept. It has types of its own, so that no change to the API's views or to the
+/// database's rows can change what a stored outcome says. Format 1 is the first, written before
+/// formats were numbered, hence without a `format` member; a new format gets a number and a
+/// variant, and every stored format stays readable (`tests/api/purchases.rs` replays golden
+/// outcomes of each).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+enum StoredOutcome {
+    /// Format 1: the subscription was created.
+    Created {
+        /// The subscription as it was created.
+        subscription: StoredSubscription,
+    },
+    /// Format 1: the rules denied the purchase.
+    Denied {
+        /// Every broken rule, with its code and details.
+        violations: Vec<RuleViolation>,
+    },
+}
+
+/// A created subscription in format 1 of [`StoredOutcome`].
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredSubscription {
+    id: SubscriptionId,
+    customer_id: CustomerId,
+    partner_id: PartnerId,
+    offer_id: OfferId,
+    segment: Segment,
+    quantity: i32,
+    status: SubscriptionStatus,
+    created_at: DateTime<Utc>,
+}
+
+impl StoredOutcome {
+    /// The stored form of `outcome`.
+    fn write(outcome: &PurchaseOutcome) -> Result<serde_json::Value> {
+        let stored = match outcome {
+            PurchaseOutcome::Created { subscription: s } => Self::Created {
+                subscription: StoredSubscription {
+                    id: s.id,
+                    customer_id: s.customer_id,
+                    partner_id: s.partner_id,
+                    offer_id: s.offer_id,
+                    segment: s.segment,
+                    quantity: s.quantity,
+                    status: s.status,
+                    created_at: s.created_at,
+                },
+            },
+            PurchaseOutcome::Denied { violations } => Self::Denied {
+                violations: violations.clone(),
+            },
+        };
+        serde_json::to_value(stored)
+            .context("serialize purchase outcome")
+            .map_err(Error::Internal)
+    }
+
+    /// The outcome a stored one says.
+    fn read(stored: serde_json::Value) -> Result<PurchaseOutcome> {
+        let stored: Self = serde_json::from_value(stored)
+            .context("stored purchase outcome is unreadable")
+            .map_err(Error::Internal)?;
+        Ok(match stored {
+            Self::Created { subscription: s } => PurchaseOutcome::Created {
+                subscription: SubscriptionRow {
+                    id: s.id,
+                    customer_id: s.customer_id,
+                    partner_id: s.partner_id,
+                    offer_id: s.offer_id,
+                    segment: s.segment,
+                    quantity: s.quantity,
+                    status: s.status,
+                    created_at: s.created_at,
+                },
+            },
+            Self::Denied { violations } => PurchaseOutcome::Denied { violations },
+        })
+    }
 }
 
 /// A purchase's outcome, and whether it is a replay of an earlier request with the same key.
@@ -132,9 +215,7 @@ pub async fn purchase(
         if stored.request != request_json {
             return Err(Error::IdempotencyKeyReused(key.as_str().to_owned()));
         }
-        let outcome: PurchaseOutcome = serde_json::from_value(stored.outcome)
-            .context("stored purchase outcome is unreadable")
-            .map_err(Error::Internal)?;
+        let outcome = StoredOutcome::read(stored.outcome)?;
         // Serving a stored outcome is a decision too: auditors see every retry, and which outcome
         // it was answered with.
         let (result, subscription_id) = match &outcome {
@@ -223,9 +304,7 @@ pub async fn purchase(
         PurchaseOutcome::Created { subscription } => Some(subscription.id),
         PurchaseOutcome::Denied { .. } => None,
     };
-    let outcome_json = serde_json::to_value(&outcome)
-        .context("serialize purchase outcome")
-        .map_err(Error::Internal)?;
+    let outcome_json = StoredOutcome::write(&outcome)?;
     db::purchases::record(
         &mut *tx,
         &ctx.actor,

@@ -5,7 +5,7 @@ use sqlx::PgPool;
 
 use super::{Error, RequestContext, Result, customers};
 use crate::{
-    db::{self, events::NewEvent, subscriptions::Subscription},
+    db::{self, events::NewEvent, subscriptions::SubscriptionRow},
     domain::{Action, CustomerId, EventType, Reason, SubscriptionId, SubscriptionStatus},
 };
 
@@ -22,7 +22,7 @@ pub async fn set_status(
     id: SubscriptionId,
     status: SubscriptionStatus,
     reason: &Reason,
-) -> Result<Subscription> {
+) -> Result<SubscriptionRow> {
     let mut tx = pool.begin().await?;
     // Visibility of both ids before permission: partner roles see only their partner's sales.
     customers::ensure_visible(&mut tx, ctx, customer).await?;

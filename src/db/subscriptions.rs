@@ -1,18 +1,14 @@
 //! Subscription history: inserted, never deleted.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sqlx::PgExecutor;
 
 use super::Keyset;
 use crate::domain::{CustomerId, OfferId, PartnerId, Segment, SubscriptionId, SubscriptionStatus};
 
-/// A subscription as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[schema(example = json!({"id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c04", "customer_id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c01", "partner_id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c02",
-    "offer_id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c03", "segment": "education", "quantity": 25, "status": "active",
-    "created_at": "2026-11-24T10:00:00.123456Z"}))]
-pub struct Subscription {
+/// A row of `subscriptions`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionRow {
     /// Subscription id.
     pub id: SubscriptionId,
     /// The customer who owns it.
@@ -47,9 +43,12 @@ pub struct NewSubscription {
 }
 
 /// Inserts an active subscription.
-pub async fn insert(db: impl PgExecutor<'_>, new: NewSubscription) -> sqlx::Result<Subscription> {
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    new: NewSubscription,
+) -> sqlx::Result<SubscriptionRow> {
     sqlx::query_as!(
-        Subscription,
+        SubscriptionRow,
         r#"insert into subscriptions (id, customer_id, partner_id, offer_id, segment, quantity)
            values ($1, $2, $3, $4, $5, $6)
            returning id as "id: SubscriptionId", customer_id as "customer_id: CustomerId",
@@ -73,9 +72,9 @@ pub async fn list_for_customer(
     customer: CustomerId,
     seller: Option<PartnerId>,
     page: Keyset,
-) -> sqlx::Result<Vec<Subscription>> {
+) -> sqlx::Result<Vec<SubscriptionRow>> {
     sqlx::query_as!(
-        Subscription,
+        SubscriptionRow,
         r#"select id as "id: SubscriptionId", customer_id as "customer_id: CustomerId",
                   partner_id as "partner_id: PartnerId", offer_id as "offer_id: OfferId",
                   segment as "segment: Segment", quantity,
@@ -98,9 +97,9 @@ pub async fn get(
     customer: CustomerId,
     seller: Option<PartnerId>,
     id: SubscriptionId,
-) -> sqlx::Result<Option<Subscription>> {
+) -> sqlx::Result<Option<SubscriptionRow>> {
     sqlx::query_as!(
-        Subscription,
+        SubscriptionRow,
         r#"select id as "id: SubscriptionId", customer_id as "customer_id: CustomerId",
                   partner_id as "partner_id: PartnerId", offer_id as "offer_id: OfferId",
                   segment as "segment: Segment", quantity,

@@ -5,7 +5,8 @@ use axum::{
     http::{HeaderName, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -20,8 +21,10 @@ use crate::{
         self, RequestContext,
         purchases::{IdempotencyKey, PurchaseOutcome, PurchaseRequest},
     },
-    db::subscriptions::Subscription,
-    domain::{CustomerId, OfferId, PartnerId, Quantity, SubscriptionId, SubscriptionStatus},
+    db::subscriptions::SubscriptionRow,
+    domain::{
+        CustomerId, OfferId, PartnerId, Quantity, Segment, SubscriptionId, SubscriptionStatus,
+    },
 };
 
 /// Set on a response that replays the stored outcome of an earlier request with the same key.
@@ -33,6 +36,45 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list, purchase))
         .routes(routes!(show))
         .routes(routes!(set_status))
+}
+
+/// A subscription as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c04", "customer_id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c01", "partner_id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c02",
+    "offer_id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c03", "segment": "education", "quantity": 25, "status": "active",
+    "created_at": "2026-11-24T10:00:00.123456Z"}))]
+pub(super) struct Subscription {
+    /// Subscription id.
+    id: SubscriptionId,
+    /// The customer who owns it.
+    customer_id: CustomerId,
+    /// The partner who sold it.
+    partner_id: PartnerId,
+    /// The offer bought.
+    offer_id: OfferId,
+    /// The offer's segment.
+    segment: Segment,
+    /// Number of licenses.
+    quantity: i32,
+    /// Lifecycle state.
+    status: SubscriptionStatus,
+    /// When it was created (under the customer's lock).
+    created_at: DateTime<Utc>,
+}
+
+impl From<SubscriptionRow> for Subscription {
+    fn from(row: SubscriptionRow) -> Self {
+        Self {
+            id: row.id,
+            customer_id: row.customer_id,
+            partner_id: row.partner_id,
+            offer_id: row.offer_id,
+            segment: row.segment,
+            quantity: row.quantity,
+            status: row.status,
+            created_at: row.created_at,
+        }
+    }
 }
 
 /// What to buy, and from which partner.
@@ -104,7 +146,7 @@ async fn purchase(
             (
                 StatusCode::CREATED,
                 [(header::LOCATION, location)],
-                Json(subscription),
+                Json(Subscription::from(subscription)),
             )
                 .into_response()
         }
@@ -137,7 +179,10 @@ async fn list(
 ) -> Result<Json<Page<Subscription>>, ApiError> {
     let (keyset, limit) = params.keyset()?;
     let rows = app::customers::subscriptions(&state.pool, &ctx, customer_id, keyset).await?;
-    Ok(Json(Page::from_rows(rows, limit, |s| s.id.0)))
+    let views = rows.into_iter().map(Subscription::from).collect();
+    Ok(Json(Page::from_rows(views, limit, |s: &Subscription| {
+        s.id.0
+    })))
 }
 
 problems!(
@@ -160,9 +205,8 @@ async fn show(
     ctx: RequestContext,
     Path((customer_id, id)): Path<(CustomerId, SubscriptionId)>,
 ) -> Result<Json<Subscription>, ApiError> {
-    Ok(Json(
-        app::customers::subscription(&state.pool, &ctx, customer_id, id).await?,
-    ))
+    let row = app::customers::subscription(&state.pool, &ctx, customer_id, id).await?;
+    Ok(Json(row.into()))
 }
 
 /// A subscription's new status.
@@ -209,5 +253,5 @@ async fn set_status(
     let subscription =
         app::subscriptions::set_status(&state.pool, &ctx, customer_id, id, body.status, &reason)
             .await?;
-    Ok(Json(subscription))
+    Ok(Json(subscription.into()))
 }

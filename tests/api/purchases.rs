@@ -534,3 +534,97 @@ async fn a_customers_subscriptions_are_listed_and_readable() {
         .await
         .assert_problem(StatusCode::NOT_FOUND, "customer_not_found");
 }
+
+/// Stores an idempotency key with an outcome in exactly the text a release stored, as a golden
+/// sample of that format.
+async fn store_golden(
+    app: &TestApp,
+    owner: String,
+    key: &str,
+    request: serde_json::Value,
+    outcome: &str,
+    subscription: Option<Uuid>,
+) {
+    let customer: Uuid = request["customer_id"].as_str().unwrap().parse().unwrap();
+    sqlx::query(
+        "insert into idempotency_keys (owner, key, customer_id, request, outcome, subscription_id)
+         values ($1, $2, $3, $4, $5::jsonb, $6)",
+    )
+    .bind(owner)
+    .bind(key)
+    .bind(customer)
+    .bind(request)
+    .bind(outcome)
+    .bind(subscription)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn outcomes_stored_in_format_1_are_replayed_exactly_as_they_were_answered() {
+    let app = spawn_app().await;
+    let partner = app.create_qualified_partner().await;
+    let customer = app.create_customer(&[]).await;
+    app.link(customer, partner).await;
+    let offer = app.create_offer("commercial", "license_based").await;
+    let gcc = app.create_offer("gcc", "license_based").await;
+    let bought = app.purchase(customer, partner, offer, "real").await.id();
+    let owner = format!("partner:{partner}");
+    let request = |offer: Uuid| json!({"customer_id": customer, "partner_id": partner, "offer_id": offer, "quantity": 25});
+
+    // Format 1 as the first releases wrote it (no `format` member), whatever today's code writes.
+    let created = format!(
+        r#"{{"result": "created", "subscription": {{"id": "{bought}", "customer_id": "{customer}",
+            "partner_id": "{partner}", "offer_id": "{offer}", "segment": "commercial", "quantity": 25,
+            "status": "active", "created_at": "2026-11-24T10:00:00.123456Z"}}}}"#
+    );
+    store_golden(
+        &app,
+        owner.clone(),
+        "golden-created",
+        request(offer),
+        &created,
+        Some(bought),
+    )
+    .await;
+    let denied = r#"{"result": "denied", "violations": [{"code": "customer_not_qualified",
+        "required": "gcc"}, {"code": "segment_not_allowed", "segment": "gcc",
+        "customer_qualifications": []}]}"#;
+    store_golden(&app, owner, "golden-denied", request(gcc), denied, None).await;
+
+    let token = app.sales_token(partner).await;
+    let replay = |key: &'static str, offer: Uuid| {
+        let client = app.client.clone();
+        let url = format!("{}/v1/customers/{customer}/subscriptions", app.address);
+        let token = token.clone();
+        async move {
+            let response = client
+                .post(url)
+                .bearer_auth(token)
+                .header("idempotency-key", key)
+                .json(&json!({"partner_id": partner, "offer_id": offer, "quantity": 25}))
+                .send()
+                .await
+                .unwrap();
+            crate::helpers::Reply::from(response).await
+        }
+    };
+    let reply = replay("golden-created", offer).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+    assert_eq!(reply.headers["idempotent-replayed"], "true");
+    assert_eq!(
+        reply.body,
+        json!({"id": bought, "customer_id": customer, "partner_id": partner, "offer_id": offer,
+               "segment": "commercial", "quantity": 25, "status": "active",
+               "created_at": "2026-11-24T10:00:00.123456Z"})
+    );
+    let reply = replay("golden-denied", gcc).await;
+    reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "purchase_denied");
+    assert_eq!(reply.headers["idempotent-replayed"], "true");
+    assert_eq!(
+        reply.violation_codes(),
+        ["customer_not_qualified", "segment_not_allowed"]
+    );
+    assert_eq!(reply.body["violations"][0]["required"], "gcc");
+}
