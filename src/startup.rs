@@ -9,13 +9,14 @@ use sqlx::{
 };
 use tokio::net::TcpListener;
 
-use crate::{config::Config, db, http};
+use crate::{config::Config, db, http, server};
 
 /// A bound, ready-to-serve instance of the service.
 pub struct Application {
     listener: TcpListener,
     pool: PgPool,
     limits: http::Limits,
+    connections: server::ConnectionLimits,
 }
 
 impl Application {
@@ -50,6 +51,12 @@ impl Application {
                 body_bytes: config.body_limit_bytes,
                 import_body_bytes: config.import_body_limit_bytes,
             },
+            connections: server::ConnectionLimits {
+                max_connections: config.max_connections,
+                header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+                send_timeout: Duration::from_secs(config.send_timeout_secs),
+                shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+            },
         })
     }
 
@@ -65,7 +72,8 @@ impl Application {
         &self.pool
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the pool.
+    /// Serves until `shutdown` resolves, then finishes in-flight requests (within the grace
+    /// period) and closes the pool.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -76,9 +84,7 @@ impl Application {
             tokens: Default::default(),
             limits: self.limits,
         });
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        server::serve(self.listener, router, self.connections, shutdown).await;
         self.pool.close().await;
         tracing::info!("partner-catalog stopped");
         Ok(())
