@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use axum::{
     body::Bytes,
-    extract::{DefaultBodyLimit, State, rejection::BytesRejection},
+    extract::{State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode, header},
     response::IntoResponse,
 };
@@ -30,16 +30,10 @@ use crate::{
     domain::{CustomerId, CustomerQualification, DisplayName, PartnerId, SpecialQualification},
 };
 
-/// The customer routes; an import body may hold up to `import_body_bytes`.
-pub fn router(import_body_bytes: usize) -> OpenApiRouter<AppState> {
-    let (schemas, paths, import) = routes!(import);
+/// The customer routes but the import, which has limits of its own ([`import_router`]).
+pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create, list))
-        .routes((
-            schemas,
-            paths,
-            import.layer(DefaultBodyLimit::max(import_body_bytes)),
-        ))
         .routes(routes!(show))
         .routes(routes!(qualifications, set_qualifications))
         .routes(routes!(qualification_history))
@@ -370,6 +364,11 @@ async fn link_partner(
             partner_id,
         }),
     ))
+}
+
+/// The import route, to be given its own body limit.
+pub fn import_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(import))
 }
 
 /// The import's parameters.

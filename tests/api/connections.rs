@@ -1,5 +1,5 @@
-//! Slow and stalled clients: clients that open connections and send nothing or half a request
-//! head, over raw TCP.
+//! Slow and stalled clients: clients that open connections and send nothing, half a request head
+//! or a body they announced and never send, over raw TCP.
 
 use std::time::Duration;
 
@@ -169,4 +169,56 @@ async fn beyond_max_connections_new_connections_wait_until_one_closes() {
         .unwrap()
         .unwrap();
     assert_eq!(reply.status(), StatusCode::OK);
+}
+
+/// Sends a request head declaring `length` body bytes, sends no body, and returns the answer.
+async fn declare_body(
+    base: &str,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    length: usize,
+) -> String {
+    let mut stream = TcpStream::connect(socket_address(base)).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    read_response(&mut stream).await
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_refused_at_once_without_waiting_for_it() {
+    let app = spawn_app().await;
+    // A long request timeout: an answer within the bound cannot be the timeout's.
+    let base = app
+        .spawn_instance_with(|c| {
+            c.request_timeout_secs = 120;
+            c.body_limit_bytes = 1024;
+            c.import_body_limit_bytes = 4096;
+        })
+        .await;
+    let json = "application/json";
+    let answer = declare_body(&base, "/v1/offers", &app.operator, json, 1025).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains(r#""code":"payload_too_large""#), "{answer}");
+
+    // The import's own limit applies to it: over the JSON limit is fine, over its own is not.
+    let ndjson = "application/x-ndjson";
+    let import = "/v1/customers:import";
+    let answer = declare_body(&base, import, &app.back_office, ndjson, 4097).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains(r#""code":"payload_too_large""#), "{answer}");
+    let lines = format!("{{\"name\":\"{}\"}}\n", "c".repeat(100)).repeat(20);
+    let reply = app
+        .client
+        .post(format!("{base}{import}"))
+        .bearer_auth(&app.back_office)
+        .header("content-type", ndjson)
+        .body(lines)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::CREATED);
 }
