@@ -106,6 +106,16 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20, global = true)]
     pub shutdown_grace_secs: u64,
 
+    /// Audit exports streaming at once, each on a database connection of its own pool (not the
+    /// request pool); one per principal. Beyond that, 503 `export_busy`.
+    #[arg(
+        long,
+        env = "EXPORT_MAX_CONCURRENT",
+        default_value_t = 2,
+        global = true
+    )]
+    pub export_max_concurrent: u32,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

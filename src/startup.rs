@@ -9,12 +9,13 @@ use sqlx::{
 };
 use tokio::net::TcpListener;
 
-use crate::{config::Config, db, http, server};
+use crate::{app::audit::Exports, config::Config, db, http, server};
 
 /// A bound, ready-to-serve instance of the service.
 pub struct Application {
     listener: TcpListener,
     pool: PgPool,
+    exports: Exports,
     limits: http::Limits,
     connections: server::ConnectionLimits,
 }
@@ -33,19 +34,22 @@ impl Application {
                     config.idle_in_transaction_timeout_ms.to_string(),
                 ),
             ]);
+        // Waiting longer than this for a connection is answered with 503, never a hang.
+        let acquire_timeout = Duration::from_secs(config.database_acquire_timeout_secs);
         let pool = PgPoolOptions::new()
             .max_connections(config.database_max_connections)
-            // Waiting longer than this for a connection is answered with 503, never a hang.
-            .acquire_timeout(Duration::from_secs(config.database_acquire_timeout_secs))
-            .connect_with(options)
+            .acquire_timeout(acquire_timeout)
+            .connect_with(options.clone())
             .await
             .context("cannot connect to the database")?;
+        let exports = Exports::new(options, config.export_max_concurrent, acquire_timeout);
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         Ok(Self {
             listener,
             pool,
+            exports,
             limits: http::Limits {
                 request_timeout: Duration::from_secs(config.request_timeout_secs),
                 body_bytes: config.body_limit_bytes,
@@ -73,7 +77,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests (within the grace
-    /// period) and closes the pool.
+    /// period) and closes the pools.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -82,9 +86,11 @@ impl Application {
         let router = http::router(http::AppState {
             pool: self.pool.clone(),
             tokens: Default::default(),
+            exports: self.exports.clone(),
             limits: self.limits,
         });
         server::serve(self.listener, router, self.connections, shutdown).await;
+        self.exports.close().await;
         self.pool.close().await;
         tracing::info!("partner-catalog stopped");
         Ok(())

@@ -228,6 +228,7 @@ impl From<app::Error> for ApiError {
             E::IdempotencyKeyReused(_) => {
                 Self::new(S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", detail)
             }
+            E::ExportBusy(_) => Self::new(S::SERVICE_UNAVAILABLE, "export_busy", detail),
             E::Unavailable(source) => {
                 tracing::warn!(error = %source, "database unavailable");
                 Self::new(

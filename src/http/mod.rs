@@ -63,6 +63,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// Verifies bearer tokens, with a short-lived cache.
     pub tokens: std::sync::Arc<crate::app::tokens::TokenVerifier>,
+    /// Where audit exports run, apart from `pool`.
+    pub exports: crate::app::audit::Exports,
     /// What one request may take.
     pub limits: Limits,
 }

@@ -198,6 +198,11 @@ const CATALOG: &[ProblemCode] = &[
         "The request took too long and was abandoned; nothing was changed.",
     ),
     p(
+        "export_busy",
+        503,
+        "Every audit export slot (`EXPORT_MAX_CONCURRENT`), or the caller's one, is taken.",
+    ),
+    p(
         "migrations_pending",
         503,
         "The database lacks a migration this build needs.",

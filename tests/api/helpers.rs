@@ -184,6 +184,7 @@ pub fn test_config(database_url: &str) -> Config {
         header_read_timeout_secs: 10,
         send_timeout_secs: 30,
         shutdown_grace_secs: 20,
+        export_max_concurrent: 2,
         log_format: LogFormat::Text,
     }
 }

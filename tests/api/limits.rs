@@ -3,12 +3,16 @@
 
 use std::time::{Duration, Instant};
 
-use partner_catalog::startup::Application;
+use partner_catalog::{dev::SeedOptions, domain::Role, startup::Application};
 use reqwest::StatusCode;
 use sqlx::{PgPool, Postgres, Transaction};
+use tokio::{
+    io::AsyncWriteExt,
+    net::{TcpSocket, TcpStream},
+};
 use uuid::Uuid;
 
-use crate::helpers::{Reply, TestApp, purchase_at, spawn_app, test_config};
+use crate::helpers::{Reply, TestApp, issue_token, purchase_at, spawn_app, test_config};
 
 /// A related customer, partner and offer, and the partner's sales token.
 struct Sale {
@@ -224,4 +228,152 @@ async fn bodies_over_the_configured_limits_answer_413_and_change_nothing() {
     large.assert_problem(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     assert_eq!(app.count("customers").await, 10);
     assert_eq!(app.count("offers").await, 0);
+}
+
+/// Enough events that a CSV export of them (about 18 MB) cannot fit in the socket buffers of a
+/// client that does not read it.
+async fn seed_events(app: &TestApp) {
+    let options = SeedOptions {
+        events: 40_000,
+        customers: 20,
+        partners: 2,
+        days: 1,
+    };
+    partner_catalog::dev::seed(&app.pool, &options, chrono::Utc::now())
+        .await
+        .expect("seed events");
+}
+
+/// Asks for a CSV export of every event and never reads the answer; the small receive buffer
+/// makes the server's writes stall soon.
+async fn stalled_export(base: &str, token: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket
+        .connect(base.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    let head = format!(
+        "GET /v1/audit/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/csv\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Database sessions running an export's query.
+async fn export_queries(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from pg_stat_activity
+         where datname = current_database() and pid <> pg_backend_pid()
+           and state = 'active' and query like '%from events%order by id desc%'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn stalled_exports_as_many_as_the_pool_never_keep_a_purchase_from_succeeding() {
+    let app = spawn_app().await;
+    let sale = sale(&app).await;
+    seed_events(&app).await;
+    let pool_size = test_config(&app.database_url).database_max_connections;
+    let mut stalled = Vec::new();
+    for _ in 0..pool_size {
+        let auditor = issue_token(&app.pool, Role::Auditor, None).await;
+        stalled.push(stalled_export(&app.address, &auditor).await);
+    }
+    // Until the admitted exports are streaming (and stalled).
+    let started = Instant::now();
+    while export_queries(&app.pool).await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no export started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let reply = tokio::time::timeout(
+        Duration::from_secs(15),
+        sale.buy(&app.client, &app.address, "while-exports-stall"),
+    )
+    .await
+    .expect("the purchase got no answer");
+    assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn exports_beyond_the_limit_answer_503_export_busy() {
+    let app = spawn_app().await;
+    seed_events(&app).await;
+    let base = app
+        .spawn_instance_with(|c| c.export_max_concurrent = 1)
+        .await;
+    let _stalled = stalled_export(&base, &app.auditor).await;
+    let started = Instant::now();
+    while export_queries(&app.pool).await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no export started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let export = |token: String| {
+        app.client
+            // Small, should it be served.
+            .get(format!("{base}/v1/audit/events?type=offer_created"))
+            .header("accept", "application/x-ndjson")
+            .bearer_auth(token)
+            .send()
+    };
+    // The same auditor, and another one: the instance's only slot is taken.
+    let same = Reply::from(export(app.auditor.clone()).await.unwrap()).await;
+    same.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "export_busy");
+    assert_retry_after(&same);
+    let other = issue_token(&app.pool, Role::Auditor, None).await;
+    let other = Reply::from(export(other).await.unwrap()).await;
+    other.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "export_busy");
+    // Pages are not exports: they are served.
+    assert_eq!(
+        app.get("/v1/audit/events?limit=1").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn an_export_the_client_stops_reading_is_cut_after_the_send_timeout() {
+    let app = spawn_app().await;
+    seed_events(&app).await;
+    let base = app.spawn_instance_with(|c| c.send_timeout_secs = 1).await;
+    let _stalled = stalled_export(&base, &app.auditor).await;
+    let started = Instant::now();
+    while export_queries(&app.pool).await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no export started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The client still holds its end; the service must give the database connection back.
+    let started = Instant::now();
+    while export_queries(&app.pool).await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "a stalled export still holds its database connection"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // And its slot: the same auditor can export again.
+    let reply = app
+        .client
+        .get(format!("{base}/v1/audit/events?type=offer_created"))
+        .header("accept", "application/x-ndjson")
+        .bearer_auth(&app.auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
 }
