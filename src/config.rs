@@ -82,6 +82,16 @@ pub struct Config {
     )]
     pub import_body_limit_bytes: usize,
 
+    /// Longest a customer import (`POST /v1/customers:import`) may take, body upload included;
+    /// it is exempt from `REQUEST_TIMEOUT_SECS` and its statements from `STATEMENT_TIMEOUT_MS`.
+    #[arg(
+        long,
+        env = "IMPORT_TIMEOUT_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub import_timeout_secs: u64,
+
     /// Connections served at once; further ones wait in the listen backlog until one closes.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024, global = true)]
     pub max_connections: usize,

@@ -54,6 +54,7 @@ impl Application {
                 request_timeout: Duration::from_secs(config.request_timeout_secs),
                 body_bytes: config.body_limit_bytes,
                 import_body_bytes: config.import_body_limit_bytes,
+                import_timeout: Duration::from_secs(config.import_timeout_secs),
             },
             connections: server::ConnectionLimits {
                 max_connections: config.max_connections,

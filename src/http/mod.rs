@@ -43,6 +43,8 @@ pub struct Limits {
     pub body_bytes: usize,
     /// Largest NDJSON body of a customer import.
     pub import_body_bytes: usize,
+    /// Longest a customer import may take; it is exempt from `request_timeout`.
+    pub import_timeout: std::time::Duration,
 }
 
 /// The `ETag` of a resource version, e.g. `"3"`.
@@ -95,12 +97,12 @@ pub fn router(state: AppState) -> Router {
             limits.body_bytes,
             refuse_declared_oversize,
         ))
-        // Merged after the layers above, so the import has only its own, larger body limit.
+        // Merged after the layers above, so the import has only its own, larger limits.
         .merge(
             customers::import_router()
                 .layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    request_timeout,
+                    limits.import_timeout,
+                    customers::import_budget,
                 ))
                 .layer(DefaultBodyLimit::max(limits.import_body_bytes))
                 .layer(axum::middleware::from_fn_with_state(

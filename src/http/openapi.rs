@@ -203,6 +203,11 @@ const CATALOG: &[ProblemCode] = &[
         "Every audit export slot (`EXPORT_MAX_CONCURRENT`), or the caller's one, is taken.",
     ),
     p(
+        "import_timeout",
+        503,
+        "The import did not finish within `IMPORT_TIMEOUT_SECS`; nothing was imported.",
+    ),
+    p(
         "migrations_pending",
         503,
         "The database lacks a migration this build needs.",

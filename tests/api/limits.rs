@@ -377,3 +377,91 @@ async fn an_export_the_client_stops_reading_is_cut_after_the_send_timeout() {
         .unwrap();
     assert_eq!(reply.status(), StatusCode::OK);
 }
+
+/// Holds `lock table customers in share mode`, so an import's inserts wait for it.
+async fn lock_customers_table(pool: &PgPool) -> Transaction<'static, Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("lock table customers in share mode")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
+}
+
+fn import_body(lines: usize) -> String {
+    (0..lines)
+        .map(|n| format!("{{\"name\":\"Imported {n}\"}}\n"))
+        .collect()
+}
+
+async fn import(app: &TestApp, base: &str, body: String) -> Reply {
+    let response = app
+        .client
+        .post(format!("{base}/v1/customers:import"))
+        .bearer_auth(&app.back_office)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    Reply::from(response).await
+}
+
+#[tokio::test]
+async fn an_import_longer_than_the_request_and_statement_timeouts_still_finishes() {
+    let app = spawn_app().await;
+    let base = app
+        .spawn_instance_with(|c| {
+            c.request_timeout_secs = 1;
+            c.statement_timeout_ms = 300;
+        })
+        .await;
+    let lock = lock_customers_table(&app.pool).await;
+    let importing = {
+        let body = import_body(100);
+        let (app_client, token, url) = (
+            app.client.clone(),
+            app.back_office.clone(),
+            format!("{base}/v1/customers:import"),
+        );
+        tokio::spawn(async move {
+            let response = app_client
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/x-ndjson")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            Reply::from(response).await
+        })
+    };
+    // Longer than both timeouts; the import waits for the lock all along.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    lock.rollback().await.unwrap();
+    let reply = importing.await.unwrap();
+    assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+    assert_eq!(reply.body["imported"], 100);
+    assert_eq!(app.count("customers").await, 100);
+}
+
+#[tokio::test]
+async fn an_import_past_its_own_budget_answers_503_import_timeout_and_writes_nothing() {
+    let app = spawn_app().await;
+    let base = app.spawn_instance_with(|c| c.import_timeout_secs = 1).await;
+    let lock = lock_customers_table(&app.pool).await;
+    let reply = import(&app, &base, import_body(100)).await;
+    reply.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "import_timeout");
+    assert_eq!(reply.body["imported"], 0, "{:#}", reply.body);
+    assert_eq!(reply.body["lines_read"], 100, "{:#}", reply.body);
+    assert_eq!(reply.body["lines_valid"], 100, "{:#}", reply.body);
+    lock.rollback().await.unwrap();
+    // The abandoned insert was waiting for the lock; once it is free, nothing may commit.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.count("customers").await, 0);
+    assert_eq!(
+        app.count("events where event_type = 'customer_created'")
+            .await,
+        0
+    );
+}

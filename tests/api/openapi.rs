@@ -73,6 +73,7 @@ async fn the_contract_lists_every_route_the_router_serves() {
             request_timeout: std::time::Duration::from_secs(5),
             body_bytes: 1024,
             import_body_bytes: 1024,
+            import_timeout: std::time::Duration::from_secs(5),
         },
     };
     let served = served_paths(&router(state));
