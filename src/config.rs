@@ -82,6 +82,50 @@ pub struct Config {
     )]
     pub import_body_limit_bytes: usize,
 
+    /// Longest a customer import (`POST /v1/customers:import`) may take, body upload included;
+    /// it is exempt from `REQUEST_TIMEOUT_SECS` and its statements from `STATEMENT_TIMEOUT_MS`.
+    #[arg(
+        long,
+        env = "IMPORT_TIMEOUT_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub import_timeout_secs: u64,
+
+    /// Connections served at once; further ones wait in the listen backlog until one closes.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024, global = true)]
+    pub max_connections: usize,
+
+    /// Longest a client may take to send a request's head, counted from when the connection
+    /// opens or its previous response ends (so also how long a keep-alive connection may idle).
+    #[arg(
+        long,
+        env = "HEADER_READ_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub header_read_timeout_secs: u64,
+
+    /// Longest a response may wait for the client to accept more bytes before the connection is
+    /// closed (a stalled audit export is cut and its database connection freed).
+    #[arg(long, env = "SEND_TIMEOUT_SECS", default_value_t = 30, global = true)]
+    pub send_timeout_secs: u64,
+
+    /// After SIGTERM or Ctrl-C, how long requests in flight may take before the connections still
+    /// open are closed and the process exits.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20, global = true)]
+    pub shutdown_grace_secs: u64,
+
+    /// Audit exports streaming at once, each on a database connection of its own pool (not the
+    /// request pool); one per principal. Beyond that, 503 `export_busy`.
+    #[arg(
+        long,
+        env = "EXPORT_MAX_CONCURRENT",
+        default_value_t = 2,
+        global = true
+    )]
+    pub export_max_concurrent: u32,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

@@ -10,5 +10,6 @@ pub mod db;
 pub mod dev;
 pub mod domain;
 pub mod http;
+pub mod server;
 pub mod startup;
 pub mod telemetry;

@@ -9,13 +9,15 @@ use sqlx::{
 };
 use tokio::net::TcpListener;
 
-use crate::{config::Config, db, http};
+use crate::{app::audit::Exports, config::Config, db, http, server};
 
 /// A bound, ready-to-serve instance of the service.
 pub struct Application {
     listener: TcpListener,
     pool: PgPool,
+    exports: Exports,
     limits: http::Limits,
+    connections: server::ConnectionLimits,
 }
 
 impl Application {
@@ -32,23 +34,33 @@ impl Application {
                     config.idle_in_transaction_timeout_ms.to_string(),
                 ),
             ]);
+        // Waiting longer than this for a connection is answered with 503, never a hang.
+        let acquire_timeout = Duration::from_secs(config.database_acquire_timeout_secs);
         let pool = PgPoolOptions::new()
             .max_connections(config.database_max_connections)
-            // Waiting longer than this for a connection is answered with 503, never a hang.
-            .acquire_timeout(Duration::from_secs(config.database_acquire_timeout_secs))
-            .connect_with(options)
+            .acquire_timeout(acquire_timeout)
+            .connect_with(options.clone())
             .await
             .context("cannot connect to the database")?;
+        let exports = Exports::new(options, config.export_max_concurrent, acquire_timeout);
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         Ok(Self {
             listener,
             pool,
+            exports,
             limits: http::Limits {
                 request_timeout: Duration::from_secs(config.request_timeout_secs),
                 body_bytes: config.body_limit_bytes,
                 import_body_bytes: config.import_body_limit_bytes,
+                import_timeout: Duration::from_secs(config.import_timeout_secs),
+            },
+            connections: server::ConnectionLimits {
+                max_connections: config.max_connections,
+                header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+                send_timeout: Duration::from_secs(config.send_timeout_secs),
+                shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
             },
         })
     }
@@ -65,7 +77,8 @@ impl Application {
         &self.pool
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the pool.
+    /// Serves until `shutdown` resolves, then finishes in-flight requests (within the grace
+    /// period) and closes the pools.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -74,11 +87,11 @@ impl Application {
         let router = http::router(http::AppState {
             pool: self.pool.clone(),
             tokens: Default::default(),
+            exports: self.exports.clone(),
             limits: self.limits,
         });
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        server::serve(self.listener, router, self.connections, shutdown).await;
+        self.exports.close().await;
         self.pool.close().await;
         tracing::info!("partner-catalog stopped");
         Ok(())

@@ -1,8 +1,18 @@
 //! Auditors' use cases: search and export the event log, and verify its hash chains.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, TryStreamExt};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{
+    PgConnection, PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use super::{Error, RequestContext, Result, customers};
@@ -86,19 +96,98 @@ pub async fn events(
     Ok(rows)
 }
 
+/// Exports streaming at once per principal: an auditor cannot take every export slot alone.
+pub const EXPORTS_PER_PRINCIPAL: usize = 1;
+
+/// Where exports run: a pool of their own, so however many clients stall an export, requests
+/// (purchases above all) keep every connection of the request pool; a slot per export, taken
+/// without waiting; and at most [`EXPORTS_PER_PRINCIPAL`] per principal.
+#[derive(Debug, Clone)]
+pub struct Exports {
+    pool: PgPool,
+    slots: Arc<Semaphore>,
+    running: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Exports {
+    /// At most `max` exports at once, each on a connection opened for it with `options`.
+    pub fn new(options: PgConnectOptions, max: u32, acquire_timeout: Duration) -> Self {
+        let pool = PgPoolOptions::new()
+            .max_connections(max.max(1))
+            .min_connections(0)
+            .acquire_timeout(acquire_timeout)
+            // Never reused: a cut export leaves its query sending rows, which the next user of
+            // the connection would first have to read to the end. Closing it stops the query.
+            .after_release(|_, _| Box::pin(async { Ok(false) }))
+            .connect_lazy_with(options);
+        Self {
+            pool,
+            slots: Arc::new(Semaphore::new(max as usize)),
+            running: Arc::default(),
+        }
+    }
+
+    /// Closes the export pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A slot for `actor`'s export, or `ExportBusy`.
+    fn admit(&self, actor: String) -> Result<ExportSlot> {
+        let permit = Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map_err(|_| Error::ExportBusy("every export slot of this instance is taken"))?;
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let own = running.entry(actor.clone()).or_default();
+        if *own >= EXPORTS_PER_PRINCIPAL {
+            return Err(Error::ExportBusy(
+                "this principal already has as many exports running as it may",
+            ));
+        }
+        *own += 1;
+        Ok(ExportSlot {
+            _permit: permit,
+            running: Arc::clone(&self.running),
+            actor,
+        })
+    }
+}
+
+/// An admitted export; dropping it (with the export's stream) frees the slot.
+struct ExportSlot {
+    _permit: OwnedSemaphorePermit,
+    running: Arc<Mutex<HashMap<String, usize>>>,
+    actor: String,
+}
+
+impl Drop for ExportSlot {
+    fn drop(&mut self) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(own) = running.get_mut(&self.actor) {
+            *own -= 1;
+            if *own == 0 {
+                running.remove(&self.actor);
+            }
+        }
+    }
+}
+
 /// Every matching event, newest first, as a stream that reads them from one database query as it
-/// is consumed. The connection is taken now, so an exhausted pool is an error before anything is
-/// sent, and held by the stream until it ends or is dropped. One statement, so one snapshot: the
-/// export is consistent however long it takes.
+/// is consumed. The slot and the connection are taken now, so a busy instance or an unreachable
+/// database is an error before anything is sent; both are held by the stream until it ends or is
+/// dropped (the HTTP layer drops it when the client stops reading, `SEND_TIMEOUT_SECS`). One
+/// statement, so one snapshot: the export is consistent however long it takes.
 pub async fn export(
-    pool: &PgPool,
+    exports: &Exports,
     ctx: &RequestContext,
     query: &EventQuery,
 ) -> Result<impl Stream<Item = Result<EventRow>> + Send + 'static> {
-    authorize_search(pool, ctx, query).await?;
-    let mut tx = db::audit::begin_search(pool).await?;
+    authorize_search(&exports.pool, ctx, query).await?;
+    let slot = exports.admit(ctx.actor.id().to_owned())?;
+    let mut tx = db::audit::begin_search(&exports.pool).await?;
     let filter = query.filter();
     Ok(async_stream::try_stream! {
+        let _slot = slot;
         let mut rows = db::audit::events(&mut tx, &filter, None);
         while let Some(row) = rows.try_next().await? {
             yield row;

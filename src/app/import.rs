@@ -1,6 +1,9 @@
 //! Bulk onboarding of customers: validated line by line, written in one transaction.
 
-use std::time::Instant;
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
 
 use serde::Serialize;
 use sqlx::PgPool;
@@ -10,7 +13,7 @@ use super::{
     customers::{QualificationChange, initial_evidence, insert_new},
 };
 use crate::{
-    db::customers::NewCustomer,
+    db::{self, customers::NewCustomer},
     domain::{Action, CustomerId, DisplayName},
 };
 
@@ -66,6 +69,39 @@ pub struct ImportReport {
     pub customer_ids: Vec<CustomerId>,
 }
 
+/// An import's time budget and how far it got, shared with whoever answers when the budget runs
+/// out.
+#[derive(Debug)]
+pub struct ImportProgress {
+    budget: Duration,
+    lines: AtomicUsize,
+    valid: AtomicUsize,
+}
+
+impl ImportProgress {
+    /// Nothing read yet, `budget` to finish.
+    pub fn new(budget: Duration) -> Self {
+        Self {
+            budget,
+            lines: AtomicUsize::new(0),
+            valid: AtomicUsize::new(0),
+        }
+    }
+
+    /// Lines read (parsed or not), and how many of them passed every check so far.
+    pub fn lines(&self) -> (usize, usize) {
+        (
+            self.lines.load(Ordering::Relaxed),
+            self.valid.load(Ordering::Relaxed),
+        )
+    }
+
+    fn record(&self, lines: usize, valid: usize) {
+        self.lines.store(lines, Ordering::Relaxed);
+        self.valid.store(valid, Ordering::Relaxed);
+    }
+}
+
 /// Checks every line's evidence, then (unless refused) creates all valid customers, their first
 /// history versions and `customer_created` events in one transaction. `errors` holds the lines
 /// that already failed to parse.
@@ -75,10 +111,12 @@ pub async fn import_customers(
     lines: Vec<ImportLine>,
     mut errors: Vec<LineError>,
     mode: ImportMode,
+    progress: &ImportProgress,
 ) -> Result<ImportReport> {
     ctx.require(Action::ManageCustomers)?;
     let started = Instant::now();
     let total = lines.len() + errors.len();
+    progress.record(total, lines.len());
     let mut customers = Vec::with_capacity(lines.len());
     for line in lines {
         match initial_evidence(&line.change) {
@@ -98,6 +136,7 @@ pub async fn import_customers(
             Err(other) => return Err(other),
         }
     }
+    progress.record(total, customers.len());
     errors.sort_by_key(|e| e.line);
     if !errors.is_empty() && mode == ImportMode::AllOrNothing {
         tracing::warn!(
@@ -114,6 +153,9 @@ pub async fn import_customers(
     }
 
     let mut tx = pool.begin().await?;
+    // The import's own budget bounds it (the caller drops it then), not the per-statement limit
+    // meant for requests: a batch may wait for locks, or simply be large.
+    db::set_local_statement_timeout(&mut tx, progress.budget).await?;
     for (i, batch) in customers.chunks(BATCH).enumerate() {
         insert_new(&mut tx, ctx, batch).await?;
         tracing::info!(

@@ -171,6 +171,9 @@ pub enum Error {
     /// rolled back, so retrying later may succeed.
     #[error("a statement ran past its time limit")]
     TimedOut(#[source] sqlx::Error),
+    /// No export slot is free (`app::audit::Exports`); retrying later may succeed.
+    #[error("no audit export can start now: {0}; retry when one has finished")]
+    ExportBusy(&'static str),
     /// A bug or an unexpected database failure.
     #[error(transparent)]
     Internal(anyhow::Error),

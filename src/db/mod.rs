@@ -62,6 +62,22 @@ pub async fn begin_read_only(
     Ok(tx)
 }
 
+/// Sets `statement_timeout` for the rest of the transaction, for work that needs more time than
+/// the connection's setting allows.
+pub async fn set_local_statement_timeout(
+    tx: &mut sqlx::PgConnection,
+    limit: std::time::Duration,
+) -> sqlx::Result<()> {
+    // `set local` takes no parameters; `set_config(..., true)` is its parameterized form.
+    sqlx::query!(
+        "select set_config('statement_timeout', $1, true)",
+        format!("{}ms", limit.as_millis())
+    )
+    .fetch_one(tx)
+    .await?;
+    Ok(())
+}
+
 /// The migrations embedded in this build.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -207,7 +207,7 @@ fn negotiate(headers: &HeaderMap) -> Result<Option<ExportFormat>, ApiError> {
     ))
 }
 
-problems!(EventsProblems = [AUTHENTICATED, QUERY, &["not_acceptable"]]);
+problems!(EventsProblems = [AUTHENTICATED, QUERY, &["not_acceptable", "export_busy"]]);
 
 /// Search the event log: a page of matching events, newest first; or, with `Accept: text/csv` or
 /// `application/x-ndjson`, all of them streamed (auditors).
@@ -241,7 +241,7 @@ async fn events(
         let page: Page<_, String> = Page::from_rows(items, limit, |e| encode_cursor(e.id));
         return Ok(Json(page).into_response());
     };
-    let rows = app::audit::export(&state.pool, &ctx, &query).await?;
+    let rows = app::audit::export(&state.exports, &ctx, &query).await?;
     let mut header_line = match format {
         ExportFormat::Csv => Some(Bytes::from_static(CSV_HEADER.as_bytes())),
         ExportFormat::Ndjson => None,

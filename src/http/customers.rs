@@ -1,13 +1,15 @@
 //! `/v1/customers`: customers, their qualification sets (with evidence, versions and history) and
 //! partner relationships.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use axum::{
+    Extension,
     body::Bytes,
-    extract::{DefaultBodyLimit, State, rejection::BytesRejection},
+    extract::{Request, State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode, header},
-    response::IntoResponse,
+    middleware::Next,
+    response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -24,22 +26,16 @@ use crate::{
     app::{
         self, RequestContext, Warning,
         customers::QualificationChange,
-        import::{ImportLine, ImportMode, ImportReport, LineError},
+        import::{ImportLine, ImportMode, ImportProgress, ImportReport, LineError},
     },
     db::customers::{Customer, CustomerEvidence, QualificationRecord},
     domain::{CustomerId, CustomerQualification, DisplayName, PartnerId, SpecialQualification},
 };
 
-/// The customer routes; an import body may hold up to `import_body_bytes`.
-pub fn router(import_body_bytes: usize) -> OpenApiRouter<AppState> {
-    let (schemas, paths, import) = routes!(import);
+/// The customer routes but the import, which has limits of its own ([`import_router`]).
+pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create, list))
-        .routes((
-            schemas,
-            paths,
-            import.layer(DefaultBodyLimit::max(import_body_bytes)),
-        ))
         .routes(routes!(show))
         .routes(routes!(qualifications, set_qualifications))
         .routes(routes!(qualification_history))
@@ -373,6 +369,44 @@ async fn link_partner(
     ))
 }
 
+/// The import route, to be given its own body limit and [`import_budget`].
+pub fn import_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(import))
+}
+
+/// The import's time budget, in place of the request timeout: a large import that the body limit
+/// allows must be able to finish. When the budget runs out, the import is dropped (its transaction
+/// rolls back) and the answer says how far it had got.
+pub async fn import_budget(
+    State(budget): State<Duration>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let progress = Arc::new(ImportProgress::new(budget));
+    request.extensions_mut().insert(Arc::clone(&progress));
+    match tokio::time::timeout(budget, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let (lines, valid) = progress.lines();
+            tracing::warn!(lines, valid, "customer import ran out of time");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "import_timeout",
+                format!(
+                    "The import did not finish within {} s and was rolled back: nothing was \
+                     imported. {lines} line(s) had been read, {valid} of them valid. Import \
+                     smaller files, or ask for a larger IMPORT_TIMEOUT_SECS.",
+                    budget.as_secs()
+                ),
+            )
+            .with("imported", json!(0))
+            .with("lines_read", json!(lines))
+            .with("lines_valid", json!(valid))
+            .into_response()
+        }
+    }
+}
+
 /// The import's parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -392,6 +426,7 @@ problems!(
             "unreadable_body",
             "payload_too_large",
             "import_rejected",
+            "import_timeout",
         ]
     ]
 );
@@ -412,6 +447,7 @@ async fn import(
     State(state): State<AppState>,
     ctx: RequestContext,
     Query(params): Query<ImportParams>,
+    Extension(progress): Extension<Arc<ImportProgress>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -429,7 +465,8 @@ async fn import(
     let body = body.map_err(ApiError::from)?;
     let (lines, errors) = parse_import(&body);
     let report =
-        app::import::import_customers(&state.pool, &ctx, lines, errors, params.mode).await?;
+        app::import::import_customers(&state.pool, &ctx, lines, errors, params.mode, &progress)
+            .await?;
     if report.imported == 0 && report.rejected > 0 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

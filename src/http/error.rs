@@ -83,6 +83,15 @@ impl ApiError {
         )
     }
 
+    /// A body over the limit of `max` bytes.
+    pub fn payload_too_large(max: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("The body is larger than this route's limit of {max} bytes."),
+        )
+    }
+
     /// A purchase the rules deny, with every broken rule.
     pub fn purchase_denied(violations: &[RuleViolation]) -> Self {
         let codes: Vec<_> = violations.iter().map(RuleViolation::code).collect();
@@ -219,6 +228,7 @@ impl From<app::Error> for ApiError {
             E::IdempotencyKeyReused(_) => {
                 Self::new(S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", detail)
             }
+            E::ExportBusy(_) => Self::new(S::SERVICE_UNAVAILABLE, "export_busy", detail),
             E::Unavailable(source) => {
                 tracing::warn!(error = %source, "database unavailable");
                 Self::new(

@@ -43,6 +43,8 @@ pub struct Limits {
     pub body_bytes: usize,
     /// Largest NDJSON body of a customer import.
     pub import_body_bytes: usize,
+    /// Longest a customer import may take; it is exempt from `request_timeout`.
+    pub import_timeout: std::time::Duration,
 }
 
 /// The `ETag` of a resource version, e.g. `"3"`.
@@ -63,6 +65,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// Verifies bearer tokens, with a short-lived cache.
     pub tokens: std::sync::Arc<crate::app::tokens::TokenVerifier>,
+    /// Where audit exports run, apart from `pool`.
+    pub exports: crate::app::audit::Exports,
     /// What one request may take.
     pub limits: Limits,
 }
@@ -71,9 +75,10 @@ pub struct AppState {
 /// lists exactly what the router serves.
 pub fn router(state: AppState) -> Router {
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
+    let limits = state.limits;
     let (router, contract) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(partners::router())
-        .merge(customers::router(state.limits.import_body_bytes))
+        .merge(customers::router())
         .merge(offers::router())
         .merge(subscriptions::router())
         .merge(decisions::router())
@@ -83,6 +88,28 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(ready))
         .routes(routes!(openapi::openapi_json))
         .routes(routes!(openapi::docs))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ))
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            limits.body_bytes,
+            refuse_declared_oversize,
+        ))
+        // Merged after the layers above, so the import has only its own, larger limits.
+        .merge(
+            customers::import_router()
+                .layer(axum::middleware::from_fn_with_state(
+                    limits.import_timeout,
+                    customers::import_budget,
+                ))
+                .layer(DefaultBodyLimit::max(limits.import_body_bytes))
+                .layer(axum::middleware::from_fn_with_state(
+                    limits.import_body_bytes,
+                    refuse_declared_oversize,
+                )),
+        )
         .split_for_parts();
     let contract = openapi::Contract::serve(&contract);
     router
@@ -90,9 +117,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This route does not accept this method.")
         })
-        .layer(DefaultBodyLimit::max(state.limits.body_bytes))
         .layer(Extension(contract))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), request_timeout))
         // Outermost first: assign the id, open a span carrying it, echo it on the response.
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
@@ -219,6 +244,26 @@ async fn screen_request_id(
         ),
     );
     response
+}
+
+/// Answers 413 `payload_too_large` at once when the declared `Content-Length` is over `max`:
+/// otherwise the handler would wait for a body it will refuse, as long as the client cares to
+/// take to send it (or not send it). Bodies without a length are still cut at `max` as they come.
+async fn refuse_declared_oversize(
+    State(max): State<usize>,
+    request: Request<Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max as u64) {
+        return ApiError::payload_too_large(max).into_response();
+    }
+    next.run(request).await
 }
 
 /// Request ids are UUIDv7, so they sort by arrival time in logs.

@@ -203,6 +203,16 @@ const CATALOG: &[ProblemCode] = &[
         "The request took too long and was abandoned; nothing was changed.",
     ),
     p(
+        "export_busy",
+        503,
+        "Every audit export slot (`EXPORT_MAX_CONCURRENT`), or the caller's one, is taken.",
+    ),
+    p(
+        "import_timeout",
+        503,
+        "The import did not finish within `IMPORT_TIMEOUT_SECS`; nothing was imported.",
+    ),
+    p(
         "migrations_pending",
         503,
         "The database lacks a migration this build needs.",

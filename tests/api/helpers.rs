@@ -180,6 +180,12 @@ pub fn test_config(database_url: &str) -> Config {
         request_timeout_secs: 30,
         body_limit_bytes: 64 * 1024,
         import_body_limit_bytes: 256 * 1024 * 1024,
+        import_timeout_secs: 300,
+        max_connections: 1024,
+        header_read_timeout_secs: 10,
+        send_timeout_secs: 30,
+        shutdown_grace_secs: 20,
+        export_max_concurrent: 2,
         log_format: LogFormat::Text,
     }
 }

@@ -3,6 +3,7 @@
 mod audit;
 mod auth;
 mod concurrency;
+mod connections;
 mod customers;
 mod helpers;
 mod hostile;

@@ -64,10 +64,16 @@ async fn the_contract_lists_every_route_the_router_serves() {
     let state = AppState {
         pool: app.pool.clone(),
         tokens: Default::default(),
+        exports: partner_catalog::app::audit::Exports::new(
+            app.database_url.parse().unwrap(),
+            1,
+            std::time::Duration::from_secs(5),
+        ),
         limits: partner_catalog::http::Limits {
             request_timeout: std::time::Duration::from_secs(5),
             body_bytes: 1024,
             import_body_bytes: 1024,
+            import_timeout: std::time::Duration::from_secs(5),
         },
     };
     let served = served_paths(&router(state));

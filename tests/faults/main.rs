@@ -9,6 +9,7 @@ mod database_restart;
 mod load;
 mod service;
 mod service_crash;
+mod shutdown;
 
 use std::time::Duration;
 

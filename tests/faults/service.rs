@@ -40,12 +40,19 @@ pub struct Service {
     database_url: String,
     dir: PathBuf,
     log: PathBuf,
+    /// Settings on top of the fault tests' own.
+    settings: Vec<(String, String)>,
 }
 
 impl Service {
     /// Starts the service over `database_url` (it creates and migrates the database) and waits
     /// until it answers.
     pub async fn start(database_url: &str, dir: &Path) -> Self {
+        Self::start_with(database_url, dir, &[]).await
+    }
+
+    /// Starts the service with these environment variables on top of the usual ones.
+    pub async fn start_with(database_url: &str, dir: &Path, settings: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut service = Self {
             child: None,
@@ -54,6 +61,10 @@ impl Service {
             database_url: database_url.to_owned(),
             dir: dir.to_owned(),
             log: dir.join("service.log"),
+            settings: settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         service.restart().await;
         service
@@ -76,6 +87,7 @@ impl Service {
             .env("DATABASE_MAX_CONNECTIONS", "8")
             .env("REQUEST_TIMEOUT_SECS", "5")
             .env("STATEMENT_TIMEOUT_MS", "3000")
+            .envs(self.settings.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log.try_clone().expect("clone the log handle")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -109,6 +121,33 @@ impl Service {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGTERM, as an orchestrator stops the service.
+    pub fn terminate(&self) {
+        let pid = self.child.as_ref().expect("the service is running").id();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits up to `bound` for the process to exit; its status, or `None` if it is still running.
+    pub async fn wait_exit(&mut self, bound: Duration) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < bound {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 
     /// Whether the process is still running (it has not exited or been killed).
