@@ -131,7 +131,7 @@ pub enum Error {
     #[error(
         "special prices exist only for license-based products: a {segment} offer cannot be {product_kind}"
     )]
-    SpecialOfferNotLicenseBased {
+    OfferNotLicenseBased {
         /// Requested segment.
         segment: Segment,
         /// Requested product kind.
@@ -139,13 +139,13 @@ pub enum Error {
     },
     /// Only indirect resellers are connected to providers.
     #[error("partner {0} is not an indirect reseller, so it has no indirect providers")]
-    NotAnIndirectReseller(PartnerId),
+    PartnerNotIndirectReseller(PartnerId),
     /// A provider link names a partner that does not exist.
     #[error("provider {0} does not exist")]
     ProviderNotFound(PartnerId),
     /// A provider link names a partner that is not an indirect provider.
     #[error("partner {0} is not an indirect provider")]
-    NotAnIndirectProvider(PartnerId),
+    ProviderNotIndirectProvider(PartnerId),
     /// Added qualifications without proper evidence.
     #[error(transparent)]
     Evidence(#[from] EvidenceError),
@@ -166,11 +166,11 @@ pub enum Error {
     IdempotencyKeyReused(String),
     /// The database could not be reached in time; retrying later may succeed.
     #[error("the database is unavailable")]
-    Unavailable(#[source] sqlx::Error),
+    DatabaseUnavailable(#[source] sqlx::Error),
     /// A statement ran past `statement_timeout` (e.g. waiting for a lock): the transaction was
     /// rolled back, so retrying later may succeed.
     #[error("a statement ran past its time limit")]
-    TimedOut(#[source] sqlx::Error),
+    RequestTimeout(#[source] sqlx::Error),
     /// No export slot is free (`app::audit::Exports`); retrying later may succeed.
     #[error("no audit export can start now: {0}; retry when one has finished")]
     ExportBusy(&'static str),
@@ -182,9 +182,9 @@ pub enum Error {
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
         if database_unreachable(&error) {
-            Error::Unavailable(error)
+            Error::DatabaseUnavailable(error)
         } else if statement_timed_out(&error) {
-            Error::TimedOut(error)
+            Error::RequestTimeout(error)
         } else {
             Error::Internal(anyhow::Error::new(error).context("database error"))
         }
@@ -273,7 +273,7 @@ mod tests {
         for error in unreachable {
             let shown = error.to_string();
             assert!(
-                matches!(Error::from(error), Error::Unavailable(_)),
+                matches!(Error::from(error), Error::DatabaseUnavailable(_)),
                 "{shown}"
             );
         }
@@ -288,6 +288,9 @@ mod tests {
             assert!(matches!(Error::from(error), Error::Internal(_)), "{shown}");
         }
         // statement_timeout cancels with 57014: the request took too long, not a bug.
-        assert!(matches!(Error::from(server("57014")), Error::TimedOut(_)));
+        assert!(matches!(
+            Error::from(server("57014")),
+            Error::RequestTimeout(_)
+        ));
     }
 }

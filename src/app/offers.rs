@@ -18,7 +18,7 @@ pub async fn create(
 ) -> Result<Offer> {
     ctx.require(Action::ManageOffers)?;
     if !terms.is_sellable() {
-        return Err(Error::SpecialOfferNotLicenseBased {
+        return Err(Error::OfferNotLicenseBased {
             segment: terms.segment,
             product_kind: terms.product_kind,
         });

@@ -184,14 +184,14 @@ pub async fn set_indirect_providers(
     let mut tx = pool.begin().await?;
     let (before, record) = lock_at_version(&mut tx, id, precondition).await?;
     if before.kind != PartnerKind::IndirectReseller {
-        return Err(Error::NotAnIndirectReseller(id));
+        return Err(Error::PartnerNotIndirectReseller(id));
     }
     let kinds = db::partners::kinds(&mut *tx, &after).await?;
     for provider in &after {
         match kinds.iter().find(|(found, _)| found == provider) {
             None => return Err(Error::ProviderNotFound(*provider)),
             Some((_, PartnerKind::IndirectProvider)) => {}
-            Some(_) => return Err(Error::NotAnIndirectProvider(*provider)),
+            Some(_) => return Err(Error::ProviderNotIndirectProvider(*provider)),
         }
     }
     db::partners::replace_providers(&mut tx, id, &after).await?;

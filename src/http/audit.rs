@@ -3,7 +3,7 @@
 use axum::{
     body::Body,
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
 };
 use base64::{
@@ -22,7 +22,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    ApiError, AppState,
+    ApiError, AppState, Code,
     extract::{Json, Query},
     openapi::{AUTHENTICATED, QUERY, problems},
     pagination::{Page, page_size},
@@ -201,13 +201,18 @@ fn negotiate(headers: &HeaderMap) -> Result<Option<ExportFormat>, ApiError> {
         }
     }
     Err(ApiError::new(
-        StatusCode::NOT_ACCEPTABLE,
-        "not_acceptable",
+        Code::NotAcceptable,
         "Events are available as application/json, text/csv or application/x-ndjson.",
     ))
 }
 
-problems!(EventsProblems = [AUTHENTICATED, QUERY, &["not_acceptable", "export_busy"]]);
+problems!(
+    EventsProblems = [
+        AUTHENTICATED,
+        QUERY,
+        &[Code::NotAcceptable, Code::ExportBusy]
+    ]
+);
 
 /// Search the event log: a page of matching events, newest first; or, with `Accept: text/csv` or
 /// `application/x-ndjson`, all of them streamed (auditors).
@@ -344,7 +349,7 @@ problems!(
     VerifyProblems = [
         AUTHENTICATED,
         QUERY,
-        &["customer_not_found", "partner_not_found"]
+        &[Code::CustomerNotFound, Code::PartnerNotFound]
     ]
 );
 

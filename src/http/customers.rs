@@ -17,7 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    ApiError, AppState, etag,
+    ApiError, AppState, Code, etag,
     extract::{AsOf, IfMatch, Json, Path, Query},
     openapi::{AUTHENTICATED, IF_MATCH, JSON_BODY, PATH, QUERY, problems},
     pagination::{Page, PageParams, VersionPageParams},
@@ -97,7 +97,7 @@ problems!(
     CreateProblems = [
         AUTHENTICATED,
         JSON_BODY,
-        &["invalid_field", "invalid_qualification_set"]
+        &[Code::InvalidField, Code::InvalidQualificationSet]
     ]
 );
 
@@ -146,7 +146,7 @@ async fn list(
     Ok(Json(Page::from_rows(rows, limit, |c| c.id.0)))
 }
 
-problems!(ShowProblems = [AUTHENTICATED, PATH, &["customer_not_found"]]);
+problems!(ShowProblems = [AUTHENTICATED, PATH, &[Code::CustomerNotFound]]);
 
 /// Read a customer.
 #[utoipa::path(
@@ -172,7 +172,7 @@ problems!(
         AUTHENTICATED,
         PATH,
         QUERY,
-        &["customer_not_found", "not_recorded_at"]
+        &[Code::CustomerNotFound, Code::NotRecordedAt]
     ]
 );
 
@@ -231,9 +231,9 @@ problems!(
         PATH,
         IF_MATCH,
         &[
-            "customer_not_found",
-            "invalid_field",
-            "invalid_qualification_set",
+            Code::CustomerNotFound,
+            Code::InvalidField,
+            Code::InvalidQualificationSet,
         ]
     ]
 );
@@ -274,7 +274,7 @@ async fn set_qualifications(
     ))
 }
 
-problems!(HistoryProblems = [AUTHENTICATED, PATH, QUERY, &["customer_not_found"]]);
+problems!(HistoryProblems = [AUTHENTICATED, PATH, QUERY, &[Code::CustomerNotFound]]);
 
 /// Every qualification set the customer had, oldest first.
 #[utoipa::path(
@@ -301,7 +301,7 @@ struct CustomerPartners {
     partner_ids: Vec<PartnerId>,
 }
 
-problems!(PartnersProblems = [AUTHENTICATED, PATH, &["customer_not_found"]]);
+problems!(PartnersProblems = [AUTHENTICATED, PATH, &[Code::CustomerNotFound]]);
 
 /// The partners related to the customer.
 #[utoipa::path(
@@ -333,7 +333,7 @@ problems!(
     LinkProblems = [
         AUTHENTICATED,
         PATH,
-        &["customer_not_found", "partner_not_found"]
+        &[Code::CustomerNotFound, Code::PartnerNotFound]
     ]
 );
 
@@ -390,8 +390,7 @@ pub async fn import_budget(
             let (lines, valid) = progress.lines();
             tracing::warn!(lines, valid, "customer import ran out of time");
             ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "import_timeout",
+                Code::ImportTimeout,
                 format!(
                     "The import did not finish within {} s and was rolled back: nothing was \
                      imported. {lines} line(s) had been read, {valid} of them valid. Import \
@@ -422,11 +421,11 @@ problems!(
         AUTHENTICATED,
         QUERY,
         &[
-            "unsupported_media_type",
-            "unreadable_body",
-            "payload_too_large",
-            "import_rejected",
-            "import_timeout",
+            Code::UnsupportedMediaType,
+            Code::UnreadableBody,
+            Code::PayloadTooLarge,
+            Code::ImportRejected,
+            Code::ImportTimeout,
         ]
     ]
 );
@@ -457,8 +456,7 @@ async fn import(
         .unwrap_or_default();
     if !content_type.starts_with("application/x-ndjson") {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            Code::UnsupportedMediaType,
             "An import is NDJSON: send it with content-type application/x-ndjson.",
         ));
     }
@@ -469,8 +467,7 @@ async fn import(
             .await?;
     if report.imported == 0 && report.rejected > 0 {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "import_rejected",
+            Code::ImportRejected,
             format!(
                 "{} line(s) are invalid, so nothing was imported.",
                 report.rejected
@@ -495,11 +492,11 @@ fn parse_import(body: &[u8]) -> (Vec<ImportLine>, Vec<LineError>) {
         let parsed = serde_json::from_slice::<CreateCustomer>(raw)
             .map_err(|e| {
                 let code = if e.is_data() {
-                    "invalid_body"
+                    Code::InvalidBody
                 } else {
-                    "malformed_json"
+                    Code::MalformedJson
                 };
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string())
+                ApiError::new(code, e.to_string())
             })
             .and_then(CreateCustomer::parse);
         match parsed {

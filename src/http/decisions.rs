@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    ApiError, AppState,
+    ApiError, AppState, Code,
     error::violations_json,
     extract::{Json, Path, Query},
     openapi::{AUTHENTICATED, JSON_BODY, PATH, QUERY, Violation, problems},
@@ -53,10 +53,10 @@ problems!(
         AUTHENTICATED,
         JSON_BODY,
         &[
-            "invalid_field",
-            "customer_not_found",
-            "partner_not_found",
-            "offer_not_found",
+            Code::InvalidField,
+            Code::CustomerNotFound,
+            Code::PartnerNotFound,
+            Code::OfferNotFound,
         ]
     ]
 );
@@ -117,7 +117,7 @@ problems!(
         AUTHENTICATED,
         PATH,
         QUERY,
-        &["customer_not_found", "partner_not_found", "not_recorded_at",]
+        &[Code::CustomerNotFound, Code::PartnerNotFound,]
     ]
 );
 

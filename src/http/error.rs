@@ -8,6 +8,7 @@ use axum::{
 };
 use serde_json::{Map, Value, json};
 
+use super::problem::Code;
 use crate::{app, domain::RuleViolation};
 
 /// Media type of every error body.
@@ -20,18 +21,16 @@ pub struct ApiError(Box<Problem>);
 
 #[derive(Debug)]
 struct Problem {
-    status: StatusCode,
-    code: &'static str,
+    code: Code,
     detail: String,
     extensions: Map<String, Value>,
     headers: HeaderMap,
 }
 
 impl ApiError {
-    /// A problem with no extension members.
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    /// A problem with no extension members; its status is the code's.
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
         Self(Box::new(Problem {
-            status,
             code,
             detail: detail.into(),
             extensions: Map::new(),
@@ -61,24 +60,18 @@ impl ApiError {
     /// A body field that parsed but is not acceptable.
     pub fn invalid_field(field: impl Into<String>, error: impl std::fmt::Display) -> Self {
         let field = field.into();
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            format!("{field}: {error}"),
-        )
-        .with("field", json!(field))
+        Self::new(Code::InvalidField, format!("{field}: {error}")).with("field", json!(field))
     }
 
     /// A query parameter that is missing or not acceptable.
     pub fn invalid_query(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_query_parameter", detail)
+        Self::new(Code::InvalidQueryParameter, detail)
     }
 
     /// The request took longer than its limit and was abandoned (its transaction rolled back).
     pub fn request_timeout() -> Self {
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "request_timeout",
+            Code::RequestTimeout,
             "The request took too long and was abandoned; nothing was changed. Retry later.",
         )
     }
@@ -86,8 +79,7 @@ impl ApiError {
     /// A body over the limit of `max` bytes.
     pub fn payload_too_large(max: usize) -> Self {
         Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            Code::PayloadTooLarge,
             format!("The body is larger than this route's limit of {max} bytes."),
         )
     }
@@ -96,8 +88,7 @@ impl ApiError {
     pub fn purchase_denied(violations: &[RuleViolation]) -> Self {
         let codes: Vec<_> = violations.iter().map(RuleViolation::code).collect();
         Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "purchase_denied",
+            Code::PurchaseDenied,
             format!("The purchase is denied by the rules: {}.", codes.join(", ")),
         )
         .with("violations", violations_json(violations))
@@ -105,7 +96,7 @@ impl ApiError {
 
     /// The stable code.
     pub fn code(&self) -> &'static str {
-        self.0.code
+        self.0.code.as_str()
     }
 
     /// The human detail.
@@ -140,6 +131,7 @@ pub fn violations_json(violations: &[RuleViolation]) -> Value {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = *self.0;
+        let status = problem.code.status();
         let mut body = Map::new();
         body.insert(
             "type".into(),
@@ -147,21 +139,17 @@ impl IntoResponse for ApiError {
         );
         body.insert(
             "title".into(),
-            json!(problem.status.canonical_reason().unwrap_or("Error")),
+            json!(status.canonical_reason().unwrap_or("Error")),
         );
-        body.insert("status".into(), json!(problem.status.as_u16()));
-        body.insert("code".into(), json!(problem.code));
+        body.insert("status".into(), json!(status.as_u16()));
+        body.insert("code".into(), json!(problem.code.as_str()));
         body.insert("detail".into(), json!(problem.detail));
         body.extend(problem.extensions);
-        let mut response = (
-            problem.status,
-            problem.headers,
-            axum::Json(Value::Object(body)),
-        )
-            .into_response();
+        let mut response =
+            (status, problem.headers, axum::Json(Value::Object(body))).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if problem.status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
@@ -170,85 +158,55 @@ impl IntoResponse for ApiError {
 
 impl From<app::Error> for ApiError {
     fn from(error: app::Error) -> Self {
-        use StatusCode as S;
         use app::Error as E;
         let detail = error.to_string();
         match error {
-            E::Forbidden { .. } => Self::new(S::FORBIDDEN, "forbidden", detail),
-            E::TokenNotFound(_) => Self::new(S::NOT_FOUND, "token_not_found", detail),
-            E::InvalidTokenRequest(_) => {
-                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_token_request", detail)
+            E::Forbidden { .. } => Self::new(Code::Forbidden, detail),
+            E::TokenNotFound(_) => Self::new(Code::TokenNotFound, detail),
+            E::InvalidTokenRequest(_) => Self::new(Code::InvalidTokenRequest, detail),
+            E::CustomerNotFound(_) => Self::new(Code::CustomerNotFound, detail),
+            E::PartnerNotFound(_) => Self::new(Code::PartnerNotFound, detail),
+            E::SubscriptionNotFound(..) => Self::new(Code::SubscriptionNotFound, detail),
+            E::OfferNotFound(_) => Self::new(Code::OfferNotFound, detail),
+            E::InvalidQualificationSet(_) => Self::new(Code::InvalidQualificationSet, detail),
+            E::OfferNotLicenseBased { .. } => Self::new(Code::OfferNotLicenseBased, detail),
+            E::PartnerNotIndirectReseller(_) => Self::new(Code::PartnerNotIndirectReseller, detail),
+            E::ProviderNotFound(_) => Self::new(Code::ProviderNotFound, detail),
+            E::ProviderNotIndirectProvider(_) => {
+                Self::new(Code::ProviderNotIndirectProvider, detail)
             }
-            E::CustomerNotFound(_) => Self::new(S::NOT_FOUND, "customer_not_found", detail),
-            E::PartnerNotFound(_) => Self::new(S::NOT_FOUND, "partner_not_found", detail),
-            E::SubscriptionNotFound(..) => {
-                Self::new(S::NOT_FOUND, "subscription_not_found", detail)
-            }
-            E::OfferNotFound(_) => Self::new(S::NOT_FOUND, "offer_not_found", detail),
-            E::InvalidQualificationSet(_) => {
-                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_qualification_set", detail)
-            }
-            E::SpecialOfferNotLicenseBased { .. } => {
-                Self::new(S::UNPROCESSABLE_ENTITY, "offer_not_license_based", detail)
-            }
-            E::NotAnIndirectReseller(_) => Self::new(
-                S::UNPROCESSABLE_ENTITY,
-                "partner_not_indirect_reseller",
-                detail,
-            ),
-            E::ProviderNotFound(_) => {
-                Self::new(S::UNPROCESSABLE_ENTITY, "provider_not_found", detail)
-            }
-            E::NotAnIndirectProvider(_) => Self::new(
-                S::UNPROCESSABLE_ENTITY,
-                "provider_not_indirect_provider",
-                detail,
-            ),
             E::Evidence(e) => Self::invalid_field(e.field(), e),
-            E::CustomerVersionMismatch(current) => {
-                Self::new(S::PRECONDITION_FAILED, "version_mismatch", detail)
-                    .with_etag(current.version)
-                    .with(
-                        "current",
-                        serde_json::to_value(&current).unwrap_or_default(),
-                    )
-            }
-            E::PartnerVersionMismatch(current) => {
-                Self::new(S::PRECONDITION_FAILED, "version_mismatch", detail)
-                    .with_etag(current.version)
-                    .with(
-                        "current",
-                        serde_json::to_value(&current).unwrap_or_default(),
-                    )
-            }
-            E::NotRecordedAt(..) => Self::new(S::NOT_FOUND, "not_recorded_at", detail),
-            E::InvalidStatusTransition(..) => {
-                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_status_transition", detail)
-            }
-            E::IdempotencyKeyReused(_) => {
-                Self::new(S::UNPROCESSABLE_ENTITY, "idempotency_key_reused", detail)
-            }
-            E::ExportBusy(_) => Self::new(S::SERVICE_UNAVAILABLE, "export_busy", detail),
-            E::Unavailable(source) => {
+            E::CustomerVersionMismatch(current) => Self::new(Code::VersionMismatch, detail)
+                .with_etag(current.version)
+                .with(
+                    "current",
+                    serde_json::to_value(&current).unwrap_or_default(),
+                ),
+            E::PartnerVersionMismatch(current) => Self::new(Code::VersionMismatch, detail)
+                .with_etag(current.version)
+                .with(
+                    "current",
+                    serde_json::to_value(&current).unwrap_or_default(),
+                ),
+            E::NotRecordedAt(..) => Self::new(Code::NotRecordedAt, detail),
+            E::InvalidStatusTransition(..) => Self::new(Code::InvalidStatusTransition, detail),
+            E::IdempotencyKeyReused(_) => Self::new(Code::IdempotencyKeyReused, detail),
+            E::ExportBusy(_) => Self::new(Code::ExportBusy, detail),
+            E::DatabaseUnavailable(source) => {
                 tracing::warn!(error = %source, "database unavailable");
                 Self::new(
-                    S::SERVICE_UNAVAILABLE,
-                    "database_unavailable",
+                    Code::DatabaseUnavailable,
                     "The database is unavailable; retry later.",
                 )
             }
-            E::TimedOut(source) => {
+            E::RequestTimeout(source) => {
                 tracing::warn!(error = %source, "statement timed out");
                 Self::request_timeout()
             }
             E::Internal(source) => {
                 // Logged here with its whole chain, inside the request's span; never sent to clients.
                 tracing::error!(error = ?source, "internal error");
-                Self::new(
-                    S::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "An internal error occurred.",
-                )
+                Self::new(Code::InternalError, "An internal error occurred.")
             }
         }
     }
@@ -258,34 +216,30 @@ impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
         let detail = rejection.body_text();
         let code = match &rejection {
-            JsonRejection::JsonDataError(_) => "invalid_body",
-            JsonRejection::JsonSyntaxError(_) => "malformed_json",
-            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
-            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            _ => "unreadable_body",
+            JsonRejection::JsonDataError(_) => Code::InvalidBody,
+            JsonRejection::JsonSyntaxError(_) => Code::MalformedJson,
+            JsonRejection::MissingJsonContentType(_) => Code::UnsupportedMediaType,
+            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Code::PayloadTooLarge,
+            _ => Code::UnreadableBody,
         };
-        Self::new(rejection.status(), code, detail)
+        Self::new(code, detail)
     }
 }
 
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
         let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            "payload_too_large"
+            Code::PayloadTooLarge
         } else {
-            "unreadable_body"
+            Code::UnreadableBody
         };
-        Self::new(rejection.status(), code, rejection.body_text())
+        Self::new(code, rejection.body_text())
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_path_parameter",
-            rejection.body_text(),
-        )
+        Self::new(Code::InvalidPathParameter, rejection.body_text())
     }
 }
 

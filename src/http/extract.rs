@@ -2,13 +2,13 @@
 
 use axum::{
     extract::{FromRequest, FromRequestParts},
-    http::{HeaderValue, StatusCode, header, request::Parts},
+    http::{HeaderValue, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AppState, REQUEST_ID};
+use super::{ApiError, AppState, Code, REQUEST_ID};
 use crate::app::{Precondition, RequestContext, purchases::IdempotencyKey};
 
 /// JSON body in, JSON body out.
@@ -41,7 +41,7 @@ impl FromRequestParts<AppState> for RequestContext {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let unauthenticated = |code, detail: &str| {
-            let mut error = ApiError::new(StatusCode::UNAUTHORIZED, code, detail);
+            let mut error = ApiError::new(code, detail);
             error.insert_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             error
         };
@@ -50,22 +50,21 @@ impl FromRequestParts<AppState> for RequestContext {
             (Some(value), None) => value,
             (None, _) => {
                 return Err(unauthenticated(
-                    "unauthenticated",
+                    Code::Unauthenticated,
                     "This API needs an Authorization: Bearer token.",
                 ));
             }
             // Which one would count is a guess an attacker could exploit between proxies.
             (Some(_), Some(_)) => {
                 return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "duplicate_authorization",
+                    Code::DuplicateAuthorization,
                     "Send one Authorization header, not several.",
                 ));
             }
         };
         let secret = value.to_str().ok().and_then(bearer_token).ok_or_else(|| {
             unauthenticated(
-                "invalid_token",
+                Code::InvalidToken,
                 "The Authorization header must be `Bearer <token>`.",
             )
         })?;
@@ -74,7 +73,10 @@ impl FromRequestParts<AppState> for RequestContext {
             .verify(&state.pool, secret)
             .await?
             .ok_or_else(|| {
-                unauthenticated("invalid_token", "The token is unknown, expired or revoked.")
+                unauthenticated(
+                    Code::InvalidToken,
+                    "The token is unknown, expired or revoked.",
+                )
             })?;
         let request_id = parts
             .headers
@@ -98,8 +100,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let Some(value) = parts.headers.get("idempotency-key") else {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "missing_idempotency_key",
+                Code::MissingIdempotencyKey,
                 "Purchases need an Idempotency-Key header, so that a retry never buys twice.",
             ));
         };
@@ -109,8 +110,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             .and_then(|raw| IdempotencyKey::parse(raw).ok())
             .ok_or_else(|| {
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_idempotency_key",
+                    Code::InvalidIdempotencyKey,
                     "An Idempotency-Key must be 1 to 255 visible ASCII characters.",
                 )
             })
@@ -127,8 +127,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let Some(value) = parts.headers.get(header::IF_MATCH) else {
             return Err(ApiError::new(
-                StatusCode::PRECONDITION_REQUIRED,
-                "if_match_required",
+                Code::IfMatchRequired,
                 "This change needs an If-Match header with the ETag you read, so that no one's change is lost.",
             ));
         };
@@ -139,8 +138,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
             .map(IfMatch)
             .ok_or_else(|| {
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_if_match",
+                    Code::InvalidIfMatch,
                     "If-Match must be an ETag of this API, like \"3\", or *.",
                 )
             })

@@ -9,6 +9,7 @@ mod offers;
 pub mod openapi;
 mod pagination;
 mod partners;
+pub mod problem;
 mod subscriptions;
 mod tokens;
 
@@ -16,7 +17,7 @@ use axum::{
     Extension, Router,
     body::Body,
     extract::{DefaultBodyLimit, State},
-    http::{Request, StatusCode},
+    http::Request,
 };
 use sqlx::PgPool;
 use tower_http::{
@@ -29,6 +30,7 @@ use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub use error::{ApiError, PROBLEM_JSON};
+pub use problem::Code;
 
 /// Header carrying the request id: taken from the client when present, generated otherwise, and
 /// echoed on the response.
@@ -113,9 +115,9 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let contract = openapi::Contract::serve(&contract);
     router
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "route_not_found", "No such route.") })
+        .fallback(|| async { ApiError::new(Code::RouteNotFound, "No such route.") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This route does not accept this method.")
+            ApiError::new(Code::MethodNotAllowed, "This route does not accept this method.")
         })
         .layer(Extension(contract))
         // Outermost first: assign the id, open a span carrying it, echo it on the response.
@@ -157,9 +159,9 @@ async fn healthz() -> &'static str {
 
 openapi::problems!(
     ReadyProblems = [&[
-        "database_unavailable",
-        "migrations_pending",
-        "internal_error"
+        Code::DatabaseUnavailable,
+        Code::MigrationsPending,
+        Code::InternalError
     ]]
 );
 
@@ -177,8 +179,7 @@ async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> 
         .map_err(crate::app::Error::from)?;
     if !applied {
         return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "migrations_pending",
+            Code::MigrationsPending,
             "The database lacks migrations this build needs.",
         ));
     }

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    ApiError, AppState,
+    ApiError, AppState, Code,
     extract::{Json, Path, Query},
     openapi::{AUTHENTICATED, JSON_BODY, PATH, QUERY, problems},
     pagination::{Page, PageParams},
@@ -45,7 +45,7 @@ problems!(
     CreateProblems = [
         AUTHENTICATED,
         JSON_BODY,
-        &["invalid_field", "offer_not_license_based"]
+        &[Code::InvalidField, Code::OfferNotLicenseBased]
     ]
 );
 
@@ -123,7 +123,7 @@ async fn list(
     Ok(Json(Page::from_rows(rows, limit, |o| o.id.0)))
 }
 
-problems!(ShowProblems = [AUTHENTICATED, PATH, &["offer_not_found"]]);
+problems!(ShowProblems = [AUTHENTICATED, PATH, &[Code::OfferNotFound]]);
 
 /// Read an offer.
 #[utoipa::path(

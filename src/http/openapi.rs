@@ -23,240 +23,42 @@ use utoipa::{
     },
 };
 
-use super::PROBLEM_JSON;
-
-/// One problem code: its status, and when it is answered (also the `detail` of its example).
-struct ProblemCode {
-    code: &'static str,
-    status: StatusCode,
-    when: &'static str,
-}
-
-/// Every problem code of the API. The status here is the one the service answers with; the
-/// HTTP tests check each problem they see against it.
-const CATALOG: &[ProblemCode] = &[
-    p("malformed_json", 400, "The body is not JSON."),
-    p("unreadable_body", 400, "The body could not be read."),
-    p(
-        "invalid_path_parameter",
-        400,
-        "A path parameter is malformed, e.g. an id that is not a UUID.",
-    ),
-    p(
-        "invalid_query_parameter",
-        400,
-        "A query parameter is missing, unknown or malformed, e.g. `limit=0`.",
-    ),
-    p(
-        "missing_idempotency_key",
-        400,
-        "A purchase without an `Idempotency-Key` header.",
-    ),
-    p(
-        "invalid_idempotency_key",
-        400,
-        "An `Idempotency-Key` that is not 1 to 255 visible ASCII characters.",
-    ),
-    p(
-        "invalid_if_match",
-        400,
-        "`If-Match` is not one of our ETags (`\"3\"`) or `*`.",
-    ),
-    p(
-        "duplicate_authorization",
-        400,
-        "More than one `Authorization` header.",
-    ),
-    p("unauthenticated", 401, "No `Authorization: Bearer` token."),
-    p(
-        "invalid_token",
-        401,
-        "A malformed, unknown, expired or revoked token.",
-    ),
-    p("forbidden", 403, "The token's role may not do this."),
-    p(
-        "customer_not_found",
-        404,
-        "No such customer (or not one the caller's partner may see).",
-    ),
-    p(
-        "partner_not_found",
-        404,
-        "No such partner (or not the caller's own).",
-    ),
-    p("offer_not_found", 404, "No such offer."),
-    p(
-        "subscription_not_found",
-        404,
-        "No such subscription of this customer.",
-    ),
-    p(
-        "token_not_found",
-        404,
-        "No such token (or another partner's).",
-    ),
-    p(
-        "not_recorded_at",
-        404,
-        "`as_of` is before the customer or partner existed.",
-    ),
-    p("route_not_found", 404, "No such route."),
-    p(
-        "method_not_allowed",
-        405,
-        "The route does not accept this method.",
-    ),
-    p(
-        "not_acceptable",
-        406,
-        "`Accept` names none of the representations offered.",
-    ),
-    p(
-        "version_mismatch",
-        412,
-        "`If-Match` names an old version; `current` holds the current state.",
-    ),
-    p(
-        "payload_too_large",
-        413,
-        "The body is larger than the limit.",
-    ),
-    p(
-        "unsupported_media_type",
-        415,
-        "The body is not sent with the expected `content-type`.",
-    ),
-    p(
-        "invalid_body",
-        422,
-        "JSON of the wrong shape: a wrong type, an unknown enum value, an unknown or missing field.",
-    ),
-    p(
-        "invalid_field",
-        422,
-        "A field of the right type whose value is not acceptable; `field` names it.",
-    ),
-    p(
-        "invalid_qualification_set",
-        422,
-        "Not one of the seven qualification sets of R3.",
-    ),
-    p(
-        "offer_not_license_based",
-        422,
-        "A special offer that is not license based (R1).",
-    ),
-    p(
-        "partner_not_indirect_reseller",
-        422,
-        "Provider links are for indirect resellers only.",
-    ),
-    p(
-        "provider_not_found",
-        422,
-        "A named provider does not exist.",
-    ),
-    p(
-        "provider_not_indirect_provider",
-        422,
-        "A named provider is not an indirect provider.",
-    ),
-    p(
-        "idempotency_key_reused",
-        422,
-        "The key was first used with a different request.",
-    ),
-    p(
-        "import_rejected",
-        422,
-        "An all-or-nothing import with bad lines; `errors` lists them.",
-    ),
-    p(
-        "invalid_status_transition",
-        422,
-        "A cancelled subscription cannot become active or suspended.",
-    ),
-    p(
-        "purchase_denied",
-        422,
-        "The rules deny the purchase; `violations` lists every broken rule.",
-    ),
-    p(
-        "invalid_token_request",
-        422,
-        "E.g. a partner role without `partner_id`, an expiry in the past.",
-    ),
-    p("if_match_required", 428, "A change without `If-Match`."),
-    p(
-        "internal_error",
-        500,
-        "A bug; details are logged with the request id, never sent.",
-    ),
-    p(
-        "database_unavailable",
-        503,
-        "No database connection in time; retry after `Retry-After` seconds.",
-    ),
-    p(
-        "request_timeout",
-        503,
-        "The request took too long and was abandoned; nothing was changed.",
-    ),
-    p(
-        "export_busy",
-        503,
-        "Every audit export slot (`EXPORT_MAX_CONCURRENT`), or the caller's one, is taken.",
-    ),
-    p(
-        "import_timeout",
-        503,
-        "The import did not finish within `IMPORT_TIMEOUT_SECS`; nothing was imported.",
-    ),
-    p(
-        "migrations_pending",
-        503,
-        "The database lacks a migration this build needs.",
-    ),
-];
-
-const fn p(code: &'static str, status: u16, when: &'static str) -> ProblemCode {
-    let status = match StatusCode::from_u16(status) {
-        Ok(status) => status,
-        Err(_) => panic!("not an HTTP status"),
-    };
-    ProblemCode { code, status, when }
-}
+use super::{Code, PROBLEM_JSON};
 
 /// The status the service answers a problem code with; `None` for a code outside the catalog.
 pub fn status_of(code: &str) -> Option<StatusCode> {
-    CATALOG.iter().find(|p| p.code == code).map(|p| p.status)
+    Code::parse(code).map(Code::status)
 }
 
 /// What any authenticated operation can answer: a bad token, a role without the permission, and
 /// the server-side failures.
-pub const AUTHENTICATED: &[&str] = &[
-    "duplicate_authorization",
-    "unauthenticated",
-    "invalid_token",
-    "forbidden",
-    "internal_error",
-    "database_unavailable",
-    "request_timeout",
+pub const AUTHENTICATED: &[Code] = &[
+    Code::DuplicateAuthorization,
+    Code::Unauthenticated,
+    Code::InvalidToken,
+    Code::Forbidden,
+    Code::InternalError,
+    Code::DatabaseUnavailable,
+    Code::RequestTimeout,
 ];
 /// What an operation with a JSON body can answer about the body.
-pub const JSON_BODY: &[&str] = &[
-    "malformed_json",
-    "unreadable_body",
-    "invalid_body",
-    "unsupported_media_type",
-    "payload_too_large",
+pub const JSON_BODY: &[Code] = &[
+    Code::MalformedJson,
+    Code::UnreadableBody,
+    Code::InvalidBody,
+    Code::UnsupportedMediaType,
+    Code::PayloadTooLarge,
 ];
 /// What an operation with path parameters can answer about them.
-pub const PATH: &[&str] = &["invalid_path_parameter"];
+pub const PATH: &[Code] = &[Code::InvalidPathParameter];
 /// What an operation with query parameters can answer about them.
-pub const QUERY: &[&str] = &["invalid_query_parameter"];
+pub const QUERY: &[Code] = &[Code::InvalidQueryParameter];
 /// What a conditional write (`If-Match`) can answer about its precondition.
-pub const IF_MATCH: &[&str] = &["if_match_required", "invalid_if_match", "version_mismatch"];
+pub const IF_MATCH: &[Code] = &[
+    Code::IfMatchRequired,
+    Code::InvalidIfMatch,
+    Code::VersionMismatch,
+];
 
 /// Declares a type whose `IntoResponses` are the problem+json answers of the listed code groups
 /// (slices of codes), for a handler's `responses(...)`.
@@ -279,16 +81,12 @@ pub(super) use problems;
 
 /// One response per status, each listing its codes (as an enum on `code`) with an example each.
 /// Panics on a code outside the catalog: the spec is built by a test, which then fails.
-pub fn problem_responses(groups: &[&[&str]]) -> BTreeMap<String, RefOr<Response>> {
-    let mut by_status: BTreeMap<u16, Vec<&ProblemCode>> = BTreeMap::new();
-    for code in groups.iter().flat_map(|g| g.iter()) {
-        let problem = CATALOG
-            .iter()
-            .find(|p| p.code == *code)
-            .unwrap_or_else(|| panic!("problem code `{code}` is not in the catalog"));
-        let codes = by_status.entry(problem.status.as_u16()).or_default();
-        if !codes.iter().any(|p| p.code == problem.code) {
-            codes.push(problem);
+pub fn problem_responses(groups: &[&[Code]]) -> BTreeMap<String, RefOr<Response>> {
+    let mut by_status: BTreeMap<u16, Vec<Code>> = BTreeMap::new();
+    for &code in groups.iter().flat_map(|g| g.iter()) {
+        let codes = by_status.entry(code.status().as_u16()).or_default();
+        if !codes.contains(&code) {
+            codes.push(code);
         }
     }
     by_status
@@ -297,11 +95,11 @@ pub fn problem_responses(groups: &[&[&str]]) -> BTreeMap<String, RefOr<Response>
         .collect()
 }
 
-fn problem_response(problems: &[&ProblemCode]) -> Response {
-    let status = problems[0].status;
+fn problem_response(problems: &[Code]) -> Response {
+    let status = problems[0].status();
     let description = problems
         .iter()
-        .map(|p| format!("`{}`: {}", p.code, p.when))
+        .map(|p| format!("`{p}`: {}", p.when()))
         .collect::<Vec<_>>()
         .join(" ");
     let schema = AllOfBuilder::new()
@@ -311,18 +109,21 @@ fn problem_response(problems: &[&ProblemCode]) -> Response {
                 "code",
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .enum_values(Some(problems.iter().map(|p| p.code))),
+                    .enum_values(Some(problems.iter().map(|p| p.as_str()))),
             ),
         );
     let examples = problems.iter().map(|p| {
         let example = json!({
-            "type": format!("urn:partner-catalog:problem:{}", p.code),
+            "type": format!("urn:partner-catalog:problem:{p}"),
             "title": status.canonical_reason().unwrap_or("Error"),
             "status": status.as_u16(),
-            "code": p.code,
-            "detail": p.when,
+            "code": p.as_str(),
+            "detail": p.when(),
         });
-        (p.code, ExampleBuilder::new().value(Some(example)).build())
+        (
+            p.as_str(),
+            ExampleBuilder::new().value(Some(example)).build(),
+        )
     });
     let mut response = ResponseBuilder::new().description(description).content(
         PROBLEM_JSON,

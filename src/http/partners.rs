@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    ApiError, AppState, etag,
+    ApiError, AppState, Code, etag,
     extract::{AsOf, IfMatch, Json, Path, Query, reason},
     openapi::{AUTHENTICATED, IF_MATCH, JSON_BODY, PATH, QUERY, problems},
     pagination::{Page, PageParams, VersionPageParams},
@@ -57,7 +57,7 @@ struct CreatePartner {
     reason: Option<String>,
 }
 
-problems!(CreateProblems = [AUTHENTICATED, JSON_BODY, &["invalid_field"]]);
+problems!(CreateProblems = [AUTHENTICATED, JSON_BODY, &[Code::InvalidField]]);
 
 /// Create a partner (back office).
 #[utoipa::path(
@@ -110,7 +110,7 @@ async fn list(
     Ok(Json(Page::from_rows(rows, limit, |p| p.id.0)))
 }
 
-problems!(ShowProblems = [AUTHENTICATED, PATH, &["partner_not_found"]]);
+problems!(ShowProblems = [AUTHENTICATED, PATH, &[Code::PartnerNotFound]]);
 
 /// Read a partner.
 #[utoipa::path(
@@ -136,7 +136,7 @@ problems!(
         AUTHENTICATED,
         PATH,
         QUERY,
-        &["partner_not_found", "not_recorded_at"]
+        &[Code::PartnerNotFound, Code::NotRecordedAt]
     ]
 );
 
@@ -160,7 +160,7 @@ async fn profile(
     Ok((etag(record.version), Json(record)))
 }
 
-problems!(HistoryProblems = [AUTHENTICATED, PATH, QUERY, &["partner_not_found"]]);
+problems!(HistoryProblems = [AUTHENTICATED, PATH, QUERY, &[Code::PartnerNotFound]]);
 
 /// Every profile version of the partner, oldest first.
 #[utoipa::path(
@@ -203,7 +203,7 @@ problems!(
         JSON_BODY,
         PATH,
         IF_MATCH,
-        &["partner_not_found", "invalid_field"]
+        &[Code::PartnerNotFound, Code::InvalidField]
     ]
 );
 
@@ -259,11 +259,11 @@ problems!(
         PATH,
         IF_MATCH,
         &[
-            "partner_not_found",
-            "invalid_field",
-            "partner_not_indirect_reseller",
-            "provider_not_found",
-            "provider_not_indirect_provider",
+            Code::PartnerNotFound,
+            Code::InvalidField,
+            Code::PartnerNotIndirectReseller,
+            Code::ProviderNotFound,
+            Code::ProviderNotIndirectProvider,
         ]
     ]
 );

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
-    ApiError, AppState,
+    ApiError, AppState, Code,
     extract::{Json, Path, Query},
     openapi::{AUTHENTICATED, JSON_BODY, PATH, QUERY, problems},
     pagination::{Page, PageParams},
@@ -94,14 +94,14 @@ problems!(
         JSON_BODY,
         PATH,
         &[
-            "missing_idempotency_key",
-            "invalid_idempotency_key",
-            "invalid_field",
-            "customer_not_found",
-            "partner_not_found",
-            "offer_not_found",
-            "idempotency_key_reused",
-            "purchase_denied",
+            Code::MissingIdempotencyKey,
+            Code::InvalidIdempotencyKey,
+            Code::InvalidField,
+            Code::CustomerNotFound,
+            Code::PartnerNotFound,
+            Code::OfferNotFound,
+            Code::IdempotencyKeyReused,
+            Code::PurchaseDenied,
         ]
     ]
 );
@@ -162,7 +162,7 @@ async fn purchase(
     Ok(response)
 }
 
-problems!(ListProblems = [AUTHENTICATED, PATH, QUERY, &["customer_not_found"]]);
+problems!(ListProblems = [AUTHENTICATED, PATH, QUERY, &[Code::CustomerNotFound]]);
 
 /// The customer's subscriptions, oldest first (partner roles see their own sales).
 #[utoipa::path(
@@ -189,7 +189,7 @@ problems!(
     ShowProblems = [
         AUTHENTICATED,
         PATH,
-        &["customer_not_found", "subscription_not_found"]
+        &[Code::CustomerNotFound, Code::SubscriptionNotFound]
     ]
 );
 
@@ -226,10 +226,10 @@ problems!(
         JSON_BODY,
         PATH,
         &[
-            "customer_not_found",
-            "subscription_not_found",
-            "invalid_field",
-            "invalid_status_transition",
+            Code::CustomerNotFound,
+            Code::SubscriptionNotFound,
+            Code::InvalidField,
+            Code::InvalidStatusTransition,
         ]
     ]
 );

@@ -12,7 +12,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    ApiError, AppState,
+    ApiError, AppState, Code,
     extract::{Json, Path, Query},
     openapi::{AUTHENTICATED, JSON_BODY, PATH, QUERY, problems},
     pagination::{Page, PageParams},
@@ -53,7 +53,7 @@ problems!(
     CreateProblems = [
         AUTHENTICATED,
         JSON_BODY,
-        &["invalid_token_request", "partner_not_found"]
+        &[Code::InvalidTokenRequest, Code::PartnerNotFound]
     ]
 );
 
@@ -111,7 +111,7 @@ async fn list(
     Ok(Json(Page::from_rows(rows, limit, |t| t.id)))
 }
 
-problems!(RevokeProblems = [AUTHENTICATED, PATH, &["token_not_found"]]);
+problems!(RevokeProblems = [AUTHENTICATED, PATH, &[Code::TokenNotFound]]);
 
 /// Revoke a token (idempotent); it stops working within 5 seconds.
 #[utoipa::path(

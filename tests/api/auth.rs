@@ -457,6 +457,33 @@ async fn health_needs_no_token_and_the_api_names_why_it_refuses() {
 }
 
 #[tokio::test]
+async fn token_requests_that_cannot_be_granted_are_refused_and_unknown_tokens_are_not_found() {
+    let app = spawn_app().await;
+    let partner = app.create_qualified_partner().await;
+    let before = app.snapshot().await;
+    for body in [
+        json!({ "role": "sales_agent", "label": "no partner" }),
+        json!({ "role": "back_office", "partner_id": partner, "label": "platform role with a partner" }),
+        json!({ "role": "auditor", "label": "past", "expires_at": "2001-01-01T00:00:00Z" }),
+    ] {
+        app.post("/v1/tokens", body)
+            .await
+            .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_token_request");
+    }
+    let reply = app
+        .client
+        .delete(format!("{}/v1/tokens/{}", app.address, Uuid::now_v7()))
+        .bearer_auth(&app.operator)
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::Reply::from(reply)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "token_not_found");
+    assert_eq!(app.snapshot().await, before);
+}
+
+#[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive_and_only_one_authorization_header_counts() {
     let app = spawn_app().await;
     let get = |values: &[String]| {

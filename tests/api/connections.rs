@@ -222,3 +222,26 @@ async fn a_declared_body_over_the_limit_is_refused_at_once_without_waiting_for_i
         .unwrap();
     assert_eq!(reply.status(), StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn a_body_that_breaks_off_mid_way_is_unreadable_and_writes_nothing() {
+    let app = crate::helpers::spawn_app().await;
+    let before = app.snapshot().await;
+    let mut stream = TcpStream::connect(socket_address(&app.address))
+        .await
+        .unwrap();
+    // A chunked body whose second chunk size is not hexadecimal.
+    let request = format!(
+        "POST /v1/customers HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n\
+         5\r\n{{\"nam\r\nzz\r\n",
+        app.back_office
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let response = read_response(&mut stream).await;
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    let (_, body) = response.split_once("\r\n\r\n").expect("a response head");
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["code"], "unreadable_body", "{response}");
+    assert_eq!(app.snapshot().await, before);
+}

@@ -273,6 +273,44 @@ async fn health_endpoints_answer() {
 }
 
 #[tokio::test]
+async fn not_ready_while_the_database_lacks_a_migration_this_build_needs() {
+    let app = spawn_app().await;
+    sqlx::query(
+        "delete from _sqlx_migrations where version = (select max(version) from _sqlx_migrations)",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    app.get("/readyz")
+        .await
+        .assert_problem(StatusCode::SERVICE_UNAVAILABLE, "migrations_pending");
+}
+
+#[tokio::test]
+async fn a_failure_that_is_a_bug_answers_500_internal_error_and_reveals_nothing() {
+    let app = spawn_app().await;
+    let partner = app.create_qualified_partner().await;
+    let customer = app.create_customer(&[]).await;
+    app.link(customer, partner).await;
+    let offer = app.create_offer("commercial", "license_based").await;
+    app.purchase(customer, partner, offer, "k-1").await;
+    // A stored outcome no release wrote: the service cannot tell what it answered, so it must not
+    // guess, and must not show what it read.
+    sqlx::query("update idempotency_keys set outcome = '{\"result\": \"SECRET-garbage\"}' where key = 'k-1'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let reply = app.purchase(customer, partner, offer, "k-1").await;
+    reply.assert_problem(StatusCode::INTERNAL_SERVER_ERROR, "internal_error");
+    assert!(
+        !reply.body.to_string().contains("SECRET"),
+        "{:#}",
+        reply.body
+    );
+    assert_eq!(reply.body["detail"], "An internal error occurred.");
+}
+
+#[tokio::test]
 async fn instants_outside_the_years_0001_to_9999_are_bad_input_everywhere() {
     let app = spawn_app().await;
     let customer = app.create_customer(&[]).await;

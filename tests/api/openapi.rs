@@ -199,3 +199,76 @@ async fn the_docs_page_renders_the_contract() {
     );
     assert!(response.text().await.unwrap().contains("/openapi.json"));
 }
+
+/// The README's error table: each code with the statuses of its row.
+fn readme_error_table() -> Vec<(String, Vec<u16>)> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("### Error codes")
+        .nth(1)
+        .expect("the README has an error code table");
+    let mut rows = Vec::new();
+    for line in section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+    {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let statuses: Vec<u16> = cells[1]
+            .split(", ")
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        if statuses.is_empty() {
+            continue; // the header and its rule
+        }
+        for code in cells[2].split('`').skip(1).step_by(2) {
+            rows.push((code.to_owned(), statuses.clone()));
+        }
+    }
+    rows
+}
+
+#[test]
+fn the_readme_error_table_lists_every_code_with_its_status() {
+    use partner_catalog::http::Code;
+    let rows = readme_error_table();
+    for (code, statuses) in &rows {
+        let known =
+            Code::parse(code).unwrap_or_else(|| panic!("README lists `{code}`, which is no code"));
+        assert!(
+            statuses.contains(&known.status().as_u16()),
+            "README gives `{code}` status {statuses:?}, the service answers {}",
+            known.status()
+        );
+    }
+    for code in Code::ALL {
+        assert!(
+            rows.iter().any(|(c, _)| c == code.as_str()),
+            "`{code}` is missing from the README's error table"
+        );
+    }
+}
+
+#[test]
+fn every_problem_code_is_asserted_by_name_in_an_http_test() {
+    use partner_catalog::http::Code;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
+    let mut sources = String::new();
+    for suite in std::fs::read_dir(dir).unwrap() {
+        for file in std::fs::read_dir(suite.unwrap().path())
+            .into_iter()
+            .flatten()
+        {
+            let path = file.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(path).unwrap());
+            }
+        }
+    }
+    let unasserted: Vec<_> = Code::ALL
+        .iter()
+        .filter(|c| !sources.contains(&format!("\"{c}\"")))
+        .collect();
+    assert!(unasserted.is_empty(), "codes no test names: {unasserted:?}");
+}
