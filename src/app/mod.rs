@@ -13,7 +13,7 @@ pub mod tokens;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    db::{customers::QualificationRecord, partners::Partner},
+    db::{self, customers::QualificationRecord, partners::Partner},
     domain::{
         Action, Actor, CustomerId, EvidenceError, InvalidQualificationSet, OfferId, PartnerId,
         Principal, ProductKind, Role, Segment, SubscriptionId, SubscriptionStatus, permits,
@@ -166,11 +166,11 @@ pub enum Error {
     IdempotencyKeyReused(String),
     /// The database could not be reached in time; retrying later may succeed.
     #[error("the database is unavailable")]
-    DatabaseUnavailable(#[source] sqlx::Error),
+    DatabaseUnavailable(#[source] db::Error),
     /// A statement ran past `statement_timeout` (e.g. waiting for a lock): the transaction was
     /// rolled back, so retrying later may succeed.
     #[error("a statement ran past its time limit")]
-    RequestTimeout(#[source] sqlx::Error),
+    RequestTimeout(#[source] db::Error),
     /// No export slot is free (`app::audit::Exports`); retrying later may succeed.
     #[error("no audit export can start now: {0}; retry when one has finished")]
     ExportBusy(&'static str),
@@ -179,15 +179,26 @@ pub enum Error {
     Internal(anyhow::Error),
 }
 
-impl From<sqlx::Error> for Error {
-    fn from(error: sqlx::Error) -> Self {
-        if database_unreachable(&error) {
+impl From<db::Error> for Error {
+    fn from(error: db::Error) -> Self {
+        if database_unreachable(&error.source) {
             Error::DatabaseUnavailable(error)
-        } else if statement_timed_out(&error) {
+        } else if statement_timed_out(&error.source) {
             Error::RequestTimeout(error)
         } else {
-            Error::Internal(anyhow::Error::new(error).context("database error"))
+            Error::Internal(error.into())
         }
+    }
+}
+
+/// The calls use cases make on the pool itself: taking a connection, beginning and committing.
+impl From<sqlx::Error> for Error {
+    fn from(source: sqlx::Error) -> Self {
+        db::Error {
+            statement: "connection or transaction control",
+            source,
+        }
+        .into()
     }
 }
 
@@ -256,6 +267,34 @@ mod tests {
 
     fn server(code: &'static str) -> sqlx::Error {
         sqlx::Error::Database(Box::new(ServerError(code)))
+    }
+
+    #[test]
+    fn a_failed_statement_is_named_in_what_is_logged() {
+        let failed = db::Error {
+            statement: "customers::get",
+            source: server("42P01"),
+        };
+        let Error::Internal(logged) = Error::from(failed) else {
+            panic!("a bug is internal");
+        };
+        let logged = format!("{logged:?}");
+        assert!(
+            logged.contains("customers::get") && logged.contains("42P01"),
+            "{logged}"
+        );
+        let unavailable = Error::from(db::Error {
+            statement: "purchases::load",
+            source: server("57P01"),
+        });
+        let chain = anyhow::Error::new(unavailable)
+            .chain()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>();
+        assert!(
+            chain.iter().any(|c| c.contains("purchases::load")),
+            "{chain:?}"
+        );
     }
 
     #[test]

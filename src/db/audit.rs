@@ -1,10 +1,11 @@
 //! Reading the event log for auditors: filtered listings and exports, and the chains in order.
 
 use chrono::{DateTime, Utc};
-use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, stream::BoxStream};
 use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use super::{Context, Result};
 use crate::domain::audit::ChainedEvent;
 
 /// A stored event with its place in its chain.
@@ -66,15 +67,20 @@ pub struct EventFilter {
 /// absent then fold away and the planner picks the index of the one given. A cached generic plan
 /// would have to serve every combination of filters and could settle on walking the whole primary
 /// key for one customer's page.
-pub async fn begin_search(pool: &PgPool) -> sqlx::Result<Transaction<'static, Postgres>> {
-    let mut tx = pool.begin_with("begin read only").await?;
+pub async fn begin_search(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
+    let mut tx = pool
+        .begin_with("begin read only")
+        .await
+        .context("audit::begin_search")?;
     sqlx::query!("set local plan_cache_mode = force_custom_plan")
         .execute(&mut *tx)
-        .await?;
+        .await
+        .context("audit::begin_search")?;
     // An export streams for as long as the client reads; the per-statement limit is for requests.
     sqlx::query!("set local statement_timeout = 0")
         .execute(&mut *tx)
-        .await?;
+        .await
+        .context("audit::begin_search")?;
     Ok(tx)
 }
 
@@ -84,7 +90,7 @@ pub fn events<'e>(
     db: &'e mut PgConnection,
     filter: &'e EventFilter,
     limit: Option<i64>,
-) -> BoxStream<'e, sqlx::Result<EventRow>> {
+) -> BoxStream<'e, Result<EventRow>> {
     sqlx::query_as!(
         EventRow,
         r#"select id, occurred_at, actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type,
@@ -106,6 +112,8 @@ pub fn events<'e>(
         limit
     )
     .fetch(db)
+    .map(|row| row.context("audit::events"))
+    .boxed()
 }
 
 /// An event as read for verification, with the head recorded for its chain.
@@ -173,11 +181,8 @@ impl ChainRow {
 }
 
 /// The events of one chain (or of every chain, one after the other), in chain order.
-pub fn chain_events(
-    db: &mut PgConnection,
-    chain: Option<Uuid>,
-) -> BoxStream<'_, sqlx::Result<ChainRow>> {
-    match chain {
+pub fn chain_events(db: &mut PgConnection, chain: Option<Uuid>) -> BoxStream<'_, Result<ChainRow>> {
+    let rows = match chain {
         Some(chain) => sqlx::query_as!(
             ChainRow,
             r#"select e.id, e.occurred_at, e.actor, e.actor_role, e.actor_partner_id, e.request_id, e.customer_id, e.partner_id,
@@ -198,7 +203,8 @@ pub fn chain_events(
                order by e.chain_id, e.chain_seq"#
         )
         .fetch(db),
-    }
+    };
+    rows.map(|row| row.context("audit::chain_events")).boxed()
 }
 
 /// A chain head as recorded.
@@ -216,7 +222,7 @@ pub struct HeadRow {
 pub async fn heads_without_events(
     db: impl PgExecutor<'_>,
     chain: Option<Uuid>,
-) -> sqlx::Result<Vec<HeadRow>> {
+) -> Result<Vec<HeadRow>> {
     sqlx::query_as!(
         HeadRow,
         "select h.chain_id, h.seq, h.hash from event_chain_heads h
@@ -226,4 +232,5 @@ pub async fn heads_without_events(
     )
     .fetch_all(db)
     .await
+    .context("audit::heads_without_events")
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::{PgExecutor, types::Json};
 use uuid::Uuid;
 
-use super::{Keyset, texts};
+use super::{Context, Keyset, Result, texts};
 use crate::domain::{
     Actor, CustomerId, CustomerQualification, DisplayName, PartnerId, Reason, SpecialQualification,
 };
@@ -34,7 +34,7 @@ fn qualification_texts(set: CustomerQualification) -> Vec<&'static str> {
 }
 
 /// One customer, if it exists.
-pub async fn get(db: impl PgExecutor<'_>, id: CustomerId) -> sqlx::Result<Option<Customer>> {
+pub async fn get(db: impl PgExecutor<'_>, id: CustomerId) -> Result<Option<Customer>> {
     sqlx::query_as!(
         Customer,
         r#"select id as "id: CustomerId", name,
@@ -45,6 +45,7 @@ pub async fn get(db: impl PgExecutor<'_>, id: CustomerId) -> sqlx::Result<Option
     )
     .fetch_optional(db)
     .await
+    .context("customers::get")
 }
 
 /// A page of customers, oldest first; only those related to `partner` when it is given.
@@ -52,7 +53,7 @@ pub async fn list(
     db: impl PgExecutor<'_>,
     partner: Option<PartnerId>,
     page: Keyset,
-) -> sqlx::Result<Vec<Customer>> {
+) -> Result<Vec<Customer>> {
     sqlx::query_as!(
         Customer,
         r#"select id as "id: CustomerId", name,
@@ -69,14 +70,12 @@ pub async fn list(
     )
     .fetch_all(db)
     .await
+    .context("customers::list")
 }
 
 /// Takes the customer's write lock, the one every purchase and qualification change of this
 /// customer takes, and returns the customer as it is under that lock.
-pub async fn lock_for_update(
-    db: impl PgExecutor<'_>,
-    id: CustomerId,
-) -> sqlx::Result<Option<Customer>> {
+pub async fn lock_for_update(db: impl PgExecutor<'_>, id: CustomerId) -> Result<Option<Customer>> {
     sqlx::query_as!(
         Customer,
         r#"select id as "id: CustomerId", name,
@@ -87,6 +86,7 @@ pub async fn lock_for_update(
     )
     .fetch_optional(db)
     .await
+    .context("customers::lock_for_update")
 }
 
 /// Replaces the qualification set and bumps the version; the caller holds the lock.
@@ -94,7 +94,7 @@ pub async fn set_qualifications(
     db: impl PgExecutor<'_>,
     id: CustomerId,
     qualifications: CustomerQualification,
-) -> sqlx::Result<i64> {
+) -> Result<i64> {
     sqlx::query_scalar!(
         "update customers set special_qualifications = $2, version = version + 1
          where id = $1 returning version",
@@ -103,6 +103,7 @@ pub async fn set_qualifications(
     )
     .fetch_one(db)
     .await
+    .context("customers::set_qualifications")
 }
 
 /// Records a customer ↔ partner relationship; `false` if it already existed.
@@ -110,7 +111,7 @@ pub async fn link_partner(
     db: impl PgExecutor<'_>,
     customer: CustomerId,
     partner: PartnerId,
-) -> sqlx::Result<bool> {
+) -> Result<bool> {
     let inserted = sqlx::query!(
         "insert into customer_partners (customer_id, partner_id) values ($1, $2)
          on conflict do nothing",
@@ -118,15 +119,13 @@ pub async fn link_partner(
         partner.0
     )
     .execute(db)
-    .await?;
+    .await
+    .context("customers::link_partner")?;
     Ok(inserted.rows_affected() == 1)
 }
 
 /// The partners a customer has relationships with, sorted.
-pub async fn partners(
-    db: impl PgExecutor<'_>,
-    customer: CustomerId,
-) -> sqlx::Result<Vec<PartnerId>> {
+pub async fn partners(db: impl PgExecutor<'_>, customer: CustomerId) -> Result<Vec<PartnerId>> {
     sqlx::query_scalar!(
         r#"select partner_id as "partner_id: PartnerId" from customer_partners
            where customer_id = $1 order by partner_id"#,
@@ -134,6 +133,7 @@ pub async fn partners(
     )
     .fetch_all(db)
     .await
+    .context("customers::partners")
 }
 
 /// Evidence references by qualification, as stored in history rows.
@@ -175,7 +175,7 @@ pub async fn insert_history(
     qualifications: CustomerQualification,
     evidence: &CustomerEvidence,
     reason: &Reason,
-) -> sqlx::Result<()> {
+) -> Result<()> {
     sqlx::query!(
         "insert into customer_qualification_history
            (id, customer_id, version, special_qualifications, evidence, reason, actor, request_id)
@@ -190,7 +190,8 @@ pub async fn insert_history(
         actor.request_id(),
     )
     .execute(db)
-    .await?;
+    .await
+    .context("customers::insert_history")?;
     Ok(())
 }
 
@@ -199,7 +200,7 @@ pub async fn qualifications_at(
     db: impl PgExecutor<'_>,
     customer: CustomerId,
     at: Option<DateTime<Utc>>,
-) -> sqlx::Result<Option<QualificationRecord>> {
+) -> Result<Option<QualificationRecord>> {
     sqlx::query_as!(
         QualificationRecord,
         r#"select h.customer_id as "customer_id: CustomerId", h.version,
@@ -216,6 +217,7 @@ pub async fn qualifications_at(
     )
     .fetch_optional(db)
     .await
+    .context("customers::qualifications_at")
 }
 
 /// A page of a customer's qualification history, oldest first.
@@ -224,7 +226,7 @@ pub async fn qualification_history(
     customer: CustomerId,
     after_version: i64,
     limit: i64,
-) -> sqlx::Result<Vec<QualificationRecord>> {
+) -> Result<Vec<QualificationRecord>> {
     sqlx::query_as!(
         QualificationRecord,
         r#"select h.customer_id as "customer_id: CustomerId", h.version,
@@ -242,6 +244,7 @@ pub async fn qualification_history(
     )
     .fetch_all(db)
     .await
+    .context("customers::qualification_history")
 }
 
 /// A customer to create in bulk, with version 1 of its history.
@@ -264,7 +267,7 @@ pub async fn insert_many(
     db: &mut sqlx::PgConnection,
     actor: &Actor,
     customers: &[NewCustomer],
-) -> sqlx::Result<()> {
+) -> Result<()> {
     let ids: Vec<Uuid> = customers.iter().map(|c| c.id.0).collect();
     let names: Vec<&str> = customers.iter().map(|c| c.name.as_str()).collect();
     // Each set as comma-joined text: PostgreSQL has no arrays of arrays of different lengths.
@@ -284,7 +287,7 @@ pub async fn insert_many(
         &sets,
     )
     .execute(&mut *db)
-    .await?;
+    .await.context("customers::insert_many")?;
     sqlx::query!(
         "insert into customer_qualification_history
            (id, customer_id, version, special_qualifications, evidence, reason, actor, request_id)
@@ -299,7 +302,7 @@ pub async fn insert_many(
         actor.request_id(),
     )
     .execute(&mut *db)
-    .await?;
+    .await.context("customers::insert_many")?;
     Ok(())
 }
 
@@ -308,12 +311,12 @@ pub async fn is_related(
     db: impl PgExecutor<'_>,
     customer: CustomerId,
     partner: PartnerId,
-) -> sqlx::Result<bool> {
+) -> Result<bool> {
     sqlx::query_scalar!(
         r#"select exists(select 1 from customer_partners where customer_id = $1 and partner_id = $2) as "related!""#,
         customer.0,
         partner.0
     )
     .fetch_one(db)
-    .await
+    .await.context("customers::is_related")
 }

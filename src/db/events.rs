@@ -4,6 +4,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use super::{Context, Result};
 use crate::domain::{Actor, CustomerId, EventType, PartnerId};
 
 /// One event to append.
@@ -26,7 +27,7 @@ pub struct NewEvent {
 /// the time-ordered id from it, and links the event into the chain with its hash. Taking the time
 /// after that lock keeps each chain in time order, and the id and `occurred_at` agree exactly, so
 /// time ranges can be searched as id ranges.
-pub async fn append(db: impl PgExecutor<'_>, actor: &Actor, event: NewEvent) -> sqlx::Result<()> {
+pub async fn append(db: impl PgExecutor<'_>, actor: &Actor, event: NewEvent) -> Result<()> {
     sqlx::query!(
         "insert into events (actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
          values ($1, $7, $8, $2, $3, $4, $5, $6)",
@@ -40,7 +41,7 @@ pub async fn append(db: impl PgExecutor<'_>, actor: &Actor, event: NewEvent) -> 
         actor.partner_id(),
     )
     .execute(db)
-    .await?;
+    .await.context("events::append")?;
     Ok(())
 }
 
@@ -50,7 +51,7 @@ pub async fn append_many(
     db: impl PgExecutor<'_>,
     actor: &Actor,
     events: &[NewEvent],
-) -> sqlx::Result<()> {
+) -> Result<()> {
     let customers: Vec<Option<Uuid>> = events.iter().map(|e| e.customer_id.map(|c| c.0)).collect();
     let partners: Vec<Option<Uuid>> = events.iter().map(|e| e.partner_id.map(|p| p.0)).collect();
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
@@ -69,6 +70,6 @@ pub async fn append_many(
         actor.partner_id(),
     )
     .execute(db)
-    .await?;
+    .await.context("events::append_many")?;
     Ok(())
 }

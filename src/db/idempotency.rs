@@ -4,6 +4,8 @@
 use serde_json::Value;
 use sqlx::PgExecutor;
 
+use super::{Context, Result};
+
 /// What was stored for a key.
 #[derive(Debug)]
 pub struct StoredOutcome {
@@ -16,13 +18,14 @@ pub struct StoredOutcome {
 /// Serializes requests of one owner that use the same key until the holder's transaction ends, so a retry
 /// racing the original waits for it and then sees its outcome. An advisory lock on the key's hash
 /// (a collision merely serializes two keys) keeps the stored row complete and written once.
-pub async fn lock(db: impl PgExecutor<'_>, owner: &str, key: &str) -> sqlx::Result<()> {
+pub async fn lock(db: impl PgExecutor<'_>, owner: &str, key: &str) -> Result<()> {
     sqlx::query!(
         "select pg_advisory_xact_lock(1346589249, hashtext($1 || ' ' || $2))",
         owner,
         key
     )
     .execute(db)
-    .await?;
+    .await
+    .context("idempotency::lock")?;
     Ok(())
 }

@@ -12,7 +12,6 @@ pub mod seed;
 pub mod subscriptions;
 pub mod tokens;
 
-use anyhow::Context;
 use sqlx::{
     Decode, Postgres, Type,
     error::BoxDynError,
@@ -26,39 +25,63 @@ use crate::domain::{
     ResellerQualification, Role, Segment, SpecialQualification, SubscriptionId, SubscriptionStatus,
 };
 
+/// A database call that failed, and which statement it was: the log says where, the client never
+/// sees it.
+#[derive(Debug, thiserror::Error)]
+#[error("database statement `{statement}` failed")]
+pub struct Error {
+    /// The statement, as `module::function`.
+    pub statement: &'static str,
+    /// Why.
+    #[source]
+    pub source: sqlx::Error,
+}
+
+/// The result of a database call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Names the statement of a database call's result.
+pub trait Context<T> {
+    /// Attaches `statement` to the error, if any.
+    fn context(self, statement: &'static str) -> Result<T>;
+}
+
+impl<T> Context<T> for sqlx::Result<T> {
+    fn context(self, statement: &'static str) -> Result<T> {
+        self.map_err(|source| Error { statement, source })
+    }
+}
+
 /// Creates the database named in `url` if it does not exist, then applies pending migrations.
 /// Safe to run from several instances at once: creation races are tolerated and sqlx serializes
 /// migrations with an advisory lock.
 pub async fn prepare_database(url: &str) -> anyhow::Result<()> {
-    if !Postgres::database_exists(url)
-        .await
-        .context("cannot reach PostgreSQL")?
-    {
+    if !anyhow::Context::context(
+        Postgres::database_exists(url).await,
+        "cannot reach PostgreSQL",
+    )? {
         match Postgres::create_database(url).await {
             Ok(()) => tracing::info!("created the database"),
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
-            Err(e) => return Err(e).context("cannot create the database"),
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot create the database")),
         }
     }
-    let pool = sqlx::PgPool::connect(url)
-        .await
-        .context("cannot connect to the database")?;
-    MIGRATOR
-        .run(&pool)
-        .await
-        .context("cannot apply migrations")?;
+    let pool = anyhow::Context::context(
+        sqlx::PgPool::connect(url).await,
+        "cannot connect to the database",
+    )?;
+    anyhow::Context::context(MIGRATOR.run(&pool).await, "cannot apply migrations")?;
     pool.close().await;
     Ok(())
 }
 
 /// Begins a transaction whose statements all read one consistent snapshot and cannot write.
-pub async fn begin_read_only(
-    pool: &sqlx::PgPool,
-) -> sqlx::Result<sqlx::Transaction<'static, Postgres>> {
-    let mut tx = pool.begin().await?;
+pub async fn begin_read_only(pool: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, Postgres>> {
+    let mut tx = pool.begin().await.context("begin_read_only")?;
     sqlx::query!("set transaction isolation level repeatable read, read only")
         .execute(&mut *tx)
-        .await?;
+        .await
+        .context("begin_read_only")?;
     Ok(tx)
 }
 
@@ -67,14 +90,15 @@ pub async fn begin_read_only(
 pub async fn set_local_statement_timeout(
     tx: &mut sqlx::PgConnection,
     limit: std::time::Duration,
-) -> sqlx::Result<()> {
+) -> Result<()> {
     // `set local` takes no parameters; `set_config(..., true)` is its parameterized form.
     sqlx::query!(
         "select set_config('statement_timeout', $1, true)",
         format!("{}ms", limit.as_millis())
     )
     .fetch_one(tx)
-    .await?;
+    .await
+    .context("set_local_statement_timeout")?;
     Ok(())
 }
 
@@ -82,14 +106,14 @@ pub async fn set_local_statement_timeout(
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Whether the database answers and has applied the newest migration of this build.
-pub async fn migrations_applied(pool: &sqlx::PgPool) -> sqlx::Result<bool> {
+pub async fn migrations_applied(pool: &sqlx::PgPool) -> Result<bool> {
     let newest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
     let applied = sqlx::query_scalar!(
         r#"select exists(select 1 from _sqlx_migrations where version = $1 and success) as "applied!""#,
         newest
     )
     .fetch_one(pool)
-    .await?;
+    .await.context("migrations_applied")?;
     Ok(applied)
 }
 

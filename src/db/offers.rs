@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgExecutor;
 
-use super::Keyset;
+use super::{Context, Keyset, Result};
 use crate::domain::{OfferId, OfferTerms, ProductKind, Segment};
 
 /// An offer as stored.
@@ -40,7 +40,7 @@ pub async fn insert(
     id: OfferId,
     name: &str,
     terms: OfferTerms,
-) -> sqlx::Result<Offer> {
+) -> Result<Offer> {
     let created_at = sqlx::query_scalar!(
         "insert into offers (id, name, segment, product_kind) values ($1, $2, $3, $4)
          returning created_at",
@@ -50,7 +50,8 @@ pub async fn insert(
         terms.product_kind.as_str(),
     )
     .fetch_one(db)
-    .await?;
+    .await
+    .context("offers::insert")?;
     Ok(Offer {
         id,
         name: name.to_owned(),
@@ -61,7 +62,7 @@ pub async fn insert(
 }
 
 /// One offer, if it exists.
-pub async fn get(db: impl PgExecutor<'_>, id: OfferId) -> sqlx::Result<Option<Offer>> {
+pub async fn get(db: impl PgExecutor<'_>, id: OfferId) -> Result<Option<Offer>> {
     sqlx::query_as!(
         Offer,
         r#"select id as "id: OfferId", name, segment as "segment: Segment",
@@ -71,6 +72,7 @@ pub async fn get(db: impl PgExecutor<'_>, id: OfferId) -> sqlx::Result<Option<Of
     )
     .fetch_optional(db)
     .await
+    .context("offers::get")
 }
 
 /// A page of the offers whose terms are among `terms` (and that existed at `at`, if given),
@@ -80,7 +82,7 @@ pub async fn list_with_terms(
     terms: &[OfferTerms],
     at: Option<DateTime<Utc>>,
     page: Keyset,
-) -> sqlx::Result<Vec<Offer>> {
+) -> Result<Vec<Offer>> {
     let segments: Vec<_> = terms.iter().map(|t| t.segment.as_str()).collect();
     let kinds: Vec<_> = terms.iter().map(|t| t.product_kind.as_str()).collect();
     sqlx::query_as!(
@@ -99,4 +101,5 @@ pub async fn list_with_terms(
     )
     .fetch_all(db)
     .await
+    .context("offers::list_with_terms")
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::{PgExecutor, types::Json};
 use uuid::Uuid;
 
-use super::{Keyset, texts};
+use super::{Context, Keyset, Result, texts};
 use crate::domain::{Actor, PartnerId, PartnerKind, Reason, ResellerQualification};
 
 /// A partner as stored, with its current qualifications and provider links.
@@ -39,7 +39,7 @@ pub async fn insert(
     name: &str,
     kind: PartnerKind,
     reseller_qualifications: &[ResellerQualification],
-) -> sqlx::Result<Partner> {
+) -> Result<Partner> {
     let created_at = sqlx::query_scalar!(
         "insert into partners (id, name, kind, reseller_qualifications) values ($1, $2, $3, $4)
          returning created_at",
@@ -49,7 +49,8 @@ pub async fn insert(
         &texts(reseller_qualifications, ResellerQualification::as_str) as &[&str],
     )
     .fetch_one(db)
-    .await?;
+    .await
+    .context("partners::insert")?;
     Ok(Partner {
         id,
         name: name.to_owned(),
@@ -62,7 +63,7 @@ pub async fn insert(
 }
 
 /// One partner, if it exists.
-pub async fn get(db: impl PgExecutor<'_>, id: PartnerId) -> sqlx::Result<Option<Partner>> {
+pub async fn get(db: impl PgExecutor<'_>, id: PartnerId) -> Result<Option<Partner>> {
     sqlx::query_as!(
         Partner,
         r#"select p.id as "id: PartnerId", p.name, p.kind as "kind: PartnerKind",
@@ -74,11 +75,11 @@ pub async fn get(db: impl PgExecutor<'_>, id: PartnerId) -> sqlx::Result<Option<
         id.0
     )
     .fetch_optional(db)
-    .await
+    .await.context("partners::get")
 }
 
 /// A page of partners, oldest first.
-pub async fn list(db: impl PgExecutor<'_>, page: Keyset) -> sqlx::Result<Vec<Partner>> {
+pub async fn list(db: impl PgExecutor<'_>, page: Keyset) -> Result<Vec<Partner>> {
     sqlx::query_as!(
         Partner,
         r#"select p.id as "id: PartnerId", p.name, p.kind as "kind: PartnerKind",
@@ -91,7 +92,7 @@ pub async fn list(db: impl PgExecutor<'_>, page: Keyset) -> sqlx::Result<Vec<Par
         page.limit
     )
     .fetch_all(db)
-    .await
+    .await.context("partners::list")
 }
 
 /// Locks a partner against concurrent profile changes (and purchases reading it) and returns it
@@ -99,13 +100,14 @@ pub async fn list(db: impl PgExecutor<'_>, page: Keyset) -> sqlx::Result<Vec<Par
 pub async fn lock_for_update(
     db: &mut sqlx::PgConnection,
     id: PartnerId,
-) -> sqlx::Result<Option<Partner>> {
+) -> Result<Option<Partner>> {
     let locked = sqlx::query_scalar!(
         "select id from partners where id = $1 for no key update",
         id.0
     )
     .fetch_optional(&mut *db)
-    .await?;
+    .await
+    .context("partners::lock_for_update")?;
     match locked {
         Some(_) => get(db, id).await,
         None => Ok(None),
@@ -117,7 +119,7 @@ pub async fn set_reseller_qualifications(
     db: impl PgExecutor<'_>,
     id: PartnerId,
     qualifications: &[ResellerQualification],
-) -> sqlx::Result<i64> {
+) -> Result<i64> {
     sqlx::query_scalar!(
         "update partners set reseller_qualifications = $2, version = version + 1 where id = $1
          returning version",
@@ -126,20 +128,21 @@ pub async fn set_reseller_qualifications(
     )
     .fetch_one(db)
     .await
+    .context("partners::set_reseller_qualifications")
 }
 
 /// The kinds of those of `ids` that exist.
 pub async fn kinds(
     db: impl PgExecutor<'_>,
     ids: &[PartnerId],
-) -> sqlx::Result<Vec<(PartnerId, PartnerKind)>> {
+) -> Result<Vec<(PartnerId, PartnerKind)>> {
     let ids: Vec<_> = ids.iter().map(|id| id.0).collect();
     let rows = sqlx::query!(
         r#"select id as "id: PartnerId", kind as "kind: PartnerKind" from partners where id = any($1)"#,
         &ids
     )
     .fetch_all(db)
-    .await?;
+    .await.context("partners::kinds")?;
     Ok(rows.into_iter().map(|r| (r.id, r.kind)).collect())
 }
 
@@ -149,13 +152,14 @@ pub async fn replace_providers(
     db: &mut sqlx::PgConnection,
     reseller: PartnerId,
     providers: &[PartnerId],
-) -> sqlx::Result<i64> {
+) -> Result<i64> {
     sqlx::query!(
         "delete from indirect_reseller_providers where reseller_id = $1",
         reseller.0
     )
     .execute(&mut *db)
-    .await?;
+    .await
+    .context("partners::replace_providers")?;
     let providers: Vec<_> = providers.iter().map(|id| id.0).collect();
     sqlx::query!(
         "insert into indirect_reseller_providers (reseller_id, provider_id)
@@ -164,13 +168,15 @@ pub async fn replace_providers(
         &providers
     )
     .execute(&mut *db)
-    .await?;
+    .await
+    .context("partners::replace_providers")?;
     sqlx::query_scalar!(
         "update partners set version = version + 1 where id = $1 returning version",
         reseller.0
     )
     .fetch_one(&mut *db)
     .await
+    .context("partners::replace_providers")
 }
 
 /// Evidence references by reseller qualification, as stored in history rows.
@@ -209,7 +215,7 @@ pub async fn insert_history(
     partner: &Partner,
     evidence: &PartnerEvidence,
     reason: &Reason,
-) -> sqlx::Result<()> {
+) -> Result<()> {
     let providers: Vec<_> = partner.indirect_providers.iter().map(|id| id.0).collect();
     sqlx::query!(
         "insert into partner_profile_history
@@ -226,7 +232,7 @@ pub async fn insert_history(
         actor.request_id(),
     )
     .execute(db)
-    .await?;
+    .await.context("partners::insert_history")?;
     Ok(())
 }
 
@@ -235,7 +241,7 @@ pub async fn profile_at(
     db: impl PgExecutor<'_>,
     partner: PartnerId,
     at: Option<DateTime<Utc>>,
-) -> sqlx::Result<Option<ProfileRecord>> {
+) -> Result<Option<ProfileRecord>> {
     sqlx::query_as!(
         ProfileRecord,
         r#"select h.partner_id as "partner_id: PartnerId", h.version,
@@ -252,7 +258,7 @@ pub async fn profile_at(
         at
     )
     .fetch_optional(db)
-    .await
+    .await.context("partners::profile_at")
 }
 
 /// A page of a partner's profile history, oldest first.
@@ -261,7 +267,7 @@ pub async fn profile_history(
     partner: PartnerId,
     after_version: i64,
     limit: i64,
-) -> sqlx::Result<Vec<ProfileRecord>> {
+) -> Result<Vec<ProfileRecord>> {
     sqlx::query_as!(
         ProfileRecord,
         r#"select h.partner_id as "partner_id: PartnerId", h.version,
@@ -279,5 +285,5 @@ pub async fn profile_history(
         limit
     )
     .fetch_all(db)
-    .await
+    .await.context("partners::profile_history")
 }

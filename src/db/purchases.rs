@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor};
 
-use super::{events::NewEvent, idempotency::StoredOutcome, offers::Offer};
+use super::{Context, Result, events::NewEvent, idempotency::StoredOutcome, offers::Offer};
 use crate::domain::{
     Actor, CustomerId, CustomerQualification, OfferId, PartnerId, PartnerKind, PartnerProfile,
     ProductKind, ResellerQualification, Segment, SubscriptionId,
@@ -54,7 +54,7 @@ pub async fn load(
     customer: CustomerId,
     partner: PartnerId,
     locking: Locking,
-) -> sqlx::Result<Result<PurchaseFacts, Missing>> {
+) -> Result<Result<PurchaseFacts, Missing>> {
     let parties = match locking {
         Locking::ForPurchase => sqlx::query_as!(
             Parties,
@@ -67,7 +67,7 @@ pub async fn load(
             partner.0
         )
         .fetch_optional(&mut *db)
-        .await?,
+        .await.context("purchases::load")?,
         Locking::None => sqlx::query_as!(
             Parties,
             r#"select c.special_qualifications as "customer: CustomerQualification",
@@ -78,15 +78,19 @@ pub async fn load(
             partner.0
         )
         .fetch_optional(&mut *db)
-        .await?,
+        .await.context("purchases::load")?,
     };
     let Some(parties) = parties else {
-        return Ok(Err(missing(db, customer).await?));
+        return Ok(Err(missing(db, customer)
+            .await
+            .context("purchases::load")?));
     };
     // A separate statement on purpose: under READ COMMITTED each statement takes a fresh snapshot,
     // so this one sees every subscription committed by the writers we waited for above. Reading the
     // history in the locking statement would use a snapshot from before the wait.
-    let related = related_history(db, customer, partner).await?;
+    let related = related_history(db, customer, partner)
+        .await
+        .context("purchases::load")?;
     Ok(Ok(PurchaseFacts {
         customer: parties.customer,
         partner: PartnerProfile {
@@ -144,7 +148,7 @@ pub async fn load_as_of(
     customer: CustomerId,
     partner: PartnerId,
     at: DateTime<Utc>,
-) -> sqlx::Result<Option<PurchaseFacts>> {
+) -> Result<Option<PurchaseFacts>> {
     let row = sqlx::query!(
         r#"select c.special_qualifications as "customer!: CustomerQualification",
                   p.kind as "kind!: PartnerKind",
@@ -167,7 +171,7 @@ pub async fn load_as_of(
         at
     )
     .fetch_optional(db)
-    .await?;
+    .await.context("purchases::load_as_of")?;
     Ok(row.map(|r| PurchaseFacts {
         customer: r.customer,
         partner: PartnerProfile {
@@ -189,7 +193,7 @@ pub async fn stored_outcome_and_offer(
     owner: &str,
     key: &str,
     offer: OfferId,
-) -> sqlx::Result<(Option<StoredOutcome>, Option<Offer>)> {
+) -> Result<(Option<StoredOutcome>, Option<Offer>)> {
     let row = sqlx::query!(
         r#"select k.request as "request?", k.outcome as "outcome?",
                   o.id as "offer_id?: OfferId", o.name as "name?", o.segment as "segment?: Segment",
@@ -202,7 +206,8 @@ pub async fn stored_outcome_and_offer(
         offer.0
     )
     .fetch_one(db)
-    .await?;
+    .await
+    .context("purchases::stored_outcome_and_offer")?;
     let stored = match (row.request, row.outcome) {
         (Some(request), Some(outcome)) => Some(StoredOutcome { request, outcome }),
         _ => None,
@@ -253,7 +258,7 @@ pub async fn record(
     actor: &Actor,
     customer: CustomerId,
     record: Record<'_>,
-) -> sqlx::Result<()> {
+) -> Result<()> {
     sqlx::query!(
         "with event as (
              insert into events (actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
@@ -276,6 +281,6 @@ pub async fn record(
         record.subscription.map(|s| s.0),
     )
     .execute(db)
-    .await?;
+    .await.context("purchases::record")?;
     Ok(())
 }

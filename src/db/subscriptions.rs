@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
-use super::Keyset;
+use super::{Context, Keyset, Result};
 use crate::domain::{CustomerId, OfferId, PartnerId, Segment, SubscriptionId, SubscriptionStatus};
 
 /// A row of `subscriptions`.
@@ -43,10 +43,7 @@ pub struct NewSubscription {
 }
 
 /// Inserts an active subscription.
-pub async fn insert(
-    db: impl PgExecutor<'_>,
-    new: NewSubscription,
-) -> sqlx::Result<SubscriptionRow> {
+pub async fn insert(db: impl PgExecutor<'_>, new: NewSubscription) -> Result<SubscriptionRow> {
     sqlx::query_as!(
         SubscriptionRow,
         r#"insert into subscriptions (id, customer_id, partner_id, offer_id, segment, quantity)
@@ -64,6 +61,7 @@ pub async fn insert(
     )
     .fetch_one(db)
     .await
+    .context("subscriptions::insert")
 }
 
 /// A page of a customer's subscriptions, oldest first; only those sold by `seller` when given.
@@ -72,7 +70,7 @@ pub async fn list_for_customer(
     customer: CustomerId,
     seller: Option<PartnerId>,
     page: Keyset,
-) -> sqlx::Result<Vec<SubscriptionRow>> {
+) -> Result<Vec<SubscriptionRow>> {
     sqlx::query_as!(
         SubscriptionRow,
         r#"select id as "id: SubscriptionId", customer_id as "customer_id: CustomerId",
@@ -89,6 +87,7 @@ pub async fn list_for_customer(
     )
     .fetch_all(db)
     .await
+    .context("subscriptions::list_for_customer")
 }
 
 /// One of a customer's subscriptions (sold by `seller`, when given), if it exists.
@@ -97,7 +96,7 @@ pub async fn get(
     customer: CustomerId,
     seller: Option<PartnerId>,
     id: SubscriptionId,
-) -> sqlx::Result<Option<SubscriptionRow>> {
+) -> Result<Option<SubscriptionRow>> {
     sqlx::query_as!(
         SubscriptionRow,
         r#"select id as "id: SubscriptionId", customer_id as "customer_id: CustomerId",
@@ -112,16 +111,17 @@ pub async fn get(
     )
     .fetch_optional(db)
     .await
+    .context("subscriptions::get")
 }
 
 /// Whether the customer's history holds any GCC subscription (R4), whatever its status.
-pub async fn has_gcc_history(db: impl PgExecutor<'_>, customer: CustomerId) -> sqlx::Result<bool> {
+pub async fn has_gcc_history(db: impl PgExecutor<'_>, customer: CustomerId) -> Result<bool> {
     sqlx::query_scalar!(
         r#"select exists(select 1 from subscriptions where customer_id = $1 and segment = 'gcc') as "exists!""#,
         customer.0
     )
     .fetch_one(db)
-    .await
+    .await.context("subscriptions::has_gcc_history")
 }
 
 /// Sets a subscription's status; the caller holds the customer's lock.
@@ -129,13 +129,14 @@ pub async fn set_status(
     db: impl PgExecutor<'_>,
     id: SubscriptionId,
     status: SubscriptionStatus,
-) -> sqlx::Result<()> {
+) -> Result<()> {
     sqlx::query!(
         "update subscriptions set status = $2 where id = $1",
         id.0,
         status.as_str()
     )
     .execute(db)
-    .await?;
+    .await
+    .context("subscriptions::set_status")?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::Keyset;
+use super::{Context, Keyset, Result};
 use crate::domain::{PartnerId, Principal, Role};
 
 /// A token as listed: never its secret.
@@ -52,7 +52,7 @@ pub struct NewToken<'a> {
 }
 
 /// Stores a token.
-pub async fn insert(db: impl PgExecutor<'_>, new: &NewToken<'_>) -> sqlx::Result<Token> {
+pub async fn insert(db: impl PgExecutor<'_>, new: &NewToken<'_>) -> Result<Token> {
     sqlx::query_as!(
         Token,
         r#"insert into api_tokens (id, secret_hash, role, partner_id, label, created_by, expires_at)
@@ -68,14 +68,14 @@ pub async fn insert(db: impl PgExecutor<'_>, new: &NewToken<'_>) -> sqlx::Result
         new.expires_at
     )
     .fetch_one(db)
-    .await
+    .await.context("tokens::insert")
 }
 
 /// The principal of an unexpired, unrevoked token with this secret hash.
 pub async fn find_active(
     db: impl PgExecutor<'_>,
     secret_hash: &[u8; 32],
-) -> sqlx::Result<Option<(Principal, DateTime<Utc>)>> {
+) -> Result<Option<(Principal, DateTime<Utc>)>> {
     let row = sqlx::query!(
         r#"select id, role as "role: Role", partner_id as "partner_id: PartnerId", expires_at
            from api_tokens
@@ -83,7 +83,8 @@ pub async fn find_active(
         &secret_hash[..]
     )
     .fetch_optional(db)
-    .await?;
+    .await
+    .context("tokens::find_active")?;
     Ok(row.map(|r| {
         (
             Principal {
@@ -97,7 +98,7 @@ pub async fn find_active(
 }
 
 /// One token.
-pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Token>> {
+pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Token>> {
     sqlx::query_as!(
         Token,
         r#"select id, role as "role: Role", partner_id as "partner_id: PartnerId", label, created_by,
@@ -106,7 +107,7 @@ pub async fn get(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Token
         id
     )
     .fetch_optional(db)
-    .await
+    .await.context("tokens::get")
 }
 
 /// A page of tokens, oldest first; only one partner's when `partner` is given.
@@ -114,7 +115,7 @@ pub async fn list(
     db: impl PgExecutor<'_>,
     partner: Option<PartnerId>,
     page: Keyset,
-) -> sqlx::Result<Vec<Token>> {
+) -> Result<Vec<Token>> {
     sqlx::query_as!(
         Token,
         r#"select id, role as "role: Role", partner_id as "partner_id: PartnerId", label, created_by,
@@ -127,16 +128,17 @@ pub async fn list(
         page.limit
     )
     .fetch_all(db)
-    .await
+    .await.context("tokens::list")
 }
 
 /// Revokes a token; `false` if it was already revoked.
-pub async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
+pub async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
     let done = sqlx::query!(
         "update api_tokens set revoked_at = clock_timestamp() where id = $1 and revoked_at is null",
         id
     )
     .execute(db)
-    .await?;
+    .await
+    .context("tokens::revoke")?;
     Ok(done.rows_affected() == 1)
 }

@@ -193,14 +193,14 @@ impl From<app::Error> for ApiError {
             E::IdempotencyKeyReused(_) => Self::new(Code::IdempotencyKeyReused, detail),
             E::ExportBusy(_) => Self::new(Code::ExportBusy, detail),
             E::DatabaseUnavailable(source) => {
-                tracing::warn!(error = %source, "database unavailable");
+                tracing::warn!(statement = source.statement, error = %source.source, "database unavailable");
                 Self::new(
                     Code::DatabaseUnavailable,
                     "The database is unavailable; retry later.",
                 )
             }
             E::RequestTimeout(source) => {
-                tracing::warn!(error = %source, "statement timed out");
+                tracing::warn!(statement = source.statement, error = %source.source, "statement timed out");
                 Self::request_timeout()
             }
             E::Internal(source) => {
