@@ -218,7 +218,7 @@ fn copy_line(out: &mut Vec<u8>, event: &ChainedEvent<'_>, hash: &[u8; 32]) {
     // Writing into a Vec cannot fail.
     let _ = writeln!(
         out,
-        "{}\t{}\t{}\t\\N\t{}\t{}\t{}\t{}\t{}\t\\\\x{}\t\\\\x{}",
+        "{}\t{}\t{}\t\\N\t{}\t{}\t{}\t{}\t{}\t\\\\x{}\t\\\\x{}\t{}",
         event.id,
         event.occurred_at.format("%Y-%m-%d %H:%M:%S%.6f+00"),
         event.actor,
@@ -229,5 +229,6 @@ fn copy_line(out: &mut Vec<u8>, event: &ChainedEvent<'_>, hash: &[u8; 32]) {
         event.chain_seq,
         hex::encode(event.prev_hash),
         hex::encode(hash),
+        event.chain_id,
     );
 }

@@ -207,10 +207,15 @@ pub async fn purchase(
     let owner = idempotency_owner(ctx);
     let mut tx = pool.begin().await?;
 
-    db::idempotency::lock(&mut *tx, &owner, key.as_str()).await?;
-    let (stored, offer) =
-        db::purchases::stored_outcome_and_offer(&mut *tx, &owner, key.as_str(), request.offer_id)
-            .await?;
+    db::idempotency::lock(&mut *tx, request.customer_id, &owner, key.as_str()).await?;
+    let (stored, offer) = db::purchases::stored_outcome_and_offer(
+        &mut *tx,
+        request.customer_id,
+        &owner,
+        key.as_str(),
+        request.offer_id,
+    )
+    .await?;
     if let Some(stored) = stored {
         if stored.request != request_json {
             return Err(Error::IdempotencyKeyReused(key.as_str().to_owned()));

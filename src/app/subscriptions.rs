@@ -49,7 +49,7 @@ pub async fn set_status(
     if !before.may_become(status) {
         return Err(Error::InvalidStatusTransition(id, before, status));
     }
-    db::subscriptions::set_status(&mut *tx, id, status).await?;
+    db::subscriptions::set_status(&mut *tx, customer, id, status).await?;
     db::events::append(
         &mut *tx,
         &ctx.actor,

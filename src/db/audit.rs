@@ -95,7 +95,7 @@ pub fn events<'e>(
         EventRow,
         r#"select id, occurred_at, actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type,
                   payload::text as "payload!", chain_id, chain_seq, prev_hash, hash
-           from events
+           from events -- fan-out: audit search
            where id >= $1 and id < $2
              and ($3::uuid is null or customer_id = $3)
              and ($4::uuid is null or partner_id = $4)
@@ -188,7 +188,7 @@ pub fn chain_events(db: &mut PgConnection, chain: Option<Uuid>) -> BoxStream<'_,
             r#"select e.id, e.occurred_at, e.actor, e.actor_role, e.actor_partner_id, e.request_id, e.customer_id, e.partner_id,
                       e.event_type, e.payload::text as "payload!", e.chain_id, e.chain_seq,
                       e.prev_hash, e.hash, h.seq as "head_seq?", h.hash as "head_hash?"
-               from events e left join event_chain_heads h on h.chain_id = e.chain_id
+               from events e left join event_chain_heads h on h.chain_id = $1
                where e.chain_id = $1
                order by e.chain_seq"#,
             chain
@@ -199,7 +199,7 @@ pub fn chain_events(db: &mut PgConnection, chain: Option<Uuid>) -> BoxStream<'_,
             r#"select e.id, e.occurred_at, e.actor, e.actor_role, e.actor_partner_id, e.request_id, e.customer_id, e.partner_id,
                       e.event_type, e.payload::text as "payload!", e.chain_id, e.chain_seq,
                       e.prev_hash, e.hash, h.seq as "head_seq?", h.hash as "head_hash?"
-               from events e left join event_chain_heads h on h.chain_id = e.chain_id
+               from events e left join event_chain_heads h on h.chain_id = e.chain_id -- fan-out: full verify
                order by e.chain_id, e.chain_seq"#
         )
         .fetch(db),
@@ -223,14 +223,27 @@ pub async fn heads_without_events(
     db: impl PgExecutor<'_>,
     chain: Option<Uuid>,
 ) -> Result<Vec<HeadRow>> {
-    sqlx::query_as!(
-        HeadRow,
-        "select h.chain_id, h.seq, h.hash from event_chain_heads h
-         where ($1::uuid is null or h.chain_id = $1)
-           and not exists (select 1 from events e where e.chain_id = h.chain_id)",
-        chain
-    )
-    .fetch_all(db)
-    .await
+    // Two statements, so that one chain's check stays on that chain's shard.
+    match chain {
+        Some(chain) => {
+            sqlx::query_as!(
+                HeadRow,
+                "select h.chain_id, h.seq, h.hash from event_chain_heads h
+             where h.chain_id = $1 and not exists (select 1 from events e where e.chain_id = $1)",
+                chain
+            )
+            .fetch_all(db)
+            .await
+        }
+        None => {
+            sqlx::query_as!(
+                HeadRow,
+                "select h.chain_id, h.seq, h.hash from event_chain_heads h -- fan-out: full verify
+             where not exists (select 1 from events e where e.chain_id = h.chain_id)"
+            )
+            .fetch_all(db)
+            .await
+        }
+    }
     .context("audit::heads_without_events")
 }

@@ -59,7 +59,7 @@ pub async fn list(
         r#"select id as "id: CustomerId", name,
                   special_qualifications as "special_qualifications: CustomerQualification",
                   version, created_at
-           from customers c
+           from customers c -- fan-out: customer list
            where c.id > $1
              and ($3::uuid is null or exists(select 1 from customer_partners r
                                              where r.customer_id = c.id and r.partner_id = $3))
@@ -208,7 +208,7 @@ pub async fn qualifications_at(
                   h.evidence as "evidence: Json<CustomerEvidence>", h.reason, h.actor, h.request_id,
                   h.valid_from,
                   (select n.valid_from from customer_qualification_history n
-                   where n.customer_id = h.customer_id and n.version = h.version + 1) as valid_to
+                   where n.customer_id = $1 and n.version = h.version + 1) as valid_to
            from customer_qualification_history h
            where h.customer_id = $1 and h.valid_from <= coalesce($2::timestamptz, 'infinity')
            order by h.valid_from desc limit 1"#,
@@ -234,7 +234,7 @@ pub async fn qualification_history(
                   h.evidence as "evidence: Json<CustomerEvidence>", h.reason, h.actor, h.request_id,
                   h.valid_from,
                   (select n.valid_from from customer_qualification_history n
-                   where n.customer_id = h.customer_id and n.version = h.version + 1) as valid_to
+                   where n.customer_id = $1 and n.version = h.version + 1) as valid_to
            from customer_qualification_history h
            where h.customer_id = $1 and h.version > $2
            order by h.version limit $3"#,

@@ -20,6 +20,23 @@ pub struct NewEvent {
     pub payload: Value,
 }
 
+impl NewEvent {
+    /// The chain the event goes on: the customer's, else the partner's, else the catalog's (the
+    /// nil id). Writers name it because it is the table's shard column on Citus; the
+    /// `events_chain_id_is_its_subject` constraint holds it to this rule.
+    pub fn chain_id(&self) -> Uuid {
+        chain_of(self.customer_id, self.partner_id)
+    }
+}
+
+/// The chain of an event about `customer` and `partner`.
+pub fn chain_of(customer: Option<CustomerId>, partner: Option<PartnerId>) -> Uuid {
+    customer
+        .map(|c| c.0)
+        .or(partner.map(|p| p.0))
+        .unwrap_or(Uuid::nil())
+}
+
 /// Appends an event, in the caller's transaction.
 ///
 /// The database's `events_chain` trigger does the rest: it locks the head of the event's chain
@@ -29,8 +46,8 @@ pub struct NewEvent {
 /// time ranges can be searched as id ranges.
 pub async fn append(db: impl PgExecutor<'_>, actor: &Actor, event: NewEvent) -> Result<()> {
     sqlx::query!(
-        "insert into events (actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
-         values ($1, $7, $8, $2, $3, $4, $5, $6)",
+        "insert into events (chain_id, actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
+         values ($9, $1, $7, $8, $2, $3, $4, $5, $6)",
         actor.id(),
         actor.request_id(),
         event.customer_id.map(|c| c.0),
@@ -39,6 +56,7 @@ pub async fn append(db: impl PgExecutor<'_>, actor: &Actor, event: NewEvent) -> 
         event.payload,
         actor.role(),
         actor.partner_id(),
+        event.chain_id(),
     )
     .execute(db)
     .await.context("events::append")?;
@@ -56,10 +74,11 @@ pub async fn append_many(
     let partners: Vec<Option<Uuid>> = events.iter().map(|e| e.partner_id.map(|p| p.0)).collect();
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
     let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
+    let chains: Vec<Uuid> = events.iter().map(NewEvent::chain_id).collect();
     sqlx::query!(
-        "insert into events (actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
-         select $1, $7, $8, $2, c, p, t, pl
-         from unnest($3::uuid[], $4::uuid[], $5::text[], $6::jsonb[]) as u(c, p, t, pl)",
+        "insert into events (chain_id, actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
+         select ch, $1, $7, $8, $2, c, p, t, pl
+         from unnest($3::uuid[], $4::uuid[], $5::text[], $6::jsonb[], $9::uuid[]) as u(c, p, t, pl, ch)",
         actor.id(),
         actor.request_id(),
         &customers as &[Option<Uuid>],
@@ -68,6 +87,7 @@ pub async fn append_many(
         &payloads as _,
         actor.role(),
         actor.partner_id(),
+        &chains,
     )
     .execute(db)
     .await.context("events::append_many")?;

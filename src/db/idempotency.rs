@@ -5,6 +5,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 
 use super::{Context, Result};
+use crate::domain::CustomerId;
 
 /// What was stored for a key.
 #[derive(Debug)]
@@ -15,14 +16,22 @@ pub struct StoredOutcome {
     pub outcome: Value,
 }
 
-/// Serializes requests of one owner that use the same key until the holder's transaction ends, so a retry
-/// racing the original waits for it and then sees its outcome. An advisory lock on the key's hash
-/// (a collision merely serializes two keys) keeps the stored row complete and written once.
-pub async fn lock(db: impl PgExecutor<'_>, owner: &str, key: &str) -> Result<()> {
+/// Serializes requests of one owner for one customer that use the same key until the holder's
+/// transaction ends, so a retry racing the original waits for it and then sees its outcome. An
+/// advisory lock on the hash of customer, owner and key (a collision merely serializes two keys)
+/// keeps the stored row complete and written once. Keys are scoped per customer (README,
+/// "Scaling out: Citus"), so the lock names the customer too.
+pub async fn lock(
+    db: impl PgExecutor<'_>,
+    customer: CustomerId,
+    owner: &str,
+    key: &str,
+) -> Result<()> {
     sqlx::query!(
-        "select pg_advisory_xact_lock(1346589249, hashtext($1 || ' ' || $2))",
+        "select pg_advisory_xact_lock(1346589249, hashtext($3::uuid::text || ' ' || $1 || ' ' || $2))",
         owner,
-        key
+        key,
+        customer.0
     )
     .execute(db)
     .await

@@ -9,6 +9,7 @@ pub mod offers;
 pub mod partners;
 pub mod purchases;
 pub mod seed;
+pub mod sharding;
 pub mod subscriptions;
 pub mod tokens;
 

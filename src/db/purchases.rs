@@ -184,12 +184,13 @@ pub async fn load_as_of(
     }))
 }
 
-/// The outcome stored for `owner`'s `key` (if any) and the offer (if it exists), in one statement:
+/// The outcome stored for `owner`'s `key` for `customer` (if any) and the offer (if it exists), in one statement:
 /// one round trip fewer on every purchase. Offers never change, so reading one here, before the
 /// customer lock, is as good as reading it later; the key must be read after
 /// [`super::idempotency::lock`], in a later statement, as it is here.
 pub async fn stored_outcome_and_offer(
     db: impl PgExecutor<'_>,
+    customer: CustomerId,
     owner: &str,
     key: &str,
     offer: OfferId,
@@ -199,11 +200,12 @@ pub async fn stored_outcome_and_offer(
                   o.id as "offer_id?: OfferId", o.name as "name?", o.segment as "segment?: Segment",
                   o.product_kind as "product_kind?: ProductKind", o.created_at as "created_at?"
            from (select) as one
-           left join idempotency_keys k on k.owner = $1 and k.key = $2
+           left join idempotency_keys k on k.customer_id = $4 and k.owner = $1 and k.key = $2
            left join offers o on o.id = $3"#,
         owner,
         key,
-        offer.0
+        offer.0,
+        customer.0
     )
     .fetch_one(db)
     .await
@@ -251,7 +253,8 @@ pub struct Record<'a> {
 }
 
 /// Appends the purchase's event and stores its idempotency key in one statement (one round trip,
-/// and one fewer while the customer lock is held). The `events_chain` trigger chains the event as
+/// and one fewer while the customer lock is held). The event is on the customer's chain, whose id
+/// is the customer's, so on Citus both rows land on the customer's shard. The `events_chain` trigger chains the event as
 /// in [`super::events::append`].
 pub async fn record(
     db: impl PgExecutor<'_>,
@@ -261,8 +264,8 @@ pub async fn record(
 ) -> Result<()> {
     sqlx::query!(
         "with event as (
-             insert into events (actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
-             values ($1, $2, $3, $4, $5, $6, $7, $8)
+             insert into events (chain_id, actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
+             values ($5, $1, $2, $3, $4, $5, $6, $7, $8)
          )
          insert into idempotency_keys (owner, key, customer_id, request, outcome, subscription_id)
          values ($9, $10, $5, $11, $12, $13)",

@@ -54,7 +54,7 @@ pub async fn set_chaining(db: impl PgExecutor<'_>, on: bool) -> Result<()> {
 pub async fn copy_events(db: &mut PgConnection) -> Result<PgCopyIn<&mut PgConnection>> {
     db.copy_in_raw(
         "copy events (id, occurred_at, actor, request_id, customer_id, partner_id, event_type,
-                      payload, chain_seq, prev_hash, hash) from stdin",
+                      payload, chain_seq, prev_hash, hash, chain_id) from stdin",
     )
     .await
     .context("seed::copy_events")

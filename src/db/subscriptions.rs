@@ -127,11 +127,13 @@ pub async fn has_gcc_history(db: impl PgExecutor<'_>, customer: CustomerId) -> R
 /// Sets a subscription's status; the caller holds the customer's lock.
 pub async fn set_status(
     db: impl PgExecutor<'_>,
+    customer: CustomerId,
     id: SubscriptionId,
     status: SubscriptionStatus,
 ) -> Result<()> {
     sqlx::query!(
-        "update subscriptions set status = $2 where id = $1",
+        "update subscriptions set status = $3 where customer_id = $1 and id = $2",
+        customer.0,
         id.0,
         status.as_str()
     )

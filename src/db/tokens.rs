@@ -131,10 +131,11 @@ pub async fn list(
     .await.context("tokens::list")
 }
 
-/// Revokes a token; `false` if it was already revoked.
+/// Revokes a token; `false` if it was already revoked. The time is the transaction's (`now()`):
+/// Citus refuses volatile functions such as `clock_timestamp()` in an UPDATE.
 pub async fn revoke(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
     let done = sqlx::query!(
-        "update api_tokens set revoked_at = clock_timestamp() where id = $1 and revoked_at is null",
+        "update api_tokens set revoked_at = now() where id = $1 and revoked_at is null",
         id
     )
     .execute(db)

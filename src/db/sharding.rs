@@ -1,0 +1,71 @@
+//! Where every table lives when the database is distributed with Citus, sharded by customer.
+//!
+//! This is the one declaration of the mapping: the README ("Scaling out: Citus") documents it,
+//! `tests/api/sharding.rs` checks the migrated catalog and every committed statement against it,
+//! and an operator distributes the tables in the order given here.
+
+/// How a table is placed on a Citus cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Hash-distributed by this column. All distributed tables are colocated with `customers`:
+    /// the column holds a customer id (or, for `chain_id`, a customer id on customer events), so
+    /// everything one purchase touches hashes to one shard.
+    Distributed(&'static str),
+    /// Small, rarely written, read by every purchase: a copy on every node.
+    Reference,
+}
+
+/// Every table of the schema and its placement, reference tables first (distributed tables may
+/// reference them), then `customers`, which the other distributed tables are colocated with.
+pub const TABLES: &[(&str, Placement)] = &[
+    ("partners", Placement::Reference),
+    ("indirect_reseller_providers", Placement::Reference),
+    ("partner_profile_history", Placement::Reference),
+    ("offers", Placement::Reference),
+    ("api_tokens", Placement::Reference),
+    ("customers", Placement::Distributed("id")),
+    ("customer_partners", Placement::Distributed("customer_id")),
+    (
+        "customer_qualification_history",
+        Placement::Distributed("customer_id"),
+    ),
+    ("subscriptions", Placement::Distributed("customer_id")),
+    ("idempotency_keys", Placement::Distributed("customer_id")),
+    // A customer's chain id is the customer's id, so its events live with it; partner and catalog
+    // chains land wherever their id hashes.
+    ("events", Placement::Distributed("chain_id")),
+    ("event_chain_heads", Placement::Distributed("chain_id")),
+];
+
+/// Tables other work adds, placed by the same rule: owned by one customer, distributed by
+/// `customer_id`; hanging off one event, by `chain_id`; platform or partner data, reference.
+/// The catalog test checks each against the schema once it exists.
+pub const PLANNED_TABLES: &[(&str, Placement)] = &[
+    ("users", Placement::Reference),
+    ("sessions", Placement::Reference),
+    ("policies", Placement::Reference),
+    ("webhook_endpoints", Placement::Reference),
+    ("webhook_deliveries", Placement::Distributed("chain_id")),
+];
+
+/// Why a statement may touch every shard. A statement on a distributed table that does not fix
+/// its shard column by equality carries `-- fan-out: <reason>` with one of these.
+pub const FAN_OUTS: &[&str] = &[
+    // Listing customers (optionally one partner's): keyset pages over all of them.
+    "customer list",
+    // Auditors' event search and export: filters that are not the chain.
+    "audit search",
+    // `audit verify` over every chain.
+    "full verify",
+    // Creating many customers at once (import, seeding).
+    "bulk import",
+];
+
+/// The placement of `table`, if it is declared.
+pub fn placement(table: &str) -> Option<Placement> {
+    TABLES
+        .iter()
+        .chain(PLANNED_TABLES)
+        .find(|(name, _)| *name == table)
+        .map(|(_, p)| *p)
+}
