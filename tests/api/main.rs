@@ -16,3 +16,4 @@ mod purchases;
 mod qualifications;
 mod schema;
 mod scoping;
+mod sharding;
