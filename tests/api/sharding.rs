@@ -29,6 +29,9 @@ async fn every_table_is_placed_and_its_keys_let_citus_distribute_it() {
     );
 }
 
+/// A foreign key: its name, its table, the referenced table, and the paired columns.
+type ForeignKey = (String, String, String, Vec<String>, Vec<String>);
+
 /// Everything in the migrated catalog that Citus would refuse under the declared placement.
 async fn catalog_problems(pool: &PgPool) -> Vec<String> {
     let mut problems = Vec::new();
@@ -110,7 +113,7 @@ async fn catalog_problems(pool: &PgPool) -> Vec<String> {
 
     // Foreign keys: between distributed tables they must pair the two shard columns; a reference
     // table may not point at a distributed one.
-    let foreign: Vec<(String, String, String, Vec<String>, Vec<String>)> = sqlx::query_as(
+    let foreign: Vec<ForeignKey> = sqlx::query_as(
         "select k.conname::text, s.relname::text, t.relname::text,
                 array(select a.attname::text from unnest(k.conkey) with ordinality u(n, i)
                       join pg_attribute a on a.attrelid = k.conrelid and a.attnum = u.n order by u.i),
