@@ -114,6 +114,12 @@ pub struct Cluster {
 impl Cluster {
     /// Creates and starts a cluster on a free port, trusting local connections as `postgres`.
     pub fn start(purpose: &str) -> Self {
+        Self::start_with(purpose, "")
+    }
+
+    /// As [`Cluster::start`], with `settings` added to `postgresql.conf` (e.g. preloaded libraries).
+    pub fn start_with(purpose: &str, settings: &str) -> Self {
+        let extra = settings;
         let as_postgres = running_as_root();
         let dir = TempDir::new(purpose);
         if as_postgres {
@@ -150,7 +156,7 @@ impl Cluster {
         // fsync: an immediate stop loses nothing the OS already has, and the tests never crash the OS.
         let settings = format!(
             "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = ''\n\
-             fsync = off\nmax_connections = 50\nshared_buffers = 16MB\n",
+             fsync = off\nmax_connections = 50\nshared_buffers = 16MB\n{extra}",
             cluster.port
         );
         let conf = data.join("postgresql.conf");

@@ -4,6 +4,7 @@
 //! Needs the PostgreSQL server programs (`initdb`, `pg_ctl`); see `cluster.rs` for how they are
 //! found. When a test fails, the tails of the service's and the cluster's logs are printed.
 
+mod citus;
 mod cluster;
 mod database_restart;
 mod load;
