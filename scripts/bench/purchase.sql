@@ -8,9 +8,10 @@
 \set o case when :m < 8 or :m = 16 then 1 when :m < 11 or :m = 17 then 2 when :m < 14 then 3 else 4 end
 \set k random(1, 2000000000)
 begin;
-select pg_advisory_xact_lock(1346589249, hashtext('partner:' || :p::text || ' ' || 'pgb-' || :client_id::text || '-' || :k::text));
+select pg_advisory_xact_lock(1346589249, hashtext(('00000000-0000-7000-8000-' || lpad(to_hex(:c::int), 12, '0'))::uuid::text || ' ' || 'partner:' || :p::text || ' ' || 'pgb-' || :client_id::text || '-' || :k::text));
 select request, outcome from idempotency_keys
-  where owner = 'partner:' || :p::text and key = 'pgb-' || :client_id::text || '-' || :k::text;
+  where customer_id = ('00000000-0000-7000-8000-' || lpad(to_hex(:c::int), 12, '0'))::uuid
+    and owner = 'partner:' || :p::text and key = 'pgb-' || :client_id::text || '-' || :k::text;
 select id, name, segment, product_kind, created_at from offers
   where id = ('00000000-0000-7000-a000-' || lpad(to_hex(:o::int), 12, '0'))::uuid \gset
 select c.special_qualifications, p.kind, p.reseller_qualifications
@@ -33,8 +34,8 @@ insert into subscriptions (id, customer_id, partner_id, offer_id, segment, quant
          ('00000000-0000-7000-9000-' || lpad(to_hex(:p::int), 12, '0'))::uuid, :id::uuid, :segment::text, 5
   where not (:gcc_history::boolean and :segment::text <> 'gcc')
   returning id as sid, customer_id, partner_id, offer_id, segment, quantity, status, created_at \gset
-insert into events (actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
-  values ('pgbench', 'sales_agent', ('00000000-0000-7000-9000-' || lpad(to_hex(:p::int), 12, '0'))::uuid,
+insert into events (chain_id, actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
+  values (('00000000-0000-7000-8000-' || lpad(to_hex(:c::int), 12, '0'))::uuid, 'pgbench', 'sales_agent', ('00000000-0000-7000-9000-' || lpad(to_hex(:p::int), 12, '0'))::uuid,
           gen_random_uuid()::text,
           ('00000000-0000-7000-8000-' || lpad(to_hex(:c::int), 12, '0'))::uuid,
           ('00000000-0000-7000-9000-' || lpad(to_hex(:p::int), 12, '0'))::uuid,
