@@ -190,7 +190,7 @@ impl utoipa::IntoParams for IdempotencyKey {
         header_parameter(
             "Idempotency-Key",
             "^[!-~]{1,255}$",
-            "1 to 255 visible ASCII characters, unique per purchase of the caller.",
+            "1 to 255 visible ASCII characters, unique per purchase of the caller for this customer.",
         )
     }
 }
