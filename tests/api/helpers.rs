@@ -135,7 +135,13 @@ pub async fn spawn_app() -> TestApp {
         .expect("connect to the test database");
     TestApp {
         address,
-        client: reqwest::Client::new(),
+        // Idle connections are dropped before the service's idle limit (`header_read_timeout_secs`)
+        // closes them, as every client of a keep-alive server must, or a request sent on a
+        // connection the server is closing fails (hyper's IncompleteMessage).
+        client: reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build()
+            .expect("an HTTP client"),
         operator: issue_token(&pool, Role::Operator, None).await,
         back_office: issue_token(&pool, Role::BackOffice, None).await,
         auditor: issue_token(&pool, Role::Auditor, None).await,
