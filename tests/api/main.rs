@@ -5,6 +5,7 @@ mod auth;
 mod concurrency;
 mod connections;
 mod customers;
+mod database_tls;
 mod helpers;
 mod hostile;
 mod limits;
