@@ -82,7 +82,7 @@ for scenario in $scenarios; do
 
     fresh_copy
     echo "== $scenario: service ($clients clients, pool $pool, ${seconds} s), load $(cut -d' ' -f1-3 /proc/loadavg)"
-    DATABASE_URL="$server/$db" BIND=$bind DATABASE_MAX_CONNECTIONS=$pool "$bin" serve > "$out/service-$scenario.log" 2>&1 &
+    DATABASE_URL="$server/$db" BIND=$bind METRICS_BIND=off DATABASE_MAX_CONNECTIONS=$pool "$bin" serve > "$out/service-$scenario.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 50); do curl -fsS "http://$bind/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
     "$loadgen" --database-url "$server/$db" run --url "http://$bind" --scenario "$scenario" \

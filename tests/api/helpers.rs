@@ -10,7 +10,7 @@ use std::{collections::HashMap, sync::Mutex};
 
 use partner_catalog::{
     app::{RequestContext, tokens},
-    config::{Config, LogFormat},
+    config::{Config, LogFormat, MetricsBind},
     domain::{DisplayName, PartnerId, Role},
     startup::Application,
 };
@@ -108,6 +108,8 @@ async fn drop_stale_databases(admin_url: &Url) {
 pub struct TestApp {
     /// Base URL of the first service instance.
     pub address: String,
+    /// Base URL of its metrics listener.
+    pub metrics_address: String,
     /// HTTP client.
     pub client: reqwest::Client,
     /// A pool on the test database, for assertions on what was stored.
@@ -129,12 +131,14 @@ pub async fn spawn_app() -> TestApp {
     let mut url = server.admin_url.clone();
     url.set_path(&format!("/{database_name}"));
     let database_url = url.to_string();
-    let address = spawn_instance(&database_url).await;
+    let (address, metrics_address) = spawn_listeners(test_config(&database_url)).await;
+    let metrics_address = metrics_address.expect("test instances serve metrics");
     let pool = PgPool::connect(&database_url)
         .await
         .expect("connect to the test database");
     TestApp {
         address,
+        metrics_address,
         client: reqwest::Client::new(),
         operator: issue_token(&pool, Role::Operator, None).await,
         back_office: issue_token(&pool, Role::BackOffice, None).await,
@@ -186,18 +190,26 @@ pub fn test_config(database_url: &str) -> Config {
         send_timeout_secs: 30,
         shutdown_grace_secs: 20,
         export_max_concurrent: 2,
+        metrics_bind: MetricsBind::On("127.0.0.1:0".parse().unwrap()),
         log_format: LogFormat::Text,
     }
 }
 
 /// Starts a service instance with these settings; returns its base URL.
 async fn spawn_configured(config: Config) -> String {
+    spawn_listeners(config).await.0
+}
+
+/// Starts a service instance with these settings; returns the base URLs of its API and of its
+/// metrics listener.
+async fn spawn_listeners(config: Config) -> (String, Option<String>) {
     let app = Application::build(&config)
         .await
         .expect("build the application");
     let address = format!("http://{}", app.local_addr());
+    let metrics = app.metrics_addr().map(|a| format!("http://{a}"));
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    address
+    (address, metrics)
 }
 
 impl Drop for TestApp {
