@@ -103,7 +103,7 @@ TOKEN=$("$BIN" --database-url "$URL" token create --role auditor --label "audit 
 curl() { command curl -H "authorization: Bearer $TOKEN" "$@"; }
 
 step "start the service"
-LOG_FORMAT=json RUST_LOG=info,sqlx=warn "$BIN" --database-url "$URL" --bind "127.0.0.1:$PORT" serve \
+LOG_FORMAT=json RUST_LOG=info,sqlx=warn METRICS_BIND=off "$BIN" --database-url "$URL" --bind "127.0.0.1:$PORT" serve \
     >"$OUT/service.log" 2>&1 &
 SERVICE=$!
 trap 'kill $SERVICE 2>/dev/null || true' EXIT

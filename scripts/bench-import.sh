@@ -25,7 +25,7 @@ PY
 
 cargo build --release --quiet
 dropdb --if-exists -h 127.0.0.1 -U postgres "$db"
-DATABASE_URL="$server/$db" BIND=$bind RUST_LOG=warn ./target/release/partner-catalog serve &
+DATABASE_URL="$server/$db" BIND=$bind METRICS_BIND=off RUST_LOG=warn ./target/release/partner-catalog serve &
 pid=$!
 for _ in $(seq 1 50); do curl -fsS "http://$bind/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
 

@@ -16,9 +16,11 @@ seconds=${SECONDS_PER_RUN:-20}
 scenarios=${SCENARIOS:-spread hot mixed}
 pool=${DATABASE_MAX_CONNECTIONS:-16}
 server=postgres://postgres@127.0.0.1:5432
-template=partner_catalog_loadgen_template
-db=partner_catalog_loadgen
-bind=127.0.0.1:18081
+# This run's own databases and port, so it can run beside anything else (dropped at exit).
+run=$$_$(date +%s)
+template=partner_catalog_loadgen_template_$run
+db=partner_catalog_loadgen_$run
+bind=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 target=${CARGO_TARGET_DIR:-target}
 out=$target/bench
 mkdir -p "$out"
@@ -26,8 +28,8 @@ export PGHOST=127.0.0.1 PGUSER=postgres
 
 cleanup() {
     [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    dropdb --if-exists "$db" >/dev/null 2>&1 || true
-    dropdb --if-exists "$template" >/dev/null 2>&1 || true
+    dropdb --if-exists --force "$db" >/dev/null 2>&1 || true
+    dropdb --if-exists --force "$template" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -82,7 +84,7 @@ for scenario in $scenarios; do
 
     fresh_copy
     echo "== $scenario: service ($clients clients, pool $pool, ${seconds} s), load $(cut -d' ' -f1-3 /proc/loadavg)"
-    DATABASE_URL="$server/$db" BIND=$bind DATABASE_MAX_CONNECTIONS=$pool "$bin" serve > "$out/service-$scenario.log" 2>&1 &
+    DATABASE_URL="$server/$db" BIND=$bind METRICS_BIND=off DATABASE_MAX_CONNECTIONS=$pool "$bin" serve > "$out/service-$scenario.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 50); do curl -fsS "http://$bind/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
     "$loadgen" --database-url "$server/$db" run --url "http://$bind" --scenario "$scenario" \

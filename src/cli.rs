@@ -343,6 +343,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_command_line_is_well_formed() {
+        // clap checks flag names, env names, conflicts and defaults only when asked to.
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
     fn expiries_are_durations_or_instants() {
         let now = Utc::now();
         assert_eq!(parse_expiry("90d", now).unwrap(), now + Duration::days(90));

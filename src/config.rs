@@ -1,6 +1,6 @@
 //! Runtime configuration, from flags or the environment (a committed `.env` supplies defaults).
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, str::FromStr};
 
 use clap::{Args, ValueEnum};
 
@@ -126,6 +126,16 @@ pub struct Config {
     )]
     pub export_max_concurrent: u32,
 
+    /// Address of the metrics listener (`GET /metrics`, Prometheus text), apart from the API's so
+    /// that it is not public with it; `off` serves and records no metrics.
+    #[arg(
+        long,
+        env = "METRICS_BIND",
+        default_value = "127.0.0.1:9090",
+        global = true
+    )]
+    pub metrics_bind: MetricsBind,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -138,4 +148,43 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log shippers.
     Json,
+}
+
+/// Where `/metrics` is served: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsBind {
+    /// No metrics listener; nothing is recorded.
+    Off,
+    /// Serve `/metrics` on this address.
+    On(std::net::SocketAddr),
+}
+
+impl FromStr for MetricsBind {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        if raw.eq_ignore_ascii_case("off") {
+            return Ok(Self::Off);
+        }
+        raw.parse()
+            .map(Self::On)
+            .map_err(|e| format!("expected an address such as 127.0.0.1:9090, or `off`: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MetricsBind;
+
+    #[test]
+    fn metrics_bind_is_an_address_or_off() {
+        assert_eq!("off".parse(), Ok(MetricsBind::Off));
+        assert_eq!("OFF".parse(), Ok(MetricsBind::Off));
+        assert_eq!(
+            "127.0.0.1:9090".parse(),
+            Ok(MetricsBind::On("127.0.0.1:9090".parse().unwrap()))
+        );
+        assert!("9090".parse::<MetricsBind>().is_err());
+        assert!("".parse::<MetricsBind>().is_err());
+    }
 }

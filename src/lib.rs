@@ -10,6 +10,7 @@ pub mod db;
 pub mod dev;
 pub mod domain;
 pub mod http;
+pub mod monitoring;
 pub mod server;
 pub mod startup;
 pub mod telemetry;

@@ -42,8 +42,9 @@ pub struct ConnectionLimits {
 
 /// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets requests in
 /// flight finish (idle keep-alive connections are closed at once) and, once the grace period is
-/// over, closes whatever connections are still open.
+/// over, closes whatever connections are still open. `name` labels the listener's metrics.
 pub async fn serve(
+    name: &'static str,
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
@@ -83,8 +84,10 @@ pub async fn serve(
         let io = TokioIo::new(SendTimeout::new(stream, limits.send_timeout));
         let connection = http.serve_connection(io, TowerToHyperService::new(router.clone()));
         let mut stopping = stopping.clone();
+        let open = crate::monitoring::OpenConnection::new(name);
         connections.spawn(async move {
             let _slot = slot;
+            let _open = open;
             tokio::pin!(connection);
             let result = tokio::select! {
                 result = connection.as_mut() => result,

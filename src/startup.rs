@@ -3,17 +3,24 @@
 use std::{future::Future, net::SocketAddr, str::FromStr, time::Duration};
 
 use anyhow::Context;
+use futures_util::FutureExt;
 use sqlx::{
     PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 use tokio::net::TcpListener;
 
-use crate::{app::audit::Exports, config::Config, db, http, server};
+use crate::{
+    app::audit::Exports,
+    config::{Config, MetricsBind},
+    db, http, monitoring, server,
+};
 
 /// A bound, ready-to-serve instance of the service.
 pub struct Application {
     listener: TcpListener,
+    /// Where `/metrics` is served, unless metrics are off.
+    metrics_listener: Option<TcpListener>,
     pool: PgPool,
     exports: Exports,
     limits: http::Limits,
@@ -46,8 +53,17 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
+        let metrics_listener = match config.metrics_bind {
+            MetricsBind::Off => None,
+            MetricsBind::On(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("cannot listen on {address} (METRICS_BIND)"))?,
+            ),
+        };
         Ok(Self {
             listener,
+            metrics_listener,
             pool,
             exports,
             limits: http::Limits {
@@ -72,6 +88,13 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
+    /// The address `/metrics` is served on, unless metrics are off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
+    }
+
     /// The service's connection pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
@@ -90,7 +113,31 @@ impl Application {
             exports: self.exports.clone(),
             limits: self.limits,
         });
-        server::serve(self.listener, router, self.connections, shutdown).await;
+        // Both listeners stop on the same signal.
+        let shutdown = shutdown.shared();
+        let api = server::serve(
+            "api",
+            self.listener,
+            router,
+            self.connections,
+            shutdown.clone(),
+        );
+        match self.metrics_listener {
+            None => api.await,
+            Some(listener) => {
+                tracing::info!(address = %listener.local_addr()?, "metrics listening");
+                let metrics = monitoring::router(monitoring::Scrape {
+                    pool: self.pool.clone(),
+                    exports: self.exports.clone(),
+                });
+                let metrics =
+                    server::serve("metrics", listener, metrics, self.connections, shutdown);
+                tokio::select! {
+                    ((), ()) = async { tokio::join!(api, metrics) } => {}
+                    () = monitoring::upkeep() => {}
+                }
+            }
+        }
         self.exports.close().await;
         self.pool.close().await;
         tracing::info!("partner-catalog stopped");

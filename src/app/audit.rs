@@ -105,6 +105,7 @@ pub const EXPORTS_PER_PRINCIPAL: usize = 1;
 #[derive(Debug, Clone)]
 pub struct Exports {
     pool: PgPool,
+    max: usize,
     slots: Arc<Semaphore>,
     running: Arc<Mutex<HashMap<String, usize>>>,
 }
@@ -122,9 +123,20 @@ impl Exports {
             .connect_lazy_with(options);
         Self {
             pool,
+            max: max as usize,
             slots: Arc::new(Semaphore::new(max as usize)),
             running: Arc::default(),
         }
+    }
+
+    /// Exports streaming now.
+    pub fn in_flight(&self) -> usize {
+        self.max.saturating_sub(self.slots.available_permits())
+    }
+
+    /// The exports' own pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Closes the export pool.

@@ -144,6 +144,7 @@ pub async fn import_customers(
             rejected = errors.len(),
             "customer import refused: bad lines"
         );
+        crate::monitoring::import_finished(0, errors.len());
         return Ok(ImportReport {
             imported: 0,
             rejected: errors.len(),
@@ -165,6 +166,7 @@ pub async fn import_customers(
         );
     }
     tx.commit().await?;
+    crate::monitoring::import_finished(customers.len(), errors.len());
     tracing::info!(
         lines = total,
         imported = customers.len(),

@@ -243,6 +243,7 @@ pub async fn purchase(
         )
         .await?;
         tx.commit().await?;
+        crate::monitoring::purchase_replayed();
         return Ok(Purchase {
             outcome,
             replayed: true,
@@ -330,6 +331,10 @@ pub async fn purchase(
     )
     .await?;
     tx.commit().await?;
+    crate::monitoring::purchase_decided(match &outcome {
+        PurchaseOutcome::Created { .. } => &[],
+        PurchaseOutcome::Denied { violations } => violations,
+    });
     Ok(Purchase {
         outcome,
         replayed: false,

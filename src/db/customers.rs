@@ -33,19 +33,27 @@ fn qualification_texts(set: CustomerQualification) -> Vec<&'static str> {
     texts(set.qualifications(), SpecialQualification::as_str)
 }
 
+/// `query_as!` of a [`Customer`]: the one select list of `customers c`, then `$rest` of the
+/// statement.
+macro_rules! select_customers {
+    ($rest:tt, $($arg:expr),+ $(,)?) => {
+        sqlx::query_as!(
+            Customer,
+            r#"select c.id as "id: CustomerId", c.name,
+                      c.special_qualifications as "special_qualifications: CustomerQualification",
+                      c.version, c.created_at
+               from customers c "# + $rest,
+            $($arg),+
+        )
+    };
+}
+
 /// One customer, if it exists.
 pub async fn get(db: impl PgExecutor<'_>, id: CustomerId) -> Result<Option<Customer>> {
-    sqlx::query_as!(
-        Customer,
-        r#"select id as "id: CustomerId", name,
-                  special_qualifications as "special_qualifications: CustomerQualification",
-                  version, created_at
-           from customers where id = $1"#,
-        id.0
-    )
-    .fetch_optional(db)
-    .await
-    .context("customers::get")
+    select_customers!("where c.id = $1", id.0)
+        .fetch_optional(db)
+        .await
+        .context("customers::get")
 }
 
 /// A page of customers, oldest first; only those related to `partner` when it is given.
@@ -54,16 +62,12 @@ pub async fn list(
     partner: Option<PartnerId>,
     page: Keyset,
 ) -> Result<Vec<Customer>> {
-    sqlx::query_as!(
-        Customer,
-        r#"select id as "id: CustomerId", name,
-                  special_qualifications as "special_qualifications: CustomerQualification",
-                  version, created_at
-           from customers c -- fan-out: customer list
-           where c.id > $1
-             and ($3::uuid is null or exists(select 1 from customer_partners r
-                                             where r.customer_id = c.id and r.partner_id = $3))
-           order by c.id limit $2"#,
+    select_customers!(
+        "-- fan-out: customer list
+         where c.id > $1
+           and ($3::uuid is null or exists(select 1 from customer_partners r
+                                           where r.customer_id = c.id and r.partner_id = $3))
+         order by c.id limit $2",
         page.after(),
         page.limit,
         partner.map(|p| p.0)
@@ -76,17 +80,10 @@ pub async fn list(
 /// Takes the customer's write lock, the one every purchase and qualification change of this
 /// customer takes, and returns the customer as it is under that lock.
 pub async fn lock_for_update(db: impl PgExecutor<'_>, id: CustomerId) -> Result<Option<Customer>> {
-    sqlx::query_as!(
-        Customer,
-        r#"select id as "id: CustomerId", name,
-                  special_qualifications as "special_qualifications: CustomerQualification",
-                  version, created_at
-           from customers where id = $1 for no key update"#,
-        id.0
-    )
-    .fetch_optional(db)
-    .await
-    .context("customers::lock_for_update")
+    select_customers!("where c.id = $1 for no key update", id.0)
+        .fetch_optional(db)
+        .await
+        .context("customers::lock_for_update")
 }
 
 /// Replaces the qualification set and bumps the version; the caller holds the lock.
@@ -195,23 +192,35 @@ pub async fn insert_history(
     Ok(())
 }
 
+/// `query_as!` of a [`QualificationRecord`]: the one select list of a qualification version with
+/// the instant it ended (`valid_to`, when the next version began), then `$rest` of the statement.
+/// The statement's `$1` is the customer: the `valid_to` subquery names it too, so on Citus it stays
+/// on the customer's shard.
+macro_rules! select_qualification_versions {
+    ($rest:tt, $($arg:expr),+ $(,)?) => {
+        sqlx::query_as!(
+            QualificationRecord,
+            r#"select h.customer_id as "customer_id: CustomerId", h.version,
+                      h.special_qualifications as "special_qualifications: CustomerQualification",
+                      h.evidence as "evidence: Json<CustomerEvidence>", h.reason, h.actor, h.request_id,
+                      h.valid_from,
+                      (select n.valid_from from customer_qualification_history n
+                       where n.customer_id = $1 and n.version = h.version + 1) as valid_to
+               from customer_qualification_history h "# + $rest,
+            $($arg),+
+        )
+    };
+}
+
 /// The version in force at `at` (`None`: now), if the customer existed then.
 pub async fn qualifications_at(
     db: impl PgExecutor<'_>,
     customer: CustomerId,
     at: Option<DateTime<Utc>>,
 ) -> Result<Option<QualificationRecord>> {
-    sqlx::query_as!(
-        QualificationRecord,
-        r#"select h.customer_id as "customer_id: CustomerId", h.version,
-                  h.special_qualifications as "special_qualifications: CustomerQualification",
-                  h.evidence as "evidence: Json<CustomerEvidence>", h.reason, h.actor, h.request_id,
-                  h.valid_from,
-                  (select n.valid_from from customer_qualification_history n
-                   where n.customer_id = $1 and n.version = h.version + 1) as valid_to
-           from customer_qualification_history h
-           where h.customer_id = $1 and h.valid_from <= coalesce($2::timestamptz, 'infinity')
-           order by h.valid_from desc limit 1"#,
+    select_qualification_versions!(
+        "where h.customer_id = $1 and h.valid_from <= coalesce($2::timestamptz, 'infinity')
+         order by h.valid_from desc limit 1",
         customer.0,
         at
     )
@@ -227,17 +236,8 @@ pub async fn qualification_history(
     after_version: i64,
     limit: i64,
 ) -> Result<Vec<QualificationRecord>> {
-    sqlx::query_as!(
-        QualificationRecord,
-        r#"select h.customer_id as "customer_id: CustomerId", h.version,
-                  h.special_qualifications as "special_qualifications: CustomerQualification",
-                  h.evidence as "evidence: Json<CustomerEvidence>", h.reason, h.actor, h.request_id,
-                  h.valid_from,
-                  (select n.valid_from from customer_qualification_history n
-                   where n.customer_id = $1 and n.version = h.version + 1) as valid_to
-           from customer_qualification_history h
-           where h.customer_id = $1 and h.version > $2
-           order by h.version limit $3"#,
+    select_qualification_versions!(
+        "where h.customer_id = $1 and h.version > $2 order by h.version limit $3",
         customer.0,
         after_version,
         limit

@@ -62,37 +62,41 @@ pub async fn insert(
     })
 }
 
+/// `query_as!` of a [`Partner`]: the one select list of `partners p` with its provider links,
+/// then `$rest` of the statement.
+macro_rules! select_partners {
+    ($rest:tt, $($arg:expr),+ $(,)?) => {
+        sqlx::query_as!(
+            Partner,
+            r#"select p.id as "id: PartnerId", p.name, p.kind as "kind: PartnerKind",
+                      p.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>",
+                      array(select l.provider_id from indirect_reseller_providers l
+                            where l.reseller_id = p.id order by l.provider_id) as "indirect_providers!: Vec<PartnerId>",
+                      p.version, p.created_at
+               from partners p "# + $rest,
+            $($arg),+
+        )
+    };
+}
+
 /// One partner, if it exists.
 pub async fn get(db: impl PgExecutor<'_>, id: PartnerId) -> Result<Option<Partner>> {
-    sqlx::query_as!(
-        Partner,
-        r#"select p.id as "id: PartnerId", p.name, p.kind as "kind: PartnerKind",
-                  p.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>",
-                  array(select l.provider_id from indirect_reseller_providers l
-                        where l.reseller_id = p.id order by l.provider_id) as "indirect_providers!: Vec<PartnerId>",
-                  p.version, p.created_at
-           from partners p where p.id = $1"#,
-        id.0
-    )
-    .fetch_optional(db)
-    .await.context("partners::get")
+    select_partners!("where p.id = $1", id.0)
+        .fetch_optional(db)
+        .await
+        .context("partners::get")
 }
 
 /// A page of partners, oldest first.
 pub async fn list(db: impl PgExecutor<'_>, page: Keyset) -> Result<Vec<Partner>> {
-    sqlx::query_as!(
-        Partner,
-        r#"select p.id as "id: PartnerId", p.name, p.kind as "kind: PartnerKind",
-                  p.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>",
-                  array(select l.provider_id from indirect_reseller_providers l
-                        where l.reseller_id = p.id order by l.provider_id) as "indirect_providers!: Vec<PartnerId>",
-                  p.version, p.created_at
-           from partners p where p.id > $1 order by p.id limit $2"#,
+    select_partners!(
+        "where p.id > $1 order by p.id limit $2",
         page.after(),
         page.limit
     )
     .fetch_all(db)
-    .await.context("partners::list")
+    .await
+    .context("partners::list")
 }
 
 /// Locks a partner against concurrent profile changes (and purchases reading it) and returns it
@@ -236,29 +240,40 @@ pub async fn insert_history(
     Ok(())
 }
 
+/// `query_as!` of a [`ProfileRecord`]: the one select list of a profile version with the instant
+/// it ended (`valid_to`, when the next version began), then `$rest` of the statement.
+macro_rules! select_profiles {
+    ($rest:tt, $($arg:expr),+ $(,)?) => {
+        sqlx::query_as!(
+            ProfileRecord,
+            r#"select h.partner_id as "partner_id: PartnerId", h.version,
+                      h.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>",
+                      h.indirect_providers as "indirect_providers: Vec<PartnerId>",
+                      h.evidence as "evidence: Json<PartnerEvidence>", h.reason, h.actor, h.request_id,
+                      h.valid_from,
+                      (select n.valid_from from partner_profile_history n
+                       where n.partner_id = h.partner_id and n.version = h.version + 1) as valid_to
+               from partner_profile_history h "# + $rest,
+            $($arg),+
+        )
+    };
+}
+
 /// The profile version in force at `at` (`None`: now), if the partner existed then.
 pub async fn profile_at(
     db: impl PgExecutor<'_>,
     partner: PartnerId,
     at: Option<DateTime<Utc>>,
 ) -> Result<Option<ProfileRecord>> {
-    sqlx::query_as!(
-        ProfileRecord,
-        r#"select h.partner_id as "partner_id: PartnerId", h.version,
-                  h.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>",
-                  h.indirect_providers as "indirect_providers: Vec<PartnerId>",
-                  h.evidence as "evidence: Json<PartnerEvidence>", h.reason, h.actor, h.request_id,
-                  h.valid_from,
-                  (select n.valid_from from partner_profile_history n
-                   where n.partner_id = h.partner_id and n.version = h.version + 1) as valid_to
-           from partner_profile_history h
-           where h.partner_id = $1 and h.valid_from <= coalesce($2::timestamptz, 'infinity')
-           order by h.valid_from desc limit 1"#,
+    select_profiles!(
+        "where h.partner_id = $1 and h.valid_from <= coalesce($2::timestamptz, 'infinity')
+         order by h.valid_from desc limit 1",
         partner.0,
         at
     )
     .fetch_optional(db)
-    .await.context("partners::profile_at")
+    .await
+    .context("partners::profile_at")
 }
 
 /// A page of a partner's profile history, oldest first.
@@ -268,22 +283,13 @@ pub async fn profile_history(
     after_version: i64,
     limit: i64,
 ) -> Result<Vec<ProfileRecord>> {
-    sqlx::query_as!(
-        ProfileRecord,
-        r#"select h.partner_id as "partner_id: PartnerId", h.version,
-                  h.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>",
-                  h.indirect_providers as "indirect_providers: Vec<PartnerId>",
-                  h.evidence as "evidence: Json<PartnerEvidence>", h.reason, h.actor, h.request_id,
-                  h.valid_from,
-                  (select n.valid_from from partner_profile_history n
-                   where n.partner_id = h.partner_id and n.version = h.version + 1) as valid_to
-           from partner_profile_history h
-           where h.partner_id = $1 and h.version > $2
-           order by h.version limit $3"#,
+    select_profiles!(
+        "where h.partner_id = $1 and h.version > $2 order by h.version limit $3",
         partner.0,
         after_version,
         limit
     )
     .fetch_all(db)
-    .await.context("partners::profile_history")
+    .await
+    .context("partners::profile_history")
 }

@@ -64,6 +64,22 @@ pub async fn insert(db: impl PgExecutor<'_>, new: NewSubscription) -> Result<Sub
     .context("subscriptions::insert")
 }
 
+/// `query_as!` of a [`SubscriptionRow`]: the one select list of the table, then `$rest` of the
+/// statement (sqlx joins string literals with `+`).
+macro_rules! select_subscriptions {
+    ($rest:tt, $($arg:expr),+ $(,)?) => {
+        sqlx::query_as!(
+            SubscriptionRow,
+            r#"select id as "id: SubscriptionId", customer_id as "customer_id: CustomerId",
+                      partner_id as "partner_id: PartnerId", offer_id as "offer_id: OfferId",
+                      segment as "segment: Segment", quantity,
+                      status as "status: SubscriptionStatus", created_at
+               from subscriptions "# + $rest,
+            $($arg),+
+        )
+    };
+}
+
 /// A page of a customer's subscriptions, oldest first; only those sold by `seller` when given.
 pub async fn list_for_customer(
     db: impl PgExecutor<'_>,
@@ -71,15 +87,9 @@ pub async fn list_for_customer(
     seller: Option<PartnerId>,
     page: Keyset,
 ) -> Result<Vec<SubscriptionRow>> {
-    sqlx::query_as!(
-        SubscriptionRow,
-        r#"select id as "id: SubscriptionId", customer_id as "customer_id: CustomerId",
-                  partner_id as "partner_id: PartnerId", offer_id as "offer_id: OfferId",
-                  segment as "segment: Segment", quantity,
-                  status as "status: SubscriptionStatus", created_at
-           from subscriptions
-           where customer_id = $1 and id > $2 and ($4::uuid is null or partner_id = $4)
-           order by id limit $3"#,
+    select_subscriptions!(
+        "where customer_id = $1 and id > $2 and ($4::uuid is null or partner_id = $4)
+         order by id limit $3",
         customer.0,
         page.after(),
         page.limit,
@@ -97,14 +107,8 @@ pub async fn get(
     seller: Option<PartnerId>,
     id: SubscriptionId,
 ) -> Result<Option<SubscriptionRow>> {
-    sqlx::query_as!(
-        SubscriptionRow,
-        r#"select id as "id: SubscriptionId", customer_id as "customer_id: CustomerId",
-                  partner_id as "partner_id: PartnerId", offer_id as "offer_id: OfferId",
-                  segment as "segment: Segment", quantity,
-                  status as "status: SubscriptionStatus", created_at
-           from subscriptions
-           where customer_id = $1 and id = $2 and ($3::uuid is null or partner_id = $3)"#,
+    select_subscriptions!(
+        "where customer_id = $1 and id = $2 and ($3::uuid is null or partner_id = $3)",
         customer.0,
         id.0,
         seller.map(|p| p.0)

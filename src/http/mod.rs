@@ -145,6 +145,9 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuidV7))
         .layer(axum::middleware::from_fn(screen_request_id))
+        // Outermost, so the latency is the whole request's; per route, as Router::layer sees
+        // the matched path.
+        .layer(axum::middleware::from_fn(crate::monitoring::track_requests))
         .with_state(state)
 }
 

@@ -53,7 +53,11 @@ problems!(
     CreateProblems = [
         AUTHENTICATED,
         JSON_BODY,
-        &[Code::InvalidTokenRequest, Code::PartnerNotFound]
+        &[
+            Code::InvalidField,
+            Code::InvalidTokenRequest,
+            Code::PartnerNotFound
+        ]
     ]
 );
 

@@ -10,7 +10,7 @@ use std::{collections::HashMap, sync::Mutex};
 
 use partner_catalog::{
     app::{RequestContext, tokens},
-    config::{Config, LogFormat},
+    config::{Config, LogFormat, MetricsBind},
     domain::{DisplayName, PartnerId, Role},
     startup::Application,
 };
@@ -49,17 +49,16 @@ fn server() -> &'static Server {
             let mut admin_url = Url::parse(&configured).expect("DATABASE_URL is not a URL");
             admin_url.set_path("/postgres");
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let reachable = runtime.block_on(async {
-                tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(admin_url.as_str()))
-                    .await
-                    .is_ok_and(|c| c.is_ok())
+            let probe = runtime.block_on(probe(admin_url.as_str())).unwrap_or_else(|refusal| {
+                panic!("PostgreSQL at {admin_url} refused the tests: {refusal}")
             });
-            let server = if reachable {
+            let server = if let Probe::Answered = probe {
                 Server { admin_url, _container: None }
             } else {
                 let container = Postgres::default().with_tag(POSTGRES_TAG).start().unwrap_or_else(|e| {
-                    panic!("no PostgreSQL answers at {admin_url} and no container could be started: {e}")
+                    panic!("no PostgreSQL answers at {admin_url} ({probe:?}) and no container could be started: {e}")
                 });
+                remove_when_this_process_ends(container.id());
                 let host = container.get_host().expect("container host");
                 let port = container.get_host_port_ipv4(5432).expect("container port");
                 let admin_url = Url::parse(&format!("postgres://postgres:postgres@{host}:{port}/postgres")).unwrap();
@@ -71,6 +70,65 @@ fn server() -> &'static Server {
         .join()
         .expect("test database server setup failed")
     })
+}
+
+/// Longest the tests wait for `DATABASE_URL` to answer before looking for Docker.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a first connection to `DATABASE_URL` found.
+#[derive(Debug, PartialEq)]
+enum Probe {
+    /// A server accepted the login.
+    Answered,
+    /// Nothing answered there (refused, unreachable, no answer in time): a container may stand in.
+    NothingListens(String),
+}
+
+/// Connects once. `Err` is a server (or the URL) refusing us: a wrong password, an unknown role,
+/// TLS required. A container would only hide that, so it is not a reason to start one.
+async fn probe(url: &str) -> Result<Probe, String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, PgConnection::connect(url)).await {
+        Err(_) => Ok(Probe::NothingListens(format!(
+            "no answer within {PROBE_TIMEOUT:?}"
+        ))),
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(Probe::Answered)
+        }
+        Ok(Err(error)) => classify(error),
+    }
+}
+
+/// A failed first connection: only a failure of the connection itself means that nothing
+/// listens; anything else was said by a server, or is a bad URL.
+fn classify(error: sqlx::Error) -> Result<Probe, String> {
+    match error {
+        sqlx::Error::Io(error) => Ok(Probe::NothingListens(error.to_string())),
+        other => Err(other.to_string()),
+    }
+}
+
+/// Removes the container once this test process has ended, however it ends: a static is never
+/// dropped, and a killed run drops nothing. A detached shell, deaf to the terminal's signals,
+/// waits for this process to go and then removes the container.
+#[allow(clippy::zombie_processes)] // it outlives us on purpose; init reaps it
+fn remove_when_this_process_ends(container: &str) {
+    let script = format!(
+        "trap '' INT TERM HUP; while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+         docker rm --force --volumes {container} >/dev/null 2>&1",
+        pid = std::process::id()
+    );
+    let watcher = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if let Err(error) = watcher {
+        eprintln!(
+            "cannot watch the test container ({error}); remove it with `docker rm -f {container}`"
+        );
+    }
 }
 
 fn now_secs() -> u64 {
@@ -108,6 +166,8 @@ async fn drop_stale_databases(admin_url: &Url) {
 pub struct TestApp {
     /// Base URL of the first service instance.
     pub address: String,
+    /// Base URL of its metrics listener.
+    pub metrics_address: String,
     /// HTTP client.
     pub client: reqwest::Client,
     /// A pool on the test database, for assertions on what was stored.
@@ -129,13 +189,21 @@ pub async fn spawn_app() -> TestApp {
     let mut url = server.admin_url.clone();
     url.set_path(&format!("/{database_name}"));
     let database_url = url.to_string();
-    let address = spawn_instance(&database_url).await;
+    let (address, metrics_address) = spawn_listeners(test_config(&database_url)).await;
+    let metrics_address = metrics_address.expect("test instances serve metrics");
     let pool = PgPool::connect(&database_url)
         .await
         .expect("connect to the test database");
     TestApp {
         address,
-        client: reqwest::Client::new(),
+        metrics_address,
+        // Idle connections are dropped before the service's idle limit (`header_read_timeout_secs`)
+        // closes them, as every client of a keep-alive server must, or a request sent on a
+        // connection the server is closing fails (hyper's IncompleteMessage).
+        client: reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build()
+            .expect("an HTTP client"),
         operator: issue_token(&pool, Role::Operator, None).await,
         back_office: issue_token(&pool, Role::BackOffice, None).await,
         auditor: issue_token(&pool, Role::Auditor, None).await,
@@ -186,18 +254,26 @@ pub fn test_config(database_url: &str) -> Config {
         send_timeout_secs: 30,
         shutdown_grace_secs: 20,
         export_max_concurrent: 2,
+        metrics_bind: MetricsBind::On("127.0.0.1:0".parse().unwrap()),
         log_format: LogFormat::Text,
     }
 }
 
 /// Starts a service instance with these settings; returns its base URL.
 async fn spawn_configured(config: Config) -> String {
+    spawn_listeners(config).await.0
+}
+
+/// Starts a service instance with these settings; returns the base URLs of its API and of its
+/// metrics listener.
+async fn spawn_listeners(config: Config) -> (String, Option<String>) {
     let app = Application::build(&config)
         .await
         .expect("build the application");
     let address = format!("http://{}", app.local_addr());
+    let metrics = app.metrics_addr().map(|a| format!("http://{a}"));
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    address
+    (address, metrics)
 }
 
 impl Drop for TestApp {
@@ -564,4 +640,44 @@ pub async fn purchase_at(
         .await
         .unwrap();
     Reply::from(response).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Probe, classify, probe, server};
+
+    #[test]
+    fn a_failed_connection_means_nothing_listens_and_a_server_error_does_not() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(matches!(
+            classify(sqlx::Error::Io(refused)),
+            Ok(Probe::NothingListens(_))
+        ));
+        let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        assert!(matches!(
+            classify(sqlx::Error::Io(timed_out)),
+            Ok(Probe::NothingListens(_))
+        ));
+        assert!(classify(sqlx::Error::Tls("certificate unknown".into())).is_err());
+        assert!(classify(sqlx::Error::Configuration("bad URL".into())).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_server_that_refuses_the_login_is_reported_with_its_own_words() {
+        let mut url = server().admin_url.clone();
+        url.set_username("no_such_role_for_tests").unwrap();
+        let refusal = probe(url.as_str()).await.unwrap_err();
+        assert!(refusal.contains("no_such_role_for_tests"), "{refusal}");
+    }
+
+    #[tokio::test]
+    async fn a_port_nobody_listens_on_is_nothing_listening() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let found = probe(&format!("postgres://postgres@127.0.0.1:{port}/postgres")).await;
+        assert!(matches!(found, Ok(Probe::NothingListens(_))), "{found:?}");
+    }
 }

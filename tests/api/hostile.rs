@@ -646,6 +646,21 @@ async fn no_hostile_value_in_any_field_answers_5xx_or_writes_on_refusal() {
                     reply.status,
                     reply.body
                 );
+                // The contract lists every problem the operation answers (the router's own
+                // 404 and 405 aside: a spoiled path may match no operation).
+                let code = reply.body["code"].as_str().unwrap_or_default();
+                if !matches!(code, "route_not_found" | "method_not_allowed") {
+                    let documented = &baseline.operation(&contract)["responses"]
+                        [reply.status.as_str()]["content"]["application/problem+json"]["schema"]["allOf"]
+                        [1]["properties"]["code"]["enum"];
+                    assert!(
+                        documented
+                            .as_array()
+                            .is_some_and(|codes| codes.contains(&json!(code))),
+                        "{what}: {} {code} is not in the contract's answers of the operation",
+                        reply.status
+                    );
+                }
             }
             before = after;
         }

@@ -180,6 +180,8 @@ impl Service {
             .env("DATABASE_URL", &self.database_url)
             .env("RUST_LOG", "info,sqlx=warn,tower_http=warn")
             .env("NO_COLOR", "1")
+            // Tests run side by side: no fixed metrics port.
+            .env("METRICS_BIND", "off")
             .stdin(Stdio::null());
         command
     }
