@@ -131,7 +131,7 @@ pub struct Config {
     #[arg(
         long,
         env = "METRICS_BIND",
-        default_value = "127.0.0.1:9090",
+        default_value = "127.0.0.1:9464",
         global = true
     )]
     pub metrics_bind: MetricsBind,
@@ -168,7 +168,7 @@ impl FromStr for MetricsBind {
         }
         raw.parse()
             .map(Self::On)
-            .map_err(|e| format!("expected an address such as 127.0.0.1:9090, or `off`: {e}"))
+            .map_err(|e| format!("expected an address such as 127.0.0.1:9464, or `off`: {e}"))
     }
 }
 
@@ -181,10 +181,10 @@ mod tests {
         assert_eq!("off".parse(), Ok(MetricsBind::Off));
         assert_eq!("OFF".parse(), Ok(MetricsBind::Off));
         assert_eq!(
-            "127.0.0.1:9090".parse(),
-            Ok(MetricsBind::On("127.0.0.1:9090".parse().unwrap()))
+            "127.0.0.1:9464".parse(),
+            Ok(MetricsBind::On("127.0.0.1:9464".parse().unwrap()))
         );
-        assert!("9090".parse::<MetricsBind>().is_err());
+        assert!("9464".parse::<MetricsBind>().is_err());
         assert!("".parse::<MetricsBind>().is_err());
     }
 }
