@@ -20,7 +20,7 @@ use axum::{
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
 
-use crate::{app::audit::Exports, domain::RuleViolation};
+use crate::domain::RuleViolation;
 
 /// Request latency, by `method`, `route` (the matched path template) and `status`.
 const REQUEST_DURATION: &str = "http_server_request_duration_seconds";
@@ -55,16 +55,19 @@ fn recorder() -> &'static PrometheusHandle {
 pub struct Scrape {
     /// The request pool.
     pub pool: PgPool,
-    /// The audit exports (their own pool, and their slots).
-    pub exports: Exports,
+    /// The audit exports' own pool.
+    pub export_pool: PgPool,
 }
 
 /// The metrics listener's router: `GET /metrics`. Installs the recorder, so call it only when
 /// metrics are served.
 pub fn router(scrape: Scrape) -> Router {
+    let handle = recorder().clone();
+    // Shown from the first scrape on, not only after the first export.
+    metrics::gauge!("audit_exports_in_flight").increment(0.0);
     Router::new()
         .route("/metrics", get(render))
-        .with_state((scrape, recorder().clone()))
+        .with_state((scrape, handle))
 }
 
 /// Folds histogram samples into their buckets every few seconds, for as long as it runs: without
@@ -80,8 +83,7 @@ pub async fn upkeep() {
 /// The Prometheus text exposition; the pool gauges are read now, so they are never stale.
 async fn render(State((scrape, handle)): State<(Scrape, PrometheusHandle)>) -> impl IntoResponse {
     pool_gauges("requests", &scrape.pool);
-    pool_gauges("exports", scrape.exports.pool());
-    metrics::gauge!("audit_exports_in_flight").set(scrape.exports.in_flight() as f64);
+    pool_gauges("exports", &scrape.export_pool);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle.render(),
@@ -142,6 +144,16 @@ pub fn purchase_decided(violations: &[RuleViolation]) {
 /// A retry answered with a stored purchase outcome: `purchase_replays_total`.
 pub fn purchase_replayed() {
     metrics::counter!("purchase_replays_total").increment(1);
+}
+
+/// `audit_exports_in_flight`: one more export streams (its slot was admitted).
+pub fn export_started() {
+    metrics::gauge!("audit_exports_in_flight").increment(1.0);
+}
+
+/// `audit_exports_in_flight`: an export ended, however it ended (its slot was dropped).
+pub fn export_ended() {
+    metrics::gauge!("audit_exports_in_flight").decrement(1.0);
 }
 
 /// Lines of a finished customer import: `customer_import_rows_total{result}`.

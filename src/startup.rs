@@ -128,7 +128,7 @@ impl Application {
                 tracing::info!(address = %listener.local_addr()?, "metrics listening");
                 let metrics = monitoring::router(monitoring::Scrape {
                     pool: self.pool.clone(),
-                    exports: self.exports.clone(),
+                    export_pool: self.exports.pool().clone(),
                 });
                 let metrics =
                     server::serve("metrics", listener, metrics, self.connections, shutdown);

@@ -105,7 +105,6 @@ pub const EXPORTS_PER_PRINCIPAL: usize = 1;
 #[derive(Debug, Clone)]
 pub struct Exports {
     pool: PgPool,
-    max: usize,
     slots: Arc<Semaphore>,
     running: Arc<Mutex<HashMap<String, usize>>>,
 }
@@ -123,15 +122,9 @@ impl Exports {
             .connect_lazy_with(options);
         Self {
             pool,
-            max: max as usize,
             slots: Arc::new(Semaphore::new(max as usize)),
             running: Arc::default(),
         }
-    }
-
-    /// Exports streaming now.
-    pub fn in_flight(&self) -> usize {
-        self.max.saturating_sub(self.slots.available_permits())
     }
 
     /// The exports' own pool.
@@ -157,6 +150,7 @@ impl Exports {
             ));
         }
         *own += 1;
+        crate::monitoring::export_started();
         Ok(ExportSlot {
             _permit: permit,
             running: Arc::clone(&self.running),
@@ -174,6 +168,7 @@ struct ExportSlot {
 
 impl Drop for ExportSlot {
     fn drop(&mut self) {
+        crate::monitoring::export_ended();
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(own) = running.get_mut(&self.actor) {
             *own -= 1;
