@@ -185,11 +185,13 @@ impl Drop for ExportSlot {
 /// dropped (the HTTP layer drops it when the client stops reading, `SEND_TIMEOUT_SECS`). One
 /// statement, so one snapshot: the export is consistent however long it takes.
 pub async fn export(
+    pool: &PgPool,
     exports: &Exports,
     ctx: &RequestContext,
     query: &EventQuery,
 ) -> Result<impl Stream<Item = Result<EventRow>> + Send + 'static> {
-    authorize_search(&exports.pool, ctx, query).await?;
+    // The request pool: the export pool's few connections are for exports that were admitted.
+    authorize_search(pool, ctx, query).await?;
     let slot = exports.admit(ctx.actor.id().to_owned())?;
     let mut tx = db::audit::begin_search(&exports.pool).await?;
     let filter = query.filter();

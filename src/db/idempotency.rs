@@ -9,7 +9,7 @@ use crate::domain::CustomerId;
 
 /// What was stored for a key.
 #[derive(Debug)]
-pub struct StoredOutcome {
+pub struct KeyRecord {
     /// The request the key was first used with.
     pub request: Value,
     /// The outcome answered to it.

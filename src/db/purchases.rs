@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor};
 
-use super::{Context, Result, events::NewEvent, idempotency::StoredOutcome, offers::Offer};
+use super::{Context, Result, events::NewEvent, idempotency::KeyRecord, offers::Offer};
 use crate::domain::{
     Actor, CustomerId, CustomerQualification, OfferId, PartnerId, PartnerKind, PartnerProfile,
     ProductKind, ResellerQualification, Segment, SubscriptionId,
@@ -194,7 +194,7 @@ pub async fn stored_outcome_and_offer(
     owner: &str,
     key: &str,
     offer: OfferId,
-) -> Result<(Option<StoredOutcome>, Option<Offer>)> {
+) -> Result<(Option<KeyRecord>, Option<Offer>)> {
     let row = sqlx::query!(
         r#"select k.request as "request?", k.outcome as "outcome?",
                   o.id as "offer_id?: OfferId", o.name as "name?", o.segment as "segment?: Segment",
@@ -211,7 +211,7 @@ pub async fn stored_outcome_and_offer(
     .await
     .context("purchases::stored_outcome_and_offer")?;
     let stored = match (row.request, row.outcome) {
-        (Some(request), Some(outcome)) => Some(StoredOutcome { request, outcome }),
+        (Some(request), Some(outcome)) => Some(KeyRecord { request, outcome }),
         _ => None,
     };
     let offer = match (

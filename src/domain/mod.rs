@@ -21,7 +21,7 @@ pub use ids::{CustomerId, OfferId, PartnerId, SubscriptionId};
 pub use offer::{OfferTerms, ProductKind, Segment, SubscriptionStatus};
 pub use partner::{PartnerKind, PartnerProfile, ResellerQualification};
 pub use purchase::{PurchaseContext, PurchaseDecision, RuleViolation, decide};
-pub use text::{checked_text, is_printable};
+pub use text::checked_text;
 
 /// A stored or received value that is not one of an enumeration's variants.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,7 +4,7 @@
 /// cannot be stored in PostgreSQL text, and the others corrupt logs, CSV exports and terminals.
 /// So are the bidirectional overrides and isolates and the line and paragraph separators, which
 /// make a stored text read differently from what it holds (CVE-2021-42574).
-pub fn is_printable(c: char) -> bool {
+fn is_printable(c: char) -> bool {
     !(c.is_control()
         || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}'))
 }

@@ -246,7 +246,7 @@ async fn events(
         let page: Page<_, String> = Page::from_rows(items, limit, |e| encode_cursor(e.id));
         return Ok(Json(page).into_response());
     };
-    let rows = app::audit::export(&state.exports, &ctx, &query).await?;
+    let rows = app::audit::export(&state.pool, &state.exports, &ctx, &query).await?;
     let mut header_line = match format {
         ExportFormat::Csv => Some(Bytes::from_static(CSV_HEADER.as_bytes())),
         ExportFormat::Ndjson => None,

@@ -2,7 +2,7 @@
 
 use axum::{
     extract::{FromRequest, FromRequestParts},
-    http::{HeaderValue, header, request::Parts},
+    http::{HeaderMap, HeaderValue, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Datelike, Utc};
@@ -45,17 +45,16 @@ impl FromRequestParts<AppState> for RequestContext {
             error.insert_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             error
         };
-        let mut sent = parts.headers.get_all(header::AUTHORIZATION).iter();
-        let value = match (sent.next(), sent.next()) {
-            (Some(value), None) => value,
-            (None, _) => {
+        let value = match at_most_one(&parts.headers, header::AUTHORIZATION) {
+            Ok(Some(value)) => value,
+            Ok(None) => {
                 return Err(unauthenticated(
                     Code::Unauthenticated,
                     "This API needs an Authorization: Bearer token.",
                 ));
             }
             // Which one would count is a guess an attacker could exploit between proxies.
-            (Some(_), Some(_)) => {
+            Err(SentTwice) => {
                 return Err(ApiError::new(
                     Code::DuplicateAuthorization,
                     "Send one Authorization header, not several.",
@@ -84,6 +83,22 @@ impl FromRequestParts<AppState> for RequestContext {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         Ok(RequestContext::new(Some(principal), request_id))
+    }
+}
+
+/// A header sent more than once where one value is all that makes sense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SentTwice;
+
+/// The header `name` if it was sent once, `None` if not at all.
+pub(super) fn at_most_one(
+    headers: &HeaderMap,
+    name: impl header::AsHeaderName,
+) -> Result<Option<&HeaderValue>, SentTwice> {
+    let mut sent = headers.get_all(name).iter();
+    match (sent.next(), sent.next()) {
+        (value, None) => Ok(value),
+        (_, Some(_)) => Err(SentTwice),
     }
 }
 

@@ -230,11 +230,10 @@ async fn screen_request_id(
     mut request: Request<Body>,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let mut sent = request.headers().get_all(REQUEST_ID).iter();
-    let replaced = match (sent.next(), sent.next()) {
-        (None, _) => false,
-        (Some(id), None) => !acceptable_request_id(id),
-        (Some(_), Some(_)) => true,
+    let replaced = match extract::at_most_one(request.headers(), REQUEST_ID) {
+        Ok(None) => false,
+        Ok(Some(id)) => !acceptable_request_id(id),
+        Err(extract::SentTwice) => true,
     };
     if !replaced {
         return next.run(request).await;
