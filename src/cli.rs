@@ -7,11 +7,11 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
-    app::{self, RequestContext, tokens},
+    app::{self, RequestContext, tokens, users},
     config::Config,
     db::{self, Keyset},
     dev::{self, SeedOptions},
-    domain::{CustomerId, DisplayName, PartnerId, Role},
+    domain::{CustomerId, DisplayName, NewPassword, PartnerId, Role, Username},
     startup::Application,
     telemetry,
 };
@@ -35,6 +35,9 @@ enum Command {
     /// Manage bearer tokens directly in the database (e.g. the first operator token).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage console users directly in the database (e.g. the first operator).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Tools for auditors.
     Audit {
         #[command(subcommand)]
@@ -71,6 +74,31 @@ enum TokenCommand {
         /// The token's id.
         id: Uuid,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a console user. Without --password-stdin a strong password is generated and printed
+    /// once; the user can change it under "Your account".
+    Create {
+        /// Sign-in name: 1 to 64 of a-z 0-9 . _ - (lower-cased).
+        #[arg(long)]
+        username: String,
+        /// The role: global_admin, admin_agent, sales_agent, back_office, auditor or operator.
+        #[arg(long)]
+        role: Role,
+        /// The partner a partner role acts for.
+        #[arg(long)]
+        partner: Option<Uuid>,
+        /// Name shown to colleagues and auditors, e.g. "Jane Doe".
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Read the password from the first line of standard input instead.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List console users (never their passwords).
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +158,11 @@ impl Cli {
                     .await
                     .context("cannot connect to the database")?;
                 run_token_command(&pool, command).await
+            }
+            Command::User(command) => {
+                db::prepare_database(&self.config.database_url).await?;
+                let pool = connect(&self.config.database_url).await?;
+                run_user_command(&pool, command).await
             }
             Command::Audit {
                 command:
@@ -236,6 +269,88 @@ async fn run_token_command(pool: &PgPool, command: TokenCommand) -> anyhow::Resu
                 "revoked token {} ({}, {})",
                 token.id, token.role, token.label
             );
+        }
+    }
+    Ok(())
+}
+
+async fn run_user_command(pool: &PgPool, command: UserCommand) -> anyhow::Result<()> {
+    let ctx = RequestContext::system();
+    match command {
+        UserCommand::Create {
+            username,
+            role,
+            partner,
+            display_name,
+            password_stdin,
+        } => {
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("cannot read the password from standard input")?;
+                (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+            } else {
+                let mut random = [0u8; 18];
+                getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+                use base64::Engine;
+                (
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random),
+                    true,
+                )
+            };
+            let account = users::NewAccount {
+                username: Username::parse(&username)
+                    .map_err(|e| anyhow::anyhow!("--username: {e}"))?,
+                display_name: display_name
+                    .map(|n| DisplayName::parse(&n))
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--display-name {e}"))?,
+                password: NewPassword::parse(&password)
+                    .map_err(|e| anyhow::anyhow!("password: {e}"))?,
+                role,
+                partner: partner.map(PartnerId),
+            };
+            let user = users::create(pool, &ctx, &account).await?;
+            println!("user id:  {}", user.id);
+            println!("username: {}", user.username);
+            println!("role:     {}", user.role);
+            if generated {
+                println!("password: {password}");
+                println!(
+                    "Keep the password now: it is stored only as a hash. Change it after signing in (Your account)."
+                );
+            }
+        }
+        UserCommand::List => {
+            let mut after = None;
+            loop {
+                let page = users::list(pool, &ctx, Keyset { after, limit: 500 }).await?;
+                for u in &page {
+                    let state = if u.disabled_at.is_some() {
+                        "disabled"
+                    } else {
+                        "active"
+                    };
+                    let partner = u
+                        .partner_id
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "-".into());
+                    println!(
+                        "{}  {:<20} {:<12} {:<8} partner={} {}",
+                        u.id,
+                        u.username,
+                        u.role.as_str(),
+                        state,
+                        partner,
+                        u.display_name.as_deref().unwrap_or("")
+                    );
+                }
+                match page.last() {
+                    Some(last) if page.len() == 500 => after = Some(last.id),
+                    _ => break,
+                }
+            }
         }
     }
     Ok(())

@@ -136,9 +136,38 @@ pub struct Config {
     )]
     pub metrics_bind: MetricsBind,
 
+    /// Minutes a console session may go unused before it ends.
+    #[arg(
+        long,
+        env = "SESSION_IDLE_MINUTES",
+        default_value_t = 30,
+        global = true
+    )]
+    pub session_idle_minutes: u64,
+
+    /// Hours after sign-in when a console session ends, however busy.
+    #[arg(long, env = "SESSION_MAX_HOURS", default_value_t = 12, global = true)]
+    pub session_max_hours: u64,
+
+    /// When the console's session cookie is marked `Secure`: `auto` when the request came over
+    /// HTTPS through a proxy (`X-Forwarded-Proto: https`), `always`, or `never`.
+    #[arg(long, env = "SECURE_COOKIES", value_enum, default_value_t = SecureCookies::Auto, global = true)]
+    pub secure_cookies: SecureCookies,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+}
+
+/// When the session cookie carries `Secure` (sent over HTTPS only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SecureCookies {
+    /// When the request reached the proxy in front of the service over HTTPS.
+    Auto,
+    /// Always: the service is only ever reached over HTTPS.
+    Always,
+    /// Never: plain HTTP only (e.g. on 127.0.0.1).
+    Never,
 }
 
 /// How log lines are written to stdout.

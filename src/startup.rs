@@ -11,7 +11,7 @@ use sqlx::{
 use tokio::net::TcpListener;
 
 use crate::{
-    app::audit::Exports,
+    app::{self, audit::Exports},
     config::{Config, MetricsBind},
     db, http, monitoring, server,
 };
@@ -24,6 +24,7 @@ pub struct Application {
     pool: PgPool,
     exports: Exports,
     limits: http::Limits,
+    console: http::console::Settings,
     connections: server::ConnectionLimits,
 }
 
@@ -72,6 +73,13 @@ impl Application {
                 import_body_bytes: config.import_body_limit_bytes,
                 import_timeout: Duration::from_secs(config.import_timeout_secs),
             },
+            console: http::console::Settings {
+                sessions: app::users::SessionLimits {
+                    idle: Duration::from_secs(config.session_idle_minutes * 60),
+                    absolute: Duration::from_secs(config.session_max_hours * 3600),
+                },
+                secure_cookies: config.secure_cookies,
+            },
             connections: server::ConnectionLimits {
                 max_connections: config.max_connections,
                 header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
@@ -112,6 +120,7 @@ impl Application {
             tokens: Default::default(),
             exports: self.exports.clone(),
             limits: self.limits,
+            console: self.console,
         });
         // Both listeners stop on the same signal.
         let shutdown = shutdown.shared();

@@ -135,6 +135,24 @@ pub async fn get(pool: &PgPool, ctx: &RequestContext, id: CustomerId) -> Result<
         .ok_or(Error::CustomerNotFound(id))
 }
 
+/// Whether the GCC lockout (R4) applies to the customer: its history holds a GCC subscription.
+pub async fn gcc_lockout(pool: &PgPool, ctx: &RequestContext, id: CustomerId) -> Result<bool> {
+    let mut conn = pool.acquire().await?;
+    authorize(&mut conn, ctx, Action::ReadCustomers, id).await?;
+    Ok(db::subscriptions::has_gcc_history(&mut *conn, id).await?)
+}
+
+/// A page of customers matching `filter` (partner roles see only their partner's).
+pub async fn search(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    filter: &db::customers::CustomerFilter<'_>,
+    page: Keyset,
+) -> Result<Vec<Customer>> {
+    ctx.require(Action::ReadCustomers)?;
+    Ok(db::customers::search(pool, ctx.partner_scope(), filter, page).await?)
+}
+
 /// A page of customers (partner roles see only their partner's).
 pub async fn list(pool: &PgPool, ctx: &RequestContext, page: Keyset) -> Result<Vec<Customer>> {
     ctx.require(Action::ReadCustomers)?;

@@ -9,6 +9,7 @@ pub mod partners;
 pub mod purchases;
 pub mod subscriptions;
 pub mod tokens;
+pub mod users;
 
 use chrono::{DateTime, Utc};
 

@@ -378,6 +378,43 @@ pub async fn decide_only(
     Ok(decide(&context(&facts, offer.terms())))
 }
 
+/// Every offer (up to `limit`) with the decision a purchase of it by `partner` for `customer`
+/// would get now, or would have got at `at`: the console's eligibility panel. `None` if the
+/// parties did not both exist yet at `at`.
+pub async fn eligibility(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    customer: CustomerId,
+    partner: PartnerId,
+    at: Option<DateTime<Utc>>,
+    limit: i64,
+) -> Result<Option<Vec<(Offer, PurchaseDecision)>>> {
+    let mut tx = db::begin_read_only(pool).await?;
+    check_parties(&mut tx, ctx, customer, partner).await?;
+    let now = db::purchases::load(&mut tx, customer, partner, Locking::None)
+        .await?
+        .map_err(|m| not_found(m, customer, partner))?;
+    let facts = match at {
+        None => Some(now),
+        Some(at) => db::purchases::load_as_of(&mut *tx, customer, partner, at).await?,
+    };
+    let Some(facts) = facts else {
+        return Ok(None);
+    };
+    let every: Vec<_> = OfferTerms::all().collect();
+    let offers =
+        db::offers::list_with_terms(&mut *tx, &every, at, Keyset { after: None, limit }).await?;
+    Ok(Some(
+        offers
+            .into_iter()
+            .map(|offer| {
+                let decision = decide(&context(&facts, offer.terms()));
+                (offer, decision)
+            })
+            .collect(),
+    ))
+}
+
 /// A page of the offers `partner` may sell `customer` now, or could have sold it at `at`: every
 /// offer whose terms the rules allow, decided on the facts then in force (R4 on the subscription
 /// history as of `at`). Parties that did not exist yet at `at` could sell nothing.

@@ -44,6 +44,36 @@ fn hash(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// Whether the caller may give a principal (token or user) `role` for `partner`: operators any,
+/// global admins their own partner's partner roles; partner roles need a partner, others none.
+pub(crate) fn authorize_grant(
+    ctx: &RequestContext,
+    role: Role,
+    partner: Option<PartnerId>,
+) -> Result<()> {
+    if let Some(partner) = partner {
+        ctx.check_partner(partner)?;
+    }
+    ctx.require(Action::ManageAccess)?;
+    if let Some(principal) = &ctx.principal
+        && !principal.may_grant(role, partner)
+    {
+        return Err(match partner {
+            Some(p) if principal.partner_scope().is_some() => Error::PartnerNotFound(p),
+            _ => Error::Forbidden {
+                role: principal.role,
+                action: Action::ManageAccess,
+            },
+        });
+    }
+    if role.is_partner_role() != partner.is_some() {
+        return Err(Error::InvalidTokenRequest(
+            "partner roles (global_admin, admin_agent, sales_agent) need a partner_id; other roles take none",
+        ));
+    }
+    Ok(())
+}
+
 /// Issues a token of `role` (bound to `partner` for partner roles) that expires at `expires_at`.
 pub async fn issue(
     pool: &PgPool,
@@ -53,26 +83,7 @@ pub async fn issue(
     expires_at: DateTime<Utc>,
     label: &DisplayName,
 ) -> Result<IssuedToken> {
-    if let Some(partner) = partner {
-        ctx.check_partner(partner)?;
-    }
-    ctx.require(Action::ManageTokens)?;
-    if let Some(principal) = &ctx.principal
-        && !principal.may_manage_token(role, partner)
-    {
-        return Err(match partner {
-            Some(p) if principal.partner_scope().is_some() => Error::PartnerNotFound(p),
-            _ => Error::Forbidden {
-                role: principal.role,
-                action: Action::ManageTokens,
-            },
-        });
-    }
-    if role.is_partner_role() != partner.is_some() {
-        return Err(Error::InvalidTokenRequest(
-            "partner roles (global_admin, admin_agent, sales_agent) need a partner_id; other roles take none",
-        ));
-    }
+    authorize_grant(ctx, role, partner)?;
     if expires_at <= Utc::now() {
         return Err(Error::InvalidTokenRequest(
             "expires_at must be in the future",
@@ -121,7 +132,7 @@ pub async fn issue(
 
 /// A page of tokens: all of them for operators, their partner's for global admins.
 pub async fn list(pool: &PgPool, ctx: &RequestContext, page: Keyset) -> Result<Vec<Token>> {
-    ctx.require(Action::ManageTokens)?;
+    ctx.require(Action::ManageAccess)?;
     Ok(db::tokens::list(pool, ctx.partner_scope(), page).await?)
 }
 
@@ -135,7 +146,7 @@ pub async fn revoke(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<Tok
     if ctx.partner_scope().is_some() && ctx.partner_scope() != token.partner_id {
         return Err(Error::TokenNotFound(id));
     }
-    ctx.require(Action::ManageTokens)?;
+    ctx.require(Action::ManageAccess)?;
     if db::tokens::revoke(&mut *tx, id).await? {
         db::events::append(
             &mut *tx,

@@ -27,6 +27,8 @@ pub struct Customer {
     pub version: i64,
     /// When the customer was created.
     pub created_at: DateTime<Utc>,
+    /// The customer's id in the reseller's own CRM, unique across customers.
+    pub external_reference: Option<String>,
 }
 
 fn qualification_texts(set: CustomerQualification) -> Vec<&'static str> {
@@ -41,7 +43,7 @@ macro_rules! select_customers {
             Customer,
             r#"select c.id as "id: CustomerId", c.name,
                       c.special_qualifications as "special_qualifications: CustomerQualification",
-                      c.version, c.created_at
+                      c.version, c.created_at, c.external_reference
                from customers c "# + $rest,
             $($arg),+
         )
@@ -75,6 +77,62 @@ pub async fn list(
     .fetch_all(db)
     .await
     .context("customers::list")
+}
+
+/// What to look for among customers.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerFilter<'a> {
+    /// Case-insensitive substring of the name.
+    pub name_contains: Option<&'a str>,
+    /// Holds this qualification (`Some(None)`: holds none, a commercial customer).
+    pub qualification: Option<Option<SpecialQualification>>,
+    /// Exactly this external reference.
+    pub external_reference: Option<&'a str>,
+}
+
+/// `text` as a pattern for `ILIKE` that matches it literally anywhere.
+fn contains_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// A page of customers matching `filter`, oldest first; only those related to `partner` when it
+/// is given. The name is matched through the trigram index, the qualification through the GIN
+/// index of the sets.
+pub async fn search(
+    db: impl PgExecutor<'_>,
+    partner: Option<PartnerId>,
+    filter: &CustomerFilter<'_>,
+    page: Keyset,
+) -> Result<Vec<Customer>> {
+    let (any_qualification, qualification) = match filter.qualification {
+        None => (true, None),
+        Some(q) => (false, q.map(SpecialQualification::as_str)),
+    };
+    select_customers!(
+        "-- fan-out: customer list
+         where c.id > $1
+           and ($3::uuid is null or exists(select 1 from customer_partners r
+                                           where r.customer_id = c.id and r.partner_id = $3))
+           and ($4::text is null or c.name ilike $4)
+           and ($5 or ($6::text is null and c.special_qualifications = '{}')
+                   or c.special_qualifications @> array[$6::text])
+           and ($7::text is null or c.external_reference = $7)
+         order by c.id limit $2",
+        page.after(),
+        page.limit,
+        partner.map(|p| p.0),
+        filter.name_contains.map(contains_pattern),
+        any_qualification,
+        qualification,
+        filter.external_reference,
+    )
+    .fetch_all(db)
+    .await
+    .context("customers::search")
 }
 
 /// Takes the customer's write lock, the one every purchase and qualification change of this

@@ -12,6 +12,7 @@ pub mod seed;
 pub mod sharding;
 pub mod subscriptions;
 pub mod tokens;
+pub mod users;
 
 use sqlx::{
     Decode, Postgres, Type,

@@ -23,6 +23,8 @@ pub const TABLES: &[(&str, Placement)] = &[
     ("partner_profile_history", Placement::Reference),
     ("offers", Placement::Reference),
     ("api_tokens", Placement::Reference),
+    ("users", Placement::Reference),
+    ("sessions", Placement::Reference),
     ("customers", Placement::Distributed("id")),
     ("customer_partners", Placement::Distributed("customer_id")),
     (
@@ -31,6 +33,12 @@ pub const TABLES: &[(&str, Placement)] = &[
     ),
     ("subscriptions", Placement::Distributed("customer_id")),
     ("idempotency_keys", Placement::Distributed("customer_id")),
+    // Claims external references across customers: a customer's row cannot hold a unique index
+    // without its id on Citus. Written beside the customer, one row per claimed reference.
+    (
+        "customer_external_references",
+        Placement::Distributed("external_reference"),
+    ),
     // A customer's chain id is the customer's id, so its events live with it; partner and catalog
     // chains land wherever their id hashes.
     ("events", Placement::Distributed("chain_id")),
@@ -41,8 +49,6 @@ pub const TABLES: &[(&str, Placement)] = &[
 /// `customer_id`; hanging off one event, by `chain_id`; platform or partner data, reference.
 /// The catalog test checks each against the schema once it exists.
 pub const PLANNED_TABLES: &[(&str, Placement)] = &[
-    ("users", Placement::Reference),
-    ("sessions", Placement::Reference),
     ("policies", Placement::Reference),
     ("webhook_endpoints", Placement::Reference),
     ("webhook_deliveries", Placement::Distributed("chain_id")),

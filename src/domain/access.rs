@@ -57,8 +57,8 @@ pub enum Action {
     ManageSubscriptions,
     /// Read the audit log.
     ReadAudit,
-    /// Create, list and revoke tokens.
-    ManageTokens,
+    /// Create, list, disable and revoke tokens and console users.
+    ManageAccess,
 }
 
 impl Action {
@@ -76,7 +76,7 @@ impl Action {
         Self::ReadSubscriptions,
         Self::ManageSubscriptions,
         Self::ReadAudit,
-        Self::ManageTokens,
+        Self::ManageAccess,
     ];
 }
 
@@ -88,7 +88,7 @@ pub fn permits(role: Role, action: Action) -> bool {
     match role {
         Operator => matches!(
             action,
-            ReadPartners | ReadOffers | ManageOffers | ManageTokens
+            ReadPartners | ReadOffers | ManageOffers | ManageAccess
         ),
         BackOffice => matches!(
             action,
@@ -123,7 +123,7 @@ pub fn permits(role: Role, action: Action) -> bool {
         // A relationship lets a partner see a customer and buy for it, so no partner role may make
         // one: back office does, on the customer's word.
         AdminAgent => permits(SalesAgent, action),
-        GlobalAdmin => permits(AdminAgent, action) || action == ManageTokens,
+        GlobalAdmin => permits(AdminAgent, action) || action == ManageAccess,
     }
 }
 
@@ -188,8 +188,8 @@ impl Principal {
         self.partner_id.filter(|_| self.role.is_partner_role())
     }
 
-    /// Whether this principal may create or revoke a token of `role` for `partner`.
-    pub fn may_manage_token(&self, role: Role, partner: Option<PartnerId>) -> bool {
+    /// Whether this principal may create or revoke a token or user of `role` for `partner`.
+    pub fn may_grant(&self, role: Role, partner: Option<PartnerId>) -> bool {
         match self.role {
             Role::Operator => true,
             Role::GlobalAdmin => {
@@ -219,7 +219,7 @@ mod tests {
         (Action::ReadSubscriptions, "BASMG"),
         (Action::ManageSubscriptions, "B"),
         (Action::ReadAudit, "A"),
-        (Action::ManageTokens, "OG"),
+        (Action::ManageAccess, "OG"),
     ];
 
     #[test]
@@ -252,16 +252,16 @@ mod tests {
             role: Role::GlobalAdmin,
             partner_id: Some(mine),
         };
-        assert!(admin.may_manage_token(Role::SalesAgent, Some(mine)));
-        assert!(admin.may_manage_token(Role::GlobalAdmin, Some(mine)));
-        assert!(!admin.may_manage_token(Role::SalesAgent, Some(PartnerId::new())));
-        assert!(!admin.may_manage_token(Role::BackOffice, None));
+        assert!(admin.may_grant(Role::SalesAgent, Some(mine)));
+        assert!(admin.may_grant(Role::GlobalAdmin, Some(mine)));
+        assert!(!admin.may_grant(Role::SalesAgent, Some(PartnerId::new())));
+        assert!(!admin.may_grant(Role::BackOffice, None));
         let operator = Principal {
             id: uuid::Uuid::now_v7(),
             role: Role::Operator,
             partner_id: None,
         };
-        assert!(operator.may_manage_token(Role::Auditor, None));
+        assert!(operator.may_grant(Role::Auditor, None));
         assert_eq!(operator.partner_scope(), None);
         assert_eq!(admin.partner_scope(), Some(mine));
     }

@@ -26,6 +26,10 @@ super::wire_enum!(
         TokenCreated => "token_created",
         TokenRevoked => "token_revoked",
         IdempotentReplayServed => "idempotent_replay_served",
+        UserCreated => "user_created",
+        UserDisabled => "user_disabled",
+        UserEnabled => "user_enabled",
+        UserPasswordChanged => "user_password_changed",
     }
 );
 

@@ -10,6 +10,7 @@ mod offer;
 mod partner;
 mod purchase;
 mod text;
+mod user;
 
 pub use access::{Action, Actor, Principal, Role, permits};
 pub use audit::EventType;
@@ -22,6 +23,10 @@ pub use offer::{OfferTerms, ProductKind, Segment, SubscriptionStatus};
 pub use partner::{PartnerKind, PartnerProfile, ResellerQualification};
 pub use purchase::{PurchaseContext, PurchaseDecision, RuleViolation, decide};
 pub use text::checked_text;
+pub use user::{
+    ExternalReference, FREE_SIGN_IN_FAILURES, InvalidExternalReference, InvalidUsername,
+    NewPassword, Username, WeakPassword, sign_in_delay,
+};
 
 /// A stored or received value that is not one of an enumeration's variants.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

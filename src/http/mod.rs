@@ -1,6 +1,7 @@
 //! The HTTP layer: one module per resource, merged here with the cross-cutting layers.
 
 mod audit;
+pub mod console;
 mod customers;
 mod decisions;
 mod error;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub exports: crate::app::audit::Exports,
     /// What one request may take.
     pub limits: Limits,
+    /// Console sessions.
+    pub console: console::Settings,
 }
 
 /// The whole API. Every route is registered with its OpenAPI operation, so the served contract
@@ -115,6 +118,14 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let contract = openapi::Contract::serve(&contract);
     router
+        .merge(
+            console::router()
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    request_timeout,
+                ))
+                .layer(DefaultBodyLimit::max(limits.body_bytes)),
+        )
         .fallback(|| async { ApiError::new(Code::RouteNotFound, "No such route.") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(Code::MethodNotAllowed, "This route does not accept this method.")

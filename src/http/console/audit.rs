@@ -1,0 +1,9 @@
+//! TODO: audit pages.
+
+use axum::Router;
+
+use crate::http::AppState;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+}

@@ -1,0 +1,9 @@
+//! TODO: import pages.
+
+use axum::Router;
+
+use crate::http::AppState;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+}

@@ -1,0 +1,103 @@
+//! What every page shares: the frame (navigation, the signed-in user, the sign-out form), the error
+//! page, and small formatting helpers for templates.
+
+use askama::Template;
+use chrono::{DateTime, Utc};
+
+use super::Staff;
+use crate::domain::Action;
+
+/// One link of the navigation.
+#[derive(Debug, Clone)]
+pub struct NavLink {
+    /// Target.
+    pub href: &'static str,
+    /// Text.
+    pub label: &'static str,
+    /// Whether it is the current section.
+    pub current: bool,
+}
+
+/// The frame of every signed-in page.
+#[derive(Debug, Clone)]
+pub struct Chrome {
+    /// Who is signed in, as shown.
+    pub user: String,
+    /// Their role.
+    pub role: &'static str,
+    /// The session's CSRF token, for every form.
+    pub csrf: String,
+    /// The sections the role may use.
+    pub nav: Vec<NavLink>,
+}
+
+/// The sections of the console and the action that opens each.
+const SECTIONS: [(&str, &str, Action); 6] = [
+    ("/customers", "Customers", Action::ReadCustomers),
+    ("/partners", "Partners", Action::ReadPartners),
+    ("/offers", "Offers", Action::ReadOffers),
+    ("/import", "Import", Action::ManageCustomers),
+    ("/audit", "Audit", Action::ReadAudit),
+    ("/access", "Access", Action::ManageAccess),
+];
+
+impl Chrome {
+    /// The frame for `staff`, with `active` (a section's path) marked current.
+    pub fn new(staff: &Staff, active: &str) -> Self {
+        let session = &staff.session;
+        let user = match &session.display_name {
+            Some(name) => format!("{name} ({})", session.username),
+            None => session.username.clone(),
+        };
+        let mut nav: Vec<NavLink> = SECTIONS
+            .iter()
+            .filter(|(_, _, action)| staff.may(*action))
+            .map(|&(href, label, _)| NavLink {
+                href,
+                label,
+                current: href == active,
+            })
+            .collect();
+        // Auditors read the principals; operators and global admins manage them.
+        if !staff.may(Action::ManageAccess) && staff.may(Action::ReadAudit) {
+            nav.push(NavLink {
+                href: "/access",
+                label: "Access",
+                current: active == "/access",
+            });
+        }
+        Self {
+            user,
+            role: staff.role().as_str(),
+            csrf: session.csrf_token.clone(),
+            nav,
+        }
+    }
+}
+
+/// A page saying what went wrong.
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    /// E.g. "Not Found".
+    pub title: &'static str,
+    /// What happened, in a sentence.
+    pub message: String,
+}
+
+/// `text` for a URL query value.
+pub fn url_encode(text: &str) -> String {
+    serde_urlencoded::to_string([("", text)])
+        .map(|s| s.trim_start_matches('=').to_owned())
+        .unwrap_or_default()
+}
+
+/// An instant as shown on pages: UTC, to the second.
+pub fn when(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// An optional instant, `—` when absent.
+pub fn when_opt(at: &Option<DateTime<Utc>>) -> String {
+    at.as_ref().map_or_else(|| "—".to_owned(), when)
+}
