@@ -255,6 +255,9 @@ pub fn test_config(database_url: &str) -> Config {
         shutdown_grace_secs: 20,
         export_max_concurrent: 2,
         metrics_bind: MetricsBind::On("127.0.0.1:0".parse().unwrap()),
+        session_idle_minutes: 30,
+        session_max_hours: 12,
+        secure_cookies: partner_catalog::config::SecureCookies::Auto,
         log_format: LogFormat::Text,
     }
 }

@@ -4,6 +4,7 @@ mod audit;
 mod auth;
 mod concurrency;
 mod connections;
+mod console;
 mod customers;
 mod database_tls;
 mod helpers;

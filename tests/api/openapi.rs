@@ -75,10 +75,22 @@ async fn the_contract_lists_every_route_the_router_serves() {
             import_body_bytes: 1024,
             import_timeout: std::time::Duration::from_secs(5),
         },
+        console: partner_catalog::http::console::Settings {
+            sessions: partner_catalog::app::users::SessionLimits {
+                idle: std::time::Duration::from_secs(60),
+                absolute: std::time::Duration::from_secs(600),
+            },
+            secure_cookies: partner_catalog::config::SecureCookies::Never,
+        },
     };
-    let served = served_paths(&router(state));
+    let served = served_paths(&router(state.clone()));
     assert!(served.len() > 20, "paths read from the router: {served:?}");
-    assert_eq!(served, documented, "routes served vs documented");
+    // The console's HTML pages are not part of the API contract; nothing else may be missing.
+    let console = served_paths(&partner_catalog::http::console::router().with_state(state));
+    assert!(console.contains("/sign-in"), "console paths: {console:?}");
+    assert!(console.is_disjoint(&documented), "{console:?}");
+    let api: BTreeSet<String> = served.difference(&console).cloned().collect();
+    assert_eq!(api, documented, "routes served vs documented");
 }
 
 /// What clients see, committed in `tests/api/snapshots/`: a change to the contract fails this test
