@@ -1,6 +1,7 @@
 //! The console over HTTP: pages and forms as a browser without JavaScript would use them. The
 //! browser itself is driven by `tests/browser`.
 
+mod access;
 mod account;
 mod customers;
 
