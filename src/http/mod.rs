@@ -74,7 +74,7 @@ pub struct AppState {
 }
 
 /// The whole API. Every route is registered with its OpenAPI operation, so the served contract
-/// lists exactly what the router serves.
+/// lists exactly what the router serves, besides the files of the `/docs` page.
 pub fn router(state: AppState) -> Router {
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
     let limits = state.limits;
@@ -115,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let contract = openapi::Contract::serve(&contract);
     router
+        .merge(openapi::ui_files())
         .fallback(|| async { ApiError::new(Code::RouteNotFound, "No such route.") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(Code::MethodNotAllowed, "This route does not accept this method.")
