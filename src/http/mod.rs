@@ -77,7 +77,7 @@ pub struct AppState {
 }
 
 /// The whole API. Every route is registered with its OpenAPI operation, so the served contract
-/// lists exactly what the router serves.
+/// lists exactly what the router serves, besides the files of the `/docs` page.
 pub fn router(state: AppState) -> Router {
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
     let limits = state.limits;
@@ -126,6 +126,7 @@ pub fn router(state: AppState) -> Router {
                 ))
                 .layer(DefaultBodyLimit::max(limits.body_bytes)),
         )
+        .merge(openapi::ui_files())
         .fallback(|| async { ApiError::new(Code::RouteNotFound, "No such route.") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(Code::MethodNotAllowed, "This route does not accept this method.")
