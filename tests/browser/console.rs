@@ -448,3 +448,74 @@ async fn a_customer_named_like_a_script_is_shown_as_text() {
     assert_eq!(text(&browser, "tbody tr td a").await, name);
     assert!(browser.get_alert_text().await.is_err());
 }
+
+/// Inputs of the page without a label: every visible input, select and textarea must have one.
+async fn unlabelled_inputs(browser: &Browser) -> Vec<String> {
+    let found = browser
+        .execute(
+            "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                .filter(e => e.labels.length === 0).map(e => e.outerHTML);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
+/// Whether the page is wider than the window (a phone would scroll sideways).
+async fn overflows(browser: &Browser) -> bool {
+    let wider = browser
+        .execute(
+            "return document.documentElement.scrollWidth > window.innerWidth + 1;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    wider.as_bool().unwrap()
+}
+
+#[tokio::test]
+async fn every_input_has_a_label_and_pages_fit_a_phone() {
+    let world = world().await;
+    let customer = world
+        .customer(
+            "Fabrikam University",
+            &[SpecialQualification::Education],
+            Some(world.partner),
+        )
+        .await;
+    world.user("jdoe", "Jane Doe", Role::BackOffice, None).await;
+    world
+        .user("ops", "Olga Operator", Role::Operator, None)
+        .await;
+    let pages = [
+        ("jdoe", "/".to_owned()),
+        ("jdoe", "/customers?q=fab".to_owned()),
+        (
+            "jdoe",
+            format!("/customers/{customer}?partner={}", world.partner),
+        ),
+        ("jdoe", "/customers/new".to_owned()),
+        ("jdoe", "/account".to_owned()),
+        ("ops", "/access".to_owned()),
+    ];
+    let mut failures = Vec::new();
+    for user in ["jdoe", "ops"] {
+        let browser = Browser::new().await;
+        sign_in(&browser, &world, user).await;
+        for (_, path) in pages.iter().filter(|(u, _)| *u == user) {
+            for (width, height) in [(1280, 900), (390, 844)] {
+                browser.set_window_size(width, height).await.unwrap();
+                browser.goto(&world.url(path)).await.unwrap();
+                find(&browser, "main").await;
+                for input in unlabelled_inputs(&browser).await {
+                    failures.push(format!("{path}: no label for {input}"));
+                }
+                if overflows(&browser).await {
+                    failures.push(format!("{path}: wider than a {width} px window"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
