@@ -2,6 +2,7 @@
 //! browser itself is driven by `tests/browser`.
 
 mod account;
+mod offers;
 mod partners;
 
 use partner_catalog::{
