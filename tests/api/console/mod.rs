@@ -4,6 +4,8 @@
 mod access;
 mod account;
 mod customers;
+mod offers;
+mod partners;
 
 use partner_catalog::{
     app::{RequestContext, users},
