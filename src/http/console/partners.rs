@@ -724,7 +724,10 @@ fn version_rows(
             version: r.version,
             current: r.version == current,
             valid_from: view::when(&r.valid_from),
-            valid_to: r.valid_to.as_ref().map_or_else(|| "now".to_owned(), view::when),
+            valid_to: r
+                .valid_to
+                .as_ref()
+                .map_or_else(|| "now".to_owned(), view::when),
             qualifications: labels(&r.reseller_qualifications),
             evidence: evidence_list(&r.evidence),
             providers: linked(&r.indirect_providers, providers, staff),

@@ -362,3 +362,36 @@ async fn back_office_creates_customers_links_partners_and_changes_subscription_s
         .assert_contains("suspended")
         .assert_contains("direct_bill_partner partner");
 }
+
+#[tokio::test]
+async fn partner_users_see_staff_by_role_not_by_name() {
+    let app = spawn_app().await;
+    let partner = app.create_qualified_partner().await;
+    let customer = app.create_customer(&[]).await;
+    app.link(customer, partner).await;
+    let staff = signed_in(&app, Role::BackOffice, None).await;
+    let changed = staff
+        .post(
+            &format!("/customers/{customer}/qualifications"),
+            &[
+                ("version", "1"),
+                ("qualification", "nonprofit"),
+                ("evidence_nonprofit", "NP-1"),
+                ("reason", "registry"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER);
+    let agent = signed_in(&app, Role::SalesAgent, Some(PartnerId(partner))).await;
+    let page = agent.get(&format!("/customers/{customer}")).await;
+    page.assert_contains("by back_office staff");
+    assert!(
+        !page.html.contains("(test)"),
+        "no staff display name: {}",
+        page.html
+    );
+    staff
+        .get(&format!("/customers/{customer}"))
+        .await
+        .assert_contains("(test) (back_office)");
+}
