@@ -337,6 +337,12 @@ async fn every_endpoint_answers_every_kind_of_caller_as_the_matrix_says() {
         ),
         (
             Method::GET,
+            "/v1/principals".into(),
+            None,
+            "ok 403 ok ok 403 403",
+        ),
+        (
+            Method::GET,
             "/v1/audit/events".into(),
             None,
             "403 403 ok 403 403 403",
