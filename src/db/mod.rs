@@ -7,6 +7,7 @@ pub mod events;
 pub mod idempotency;
 pub mod offers;
 pub mod partners;
+pub mod principals;
 pub mod purchases;
 pub mod seed;
 pub mod sharding;
@@ -23,7 +24,7 @@ use sqlx::{
 use uuid::Uuid;
 
 use crate::domain::{
-    CustomerId, CustomerQualification, OfferId, PartnerId, PartnerKind, ProductKind,
+    CustomerId, CustomerQualification, OfferId, PartnerId, PartnerKind, PrincipalKind, ProductKind,
     ResellerQualification, Role, Segment, SpecialQualification, SubscriptionId, SubscriptionStatus,
 };
 
@@ -166,7 +167,8 @@ text_column!(
     SpecialQualification,
     Segment,
     ProductKind,
-    SubscriptionStatus
+    SubscriptionStatus,
+    PrincipalKind
 );
 
 macro_rules! uuid_column {

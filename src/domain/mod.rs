@@ -8,6 +8,7 @@ mod evidence;
 mod ids;
 mod offer;
 mod partner;
+mod principal;
 mod purchase;
 mod text;
 mod user;
@@ -21,6 +22,7 @@ pub use evidence::{
 pub use ids::{CustomerId, OfferId, PartnerId, SubscriptionId};
 pub use offer::{OfferTerms, ProductKind, Segment, SubscriptionStatus};
 pub use partner::{PartnerKind, PartnerProfile, ResellerQualification};
+pub use principal::{PrincipalKind, PrincipalState};
 pub use purchase::{PurchaseContext, PurchaseDecision, RuleViolation, decide};
 pub use text::checked_text;
 pub use user::{

@@ -10,6 +10,7 @@ mod offers;
 pub mod openapi;
 mod pagination;
 mod partners;
+mod principals;
 pub mod problem;
 mod subscriptions;
 mod tokens;
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .merge(subscriptions::router())
         .merge(decisions::router())
         .merge(tokens::router())
+        .merge(principals::router())
         .merge(audit::router())
         .routes(routes!(healthz))
         .routes(routes!(ready))

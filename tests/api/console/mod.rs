@@ -3,6 +3,7 @@
 
 mod access;
 mod account;
+mod audit;
 mod customers;
 mod offers;
 mod partners;
