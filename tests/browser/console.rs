@@ -519,3 +519,57 @@ async fn every_input_has_a_label_and_pages_fit_a_phone() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+#[tokio::test]
+async fn an_auditor_searches_the_log_opens_an_event_exports_and_verifies() {
+    let world = world().await;
+    world.customer("Fabrikam University", &[], None).await;
+    let watched = world
+        .customer("Northwind School", &[SpecialQualification::Education], None)
+        .await;
+    world
+        .user("audrey", "Audrey Auditor", Role::Auditor, None)
+        .await;
+    let browser = Browser::new().await;
+    sign_in(&browser, &world, "audrey").await;
+    click(&browser, "nav a[href='/audit']").await;
+    fill(&browser, "#customer_id", &watched.to_string()).await;
+    click(&browser, "form.audit-filters button").await;
+    let rows = browser
+        .find_all(Locator::Css("table.audit-events tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "only the watched customer's creation");
+    let row = rows[0].text().await.unwrap();
+    assert!(row.contains("customer_created"), "{row}");
+    browser.screenshot("audit").await;
+
+    // The export link carries the search; the browser downloads it with its session.
+    let csv = browser
+        .execute(
+            "const a = document.querySelector('a[download][href*=\"format=csv\"]');
+             return fetch(a.href).then(r => r.text());",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let csv = csv.as_str().unwrap().to_owned();
+    assert_eq!(csv.lines().count(), 2, "a header and one event: {csv}");
+    assert!(
+        csv.contains(&watched.to_string()) && csv.contains("customer_created"),
+        "{csv}"
+    );
+
+    click(&browser, "table.audit-events tbody tr td a").await;
+    let detail = text(&browser, "main").await;
+    assert!(
+        detail.contains("customer_created") && detail.contains("Northwind School"),
+        "{detail}"
+    );
+    browser.screenshot("audit-event").await;
+
+    browser.back().await.unwrap();
+    click(&browser, "form[action='/audit/verify'] button").await;
+    let verdict = text(&browser, "main").await;
+    assert!(verdict.contains("Intact"), "{verdict}");
+}
