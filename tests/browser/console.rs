@@ -488,6 +488,9 @@ async fn every_input_has_a_label_and_pages_fit_a_phone() {
     world
         .user("ops", "Olga Operator", Role::Operator, None)
         .await;
+    world
+        .user("audrey", "Audrey Auditor", Role::Auditor, None)
+        .await;
     let pages = [
         ("jdoe", "/".to_owned()),
         ("jdoe", "/customers?q=fab".to_owned()),
@@ -496,11 +499,16 @@ async fn every_input_has_a_label_and_pages_fit_a_phone() {
             format!("/customers/{customer}?partner={}", world.partner),
         ),
         ("jdoe", "/customers/new".to_owned()),
+        ("jdoe", "/partners?q=contoso".to_owned()),
+        ("jdoe", format!("/partners/{}", world.partner)),
         ("jdoe", "/account".to_owned()),
+        ("ops", "/offers".to_owned()),
         ("ops", "/access".to_owned()),
+        ("audrey", format!("/audit?customer_id={customer}")),
+        ("audrey", "/access".to_owned()),
     ];
     let mut failures = Vec::new();
-    for user in ["jdoe", "ops"] {
+    for user in ["jdoe", "ops", "audrey"] {
         let browser = Browser::new().await;
         sign_in(&browser, &world, user).await;
         for (_, path) in pages.iter().filter(|(u, _)| *u == user) {
