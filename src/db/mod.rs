@@ -5,6 +5,7 @@ pub mod audit;
 pub mod customers;
 pub mod events;
 pub mod idempotency;
+pub mod import_jobs;
 pub mod offers;
 pub mod partners;
 pub mod purchases;
@@ -23,8 +24,9 @@ use sqlx::{
 use uuid::Uuid;
 
 use crate::domain::{
-    CustomerId, CustomerQualification, OfferId, PartnerId, PartnerKind, ProductKind,
-    ResellerQualification, Role, Segment, SpecialQualification, SubscriptionId, SubscriptionStatus,
+    CustomerId, CustomerQualification, FileFormat, ImportJobId, ImportJobStatus, OfferId,
+    PartnerId, PartnerKind, ProductKind, ResellerQualification, Role, Segment,
+    SpecialQualification, SubscriptionId, SubscriptionStatus,
 };
 
 /// A database call that failed, and which statement it was: the log says where, the client never
@@ -166,7 +168,9 @@ text_column!(
     SpecialQualification,
     Segment,
     ProductKind,
-    SubscriptionStatus
+    SubscriptionStatus,
+    FileFormat,
+    ImportJobStatus
 );
 
 macro_rules! uuid_column {
@@ -188,7 +192,7 @@ macro_rules! uuid_column {
         }
     )+};
 }
-uuid_column!(PartnerId, CustomerId, OfferId, SubscriptionId);
+uuid_column!(PartnerId, CustomerId, OfferId, SubscriptionId, ImportJobId);
 
 /// The stored `text[]` is checked against the seven sets of R3 by the database, and again here.
 impl Type<Postgres> for CustomerQualification {

@@ -18,6 +18,8 @@ mod import;
 mod partners;
 mod view;
 
+pub use import::upload_router;
+
 use askama::Template;
 use axum::{
     Router,
