@@ -72,8 +72,10 @@ problems!(
     ]
 );
 
-/// Create a customer (back office). An `external_reference` that another customer has is refused
-/// (409 `external_reference_taken`, naming that customer).
+/// Create a customer (back office).
+///
+/// An `external_reference` that another customer has is refused (409 `external_reference_taken`,
+/// naming that customer).
 #[utoipa::path(
     post, path = "/v1/customers", tag = "customers", operation_id = "create_customer",
     request_body = CreateCustomer,
@@ -401,8 +403,9 @@ problems!(
     ]
 );
 
-/// Bulk-create customers from NDJSON, one `POST /v1/customers` body per line (back office). A
-/// line whose `external_reference` another customer has is skipped and reported in
+/// Bulk-create customers from NDJSON, one `POST /v1/customers` body per line (back office).
+///
+/// A line whose `external_reference` another customer has is skipped and reported in
 /// `already_imported`, so importing a file twice creates its customers once; two lines with the
 /// same reference are a bad line. Lines without a reference are created every time.
 #[utoipa::path(

@@ -86,7 +86,11 @@ async fn the_contract_lists_every_route_the_router_serves() {
     let served = served_paths(&router(state.clone()));
     assert!(served.len() > 20, "paths read from the router: {served:?}");
     // The console's HTML pages are not part of the API contract; nothing else may be missing.
-    let console = served_paths(&partner_catalog::http::console::router().with_state(state));
+    let mut console =
+        served_paths(&partner_catalog::http::console::router().with_state(state.clone()));
+    console.extend(served_paths(
+        &partner_catalog::http::console::upload_router(state.limits).with_state(state),
+    ));
     assert!(console.contains("/sign-in"), "console paths: {console:?}");
     assert!(console.is_disjoint(&documented), "{console:?}");
     let api: BTreeSet<String> = served.difference(&console).cloned().collect();

@@ -116,6 +116,10 @@ async fn on_citus_a_purchase_is_a_single_shard_transaction() {
             Placement::Distributed(column) if *table == "customers" => {
                 format!("select create_distributed_table('{table}', '{column}')")
             }
+            // Keyed by the reference (text), not by a customer: a colocation group of its own.
+            Placement::Distributed(column) if *table == "customer_external_references" => format!(
+                "select create_distributed_table('{table}', '{column}', colocate_with => 'none')"
+            ),
             Placement::Distributed(column) => format!(
                 "select create_distributed_table('{table}', '{column}', colocate_with => 'customers')"
             ),

@@ -2,6 +2,7 @@
 //! browser itself is driven by `tests/browser`.
 
 mod account;
+mod import;
 
 use partner_catalog::{
     app::{RequestContext, users},
