@@ -104,12 +104,14 @@ fn file_name(raw: &str) -> String {
 }
 
 /// Reads every line of `file` and looks its references up; writes nothing unless the file has no
-/// errors, and then only the job holding it, to be started with [`start`].
+/// errors, and then only the job holding it, to be started with [`start`]. Storing the file may
+/// take up to `budget` (the import's, not a request's statement limit).
 pub async fn validate(
     pool: &PgPool,
     ctx: &RequestContext,
     raw_file_name: &str,
     file: &[u8],
+    budget: Duration,
 ) -> Result<Validation> {
     ctx.require(Action::ManageCustomers)?;
     let user = console_user(ctx)?;
@@ -172,7 +174,7 @@ pub async fn validate(
     let counted = |n: usize| i32::try_from(n).map_err(|e| Error::Internal(e.into()));
     let mut tx = pool.begin().await?;
     // Storing a file of up to the upload limit may take longer than a request's statement.
-    db::set_local_statement_timeout(&mut tx, Duration::from_secs(300)).await?;
+    db::set_local_statement_timeout(&mut tx, budget).await?;
     db::import_jobs::delete_unstarted(&mut *tx, UNSTARTED_KEPT).await?;
     db::import_jobs::insert(
         &mut *tx,

@@ -356,9 +356,14 @@ async fn validate(
         Err(Refused::TooLarge) => return Ok(too_large(state.limits.import_body_bytes)),
         Err(Refused::Form(e)) => return Err(e),
     };
-    let validation =
-        app::import::jobs::validate(&state.pool, &staff.ctx, &upload.file_name, &upload.bytes)
-            .await?;
+    let validation = app::import::jobs::validate(
+        &state.pool,
+        &staff.ctx,
+        &upload.file_name,
+        &upload.bytes,
+        state.limits.import_timeout,
+    )
+    .await?;
     drop(upload);
     if let Some(job) = validation.job {
         return Ok(Redirect::to(&format!("/import/{job}")).into_response());
