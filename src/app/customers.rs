@@ -145,13 +145,13 @@ pub(crate) async fn insert_new(
         .iter()
         .filter_map(|c| Some((c.external_reference.as_ref()?.as_str(), c.id.0)))
         .unzip();
+    let mut claimed = HashSet::new();
     let mut holders = HashMap::new();
     if !references.is_empty() {
-        let claimed: HashSet<CustomerId> =
-            db::customers::claim_references(&mut *tx, &references, &ids)
-                .await?
-                .into_iter()
-                .collect();
+        claimed = db::customers::claim_references(&mut *tx, &references, &ids)
+            .await?
+            .into_iter()
+            .collect::<HashSet<CustomerId>>();
         let lost: Vec<&str> = customers
             .iter()
             .filter(|c| !claimed.contains(&c.id))
@@ -166,15 +166,18 @@ pub(crate) async fn insert_new(
     let mut skipped = Vec::new();
     let mut written = Vec::with_capacity(customers.len());
     for (i, c) in customers.iter().enumerate() {
-        let holder = c
-            .external_reference
-            .as_ref()
-            .and_then(|r| holders.get(r.as_str()))
-            // Another customer's claim (an earlier one of `customers`, or one already stored).
-            .filter(|h| h.customer_id != c.id);
-        match holder {
-            Some(holder) => skipped.push((i, holder.clone())),
-            None => written.push(c),
+        match &c.external_reference {
+            // Held by a customer stored already, or by an earlier one of `customers`.
+            Some(reference) if !claimed.contains(&c.id) => {
+                let holder = holders.get(reference.as_str()).ok_or_else(|| {
+                    Error::Internal(anyhow::anyhow!(
+                        "external reference `{}` was neither claimed nor held",
+                        reference.as_str()
+                    ))
+                })?;
+                skipped.push((i, holder.clone()));
+            }
+            _ => written.push(c),
         }
     }
     if written.is_empty() {
