@@ -7,9 +7,10 @@
 /// How a table is placed on a Citus cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
-    /// Hash-distributed by this column. All distributed tables are colocated with `customers`:
-    /// the column holds a customer id (or, for `chain_id`, a customer id on customer events), so
-    /// everything one purchase touches hashes to one shard.
+    /// Hash-distributed by this column. Tables keyed by a customer are colocated with
+    /// `customers`: the column holds a customer id (or, for `chain_id`, a customer id on customer
+    /// events), so everything one purchase touches hashes to one shard. The claims of external
+    /// references are keyed by the reference instead, in a colocation group of their own.
     Distributed(&'static str),
     /// Small, rarely written, read by every purchase: a copy on every node.
     Reference,
