@@ -6,6 +6,7 @@ pub mod customers;
 pub mod import;
 pub mod offers;
 pub mod partners;
+pub mod principals;
 pub mod purchases;
 pub mod subscriptions;
 pub mod tokens;

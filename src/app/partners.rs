@@ -11,8 +11,9 @@ use super::{Error, Precondition, RequestContext, Result};
 use crate::{
     db::{
         self, Keyset,
+        customers::{Customer, CustomerFilter},
         events::NewEvent,
-        partners::{Partner, PartnerEvidence, ProfileRecord},
+        partners::{Partner, PartnerEvidence, PartnerFilter, PartnerName, ProfileRecord},
     },
     domain::{
         Action, DisplayName, EventType, PartnerId, PartnerKind, Reason, ResellerQualification,
@@ -103,6 +104,44 @@ pub async fn list(pool: &PgPool, ctx: &RequestContext, page: Keyset) -> Result<V
         Some(_) => Ok(Vec::new()),
         None => Ok(db::partners::list(pool, page).await?),
     }
+}
+
+/// A page of partners matching `filter` (partner roles find only their own).
+pub async fn search(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    filter: &PartnerFilter<'_>,
+    page: Keyset,
+) -> Result<Vec<Partner>> {
+    ctx.require(Action::ReadPartners)?;
+    Ok(db::partners::search(pool, ctx.partner_scope(), filter, page).await?)
+}
+
+/// A page of the customers related to a partner (partner roles: only their own partner's).
+pub async fn customers(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    id: PartnerId,
+    page: Keyset,
+) -> Result<Vec<Customer>> {
+    ctx.check_partner(id)?;
+    ctx.require(Action::ReadCustomers)?;
+    if db::partners::get(pool, id).await?.is_none() {
+        return Err(Error::PartnerNotFound(id));
+    }
+    Ok(db::customers::search(pool, Some(id), &CustomerFilter::default(), page).await?)
+}
+
+/// The names of the providers an indirect reseller is or ever was connected to, to show its
+/// profile and history; a partner role sees them for its own partner only.
+pub async fn provider_names(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    id: PartnerId,
+) -> Result<Vec<PartnerName>> {
+    ctx.check_partner(id)?;
+    ctx.require(Action::ReadPartners)?;
+    Ok(db::partners::provider_names(pool, id).await?)
 }
 
 /// Locks the partner (serializing with its purchases and other profile changes), checks the

@@ -92,7 +92,7 @@ pub struct CustomerFilter<'a> {
 }
 
 /// `text` as a pattern for `ILIKE` that matches it literally anywhere.
-fn contains_pattern(text: &str) -> String {
+pub(super) fn contains_pattern(text: &str) -> String {
     let escaped = text
         .replace('\\', "\\\\")
         .replace('%', "\\%")

@@ -8,6 +8,7 @@ pub mod idempotency;
 pub mod import_jobs;
 pub mod offers;
 pub mod partners;
+pub mod principals;
 pub mod purchases;
 pub mod seed;
 pub mod sharding;
@@ -25,7 +26,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     CustomerId, CustomerQualification, FileFormat, ImportJobId, ImportJobStatus, OfferId,
-    PartnerId, PartnerKind, ProductKind, ResellerQualification, Role, Segment,
+    PartnerId, PartnerKind, PrincipalKind, ProductKind, ResellerQualification, Role, Segment,
     SpecialQualification, SubscriptionId, SubscriptionStatus,
 };
 
@@ -170,7 +171,8 @@ text_column!(
     ProductKind,
     SubscriptionStatus,
     FileFormat,
-    ImportJobStatus
+    ImportJobStatus,
+    PrincipalKind
 );
 
 macro_rules! uuid_column {

@@ -99,6 +99,78 @@ pub async fn list(db: impl PgExecutor<'_>, page: Keyset) -> Result<Vec<Partner>>
     .context("partners::list")
 }
 
+/// What to look for among partners.
+#[derive(Debug, Clone, Default)]
+pub struct PartnerFilter<'a> {
+    /// Case-insensitive substring of the name.
+    pub name_contains: Option<&'a str>,
+    /// Of this kind.
+    pub kind: Option<PartnerKind>,
+    /// Holds this reseller qualification (`Some(None)`: holds none).
+    pub qualification: Option<Option<ResellerQualification>>,
+}
+
+/// A page of partners matching `filter`, oldest first; only `only` when it is given (a partner
+/// role's own). The name is matched through the trigram index `partners_name_trgm_idx`.
+pub async fn search(
+    db: impl PgExecutor<'_>,
+    only: Option<PartnerId>,
+    filter: &PartnerFilter<'_>,
+    page: Keyset,
+) -> Result<Vec<Partner>> {
+    let (any_qualification, qualification) = match filter.qualification {
+        None => (true, None),
+        Some(q) => (false, q.map(ResellerQualification::as_str)),
+    };
+    select_partners!(
+        "where p.id > $1
+           and ($3::uuid is null or p.id = $3)
+           and ($4::text is null or p.name ilike $4)
+           and ($5::text is null or p.kind = $5)
+           and ($6 or ($7::text is null and p.reseller_qualifications = '{}')
+                   or p.reseller_qualifications @> array[$7::text])
+         order by p.id limit $2",
+        page.after(),
+        page.limit,
+        only.map(|p| p.0),
+        filter.name_contains.map(super::customers::contains_pattern),
+        filter.kind.map(PartnerKind::as_str),
+        any_qualification,
+        qualification,
+    )
+    .fetch_all(db)
+    .await
+    .context("partners::search")
+}
+
+/// A partner's id and name, to show a link to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartnerName {
+    /// Partner id.
+    pub id: PartnerId,
+    /// Display name.
+    pub name: String,
+}
+
+/// The names of every provider `reseller` is or ever was connected to (in any profile version),
+/// by name.
+pub async fn provider_names(
+    db: impl PgExecutor<'_>,
+    reseller: PartnerId,
+) -> Result<Vec<PartnerName>> {
+    sqlx::query_as!(
+        PartnerName,
+        r#"select p.id as "id: PartnerId", p.name from partners p
+           where p.id in (select unnest(h.indirect_providers) from partner_profile_history h
+                          where h.partner_id = $1)
+           order by p.name, p.id"#,
+        reseller.0
+    )
+    .fetch_all(db)
+    .await
+    .context("partners::provider_names")
+}
+
 /// Locks a partner against concurrent profile changes (and purchases reading it) and returns it
 /// as it is under that lock.
 pub async fn lock_for_update(

@@ -9,6 +9,7 @@ mod ids;
 mod import;
 mod offer;
 mod partner;
+mod principal;
 mod purchase;
 mod text;
 mod user;
@@ -23,6 +24,7 @@ pub use ids::{CustomerId, ImportJobId, OfferId, PartnerId, SubscriptionId};
 pub use import::{FileFormat, ImportJobStatus, UTF8_BOM, percent_done};
 pub use offer::{OfferTerms, ProductKind, Segment, SubscriptionStatus};
 pub use partner::{PartnerKind, PartnerProfile, ResellerQualification};
+pub use principal::{PrincipalKind, PrincipalState};
 pub use purchase::{PurchaseContext, PurchaseDecision, RuleViolation, decide};
 pub use text::checked_text;
 pub use user::{

@@ -30,6 +30,7 @@ use crate::{
             ImportMode, ImportProgress, ImportReport,
             file::{CustomerFile, FileError},
         },
+        principals::ActorName,
     },
     db::customers::{Customer, CustomerEvidence, QualificationRecord},
     domain::{CustomerId, CustomerQualification, FileFormat, PartnerId, SpecialQualification},
@@ -249,22 +250,42 @@ async fn set_qualifications(
 
 problems!(HistoryProblems = [AUTHENTICATED, PATH, QUERY, &[Code::CustomerNotFound]]);
 
+/// A version of a customer's qualification history, with its actor in words.
+#[derive(Debug, Serialize, ToSchema)]
+struct QualificationVersion {
+    #[serde(flatten)]
+    record: QualificationRecord,
+    /// Who recorded it, in words (resolved when read, not hashed); null when the actor is not a
+    /// known principal, or, for partner roles, not one of their partner's.
+    #[schema(nullable)]
+    actor_name: Option<ActorName>,
+}
+
 /// Every qualification set the customer had, oldest first.
 #[utoipa::path(
     get, path = "/v1/customers/{customer_id}/qualifications/history", tag = "customers",
     operation_id = "get_customer_qualification_history",
     params(("customer_id" = CustomerId, Path, description = "The customer's id."), VersionPageParams),
-    responses((status = 200, description = "A page of versions.", body = Page<QualificationRecord, i64>), HistoryProblems),
+    responses((status = 200, description = "A page of versions.", body = Page<QualificationVersion, i64>), HistoryProblems),
 )]
 async fn qualification_history(
     State(state): State<AppState>,
     ctx: RequestContext,
     Path(id): Path<CustomerId>,
     Query(params): Query<VersionPageParams>,
-) -> Result<Json<Page<QualificationRecord, i64>>, ApiError> {
+) -> Result<Json<Page<QualificationVersion, i64>>, ApiError> {
     let (after, fetch, limit) = params.checked()?;
     let rows = app::customers::qualification_history(&state.pool, &ctx, id, after, fetch).await?;
-    Ok(Json(Page::from_rows(rows, limit, |r| r.version)))
+    let names =
+        app::principals::names(&state.pool, &ctx, rows.iter().map(|r| r.actor.as_str())).await?;
+    let versions = rows
+        .into_iter()
+        .map(|record| QualificationVersion {
+            actor_name: names.get(&record.actor),
+            record,
+        })
+        .collect();
+    Ok(Json(Page::from_rows(versions, limit, |v| v.record.version)))
 }
 
 /// The partners related to a customer.

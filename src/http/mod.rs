@@ -10,6 +10,7 @@ mod offers;
 pub mod openapi;
 mod pagination;
 mod partners;
+mod principals;
 pub mod problem;
 mod subscriptions;
 mod tokens;
@@ -77,7 +78,7 @@ pub struct AppState {
 }
 
 /// The whole API. Every route is registered with its OpenAPI operation, so the served contract
-/// lists exactly what the router serves.
+/// lists exactly what the router serves, besides the files of the `/docs` page.
 pub fn router(state: AppState) -> Router {
     let request_id = axum::http::HeaderName::from_static(REQUEST_ID);
     let limits = state.limits;
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .merge(subscriptions::router())
         .merge(decisions::router())
         .merge(tokens::router())
+        .merge(principals::router())
         .merge(audit::router())
         .routes(routes!(healthz))
         .routes(routes!(ready))
@@ -126,6 +128,7 @@ pub fn router(state: AppState) -> Router {
                 ))
                 .layer(DefaultBodyLimit::max(limits.body_bytes)),
         )
+        .merge(openapi::ui_files())
         // The console's file upload has the import's limits instead (like the API's import).
         .merge(console::upload_router(limits))
         .fallback(|| async { ApiError::new(Code::RouteNotFound, "No such route.") })

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::{
     Extension,
     http::{StatusCode, header},
-    response::{Html, IntoResponse},
+    response::{Html, IntoResponse, Response as HttpResponse},
 };
 use bytes::Bytes;
 use serde_json::json;
@@ -23,7 +23,7 @@ use utoipa::{
     },
 };
 
-use super::{Code, PROBLEM_JSON};
+use super::{ApiError, Code, PROBLEM_JSON};
 
 /// The status the service answers a problem code with; `None` for a code outside the catalog.
 pub fn status_of(code: &str) -> Option<StatusCode> {
@@ -258,6 +258,7 @@ fn problem_schema() -> Schema {
         (name = "subscriptions", description = "Buying, and the subscription history (ordering systems)."),
         (name = "decisions", description = "Decisions without side effects."),
         (name = "tokens", description = "Bearer tokens."),
+        (name = "principals", description = "Who can act: console users and tokens (auditors, access managers)."),
         (name = "audit", description = "The event log (auditors)."),
         (name = "operations", description = "Health, readiness and this contract."),
     ),
@@ -430,26 +431,89 @@ pub(super) async fn openapi_json(Extension(Served(json)): Extension<Served>) -> 
     ([(header::CONTENT_TYPE, "application/json")], json)
 }
 
-/// The contract, rendered for people (the renderer is loaded by the browser).
+// The doc comment is the operation's summary in the contract. Swagger UI's files are compiled
+// into the binary (`utoipa-swagger-ui`) and served by `ui_files`: the page needs nothing else.
+/// The contract, rendered for people by Swagger UI, served by this service alone (no CDN).
 #[utoipa::path(
     get, path = "/docs", tag = "operations", security(()),
-    responses((status = 200, description = "An HTML page rendering `/openapi.json`.", content_type = "text/html")),
+    responses((status = 200, description = "An HTML page rendering `/openapi.json` with Swagger UI.", content_type = "text/html")),
 )]
 pub(super) async fn docs() -> Html<&'static str> {
     Html(DOCS_PAGE)
 }
 
+/// Swagger UI's own `index.html`, with the files named from `/docs/` rather than relative to the
+/// page, so the same page works at `/docs` and `/docs/`.
 const DOCS_PAGE: &str = r#"<!doctype html>
-<html>
+<html lang="en">
 <head>
 <meta charset="utf-8">
 <title>partner-catalog API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/docs/swagger-ui.css">
+<link rel="stylesheet" href="/docs/index.css">
+<link rel="icon" type="image/png" href="/docs/favicon-32x32.png" sizes="32x32">
+<link rel="icon" type="image/png" href="/docs/favicon-16x16.png" sizes="16x16">
 </head>
 <body>
-<redoc spec-url="/openapi.json"></redoc>
+<div id="swagger-ui"></div>
 <noscript>The API contract is at <a href="/openapi.json">/openapi.json</a>.</noscript>
-<script src="https://cdn.redoc.ly/redoc/v2.1.5/bundles/redoc.standalone.js"></script>
+<script src="/docs/swagger-ui-bundle.js"></script>
+<script src="/docs/swagger-ui-standalone-preset.js"></script>
+<script src="/docs/swagger-initializer.js"></script>
 </body>
 </html>
 "#;
+
+/// Swagger UI's files (scripts, styles, icons) under `/docs/`, and `/docs/` itself. They are the
+/// page's parts, not operations of the API, so the contract does not list them; the route test
+/// reads them from here.
+pub fn ui_files<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
+    axum::Router::new()
+        .route("/docs/", axum::routing::get(docs))
+        .route("/docs/{file}", axum::routing::get(ui_file))
+}
+
+/// How Swagger UI is set up: the contract at `/openapi.json`; no online validator, which would
+/// send the contract's URL to a third party and load its badge from there.
+fn ui_config() -> std::sync::Arc<utoipa_swagger_ui::Config<'static>> {
+    static CONFIG: std::sync::OnceLock<std::sync::Arc<utoipa_swagger_ui::Config<'static>>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            std::sync::Arc::new(
+                utoipa_swagger_ui::Config::new(["/openapi.json"])
+                    .use_base_layout()
+                    .validator_url("none"),
+            )
+        })
+        .clone()
+}
+
+/// One file of Swagger UI; its `swagger-initializer.js` carries [`ui_config`].
+async fn ui_file(super::extract::Path(file): super::extract::Path<String>) -> HttpResponse {
+    match utoipa_swagger_ui::serve(&file, ui_config()) {
+        Ok(Some(found)) => {
+            // The files are compiled in: borrowed, except the initializer made for this config.
+            let body = match found.bytes {
+                std::borrow::Cow::Borrowed(bytes) => Bytes::from_static(bytes),
+                std::borrow::Cow::Owned(bytes) => Bytes::from(bytes),
+            };
+            let mut response = ([(header::CONTENT_TYPE, found.content_type)], body).into_response();
+            if found.gzpipped {
+                response.headers_mut().insert(
+                    header::CONTENT_ENCODING,
+                    header::HeaderValue::from_static("gzip"),
+                );
+            }
+            response
+        }
+        Ok(None) => {
+            ApiError::new(Code::RouteNotFound, "No such file of the API docs.").into_response()
+        }
+        Err(error) => {
+            tracing::error!(%error, file, "cannot render a Swagger UI file");
+            ApiError::new(Code::InternalError, "The API docs cannot be served.").into_response()
+        }
+    }
+}

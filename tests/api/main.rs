@@ -1,5 +1,8 @@
 //! The service driven over HTTP, each test against its own fresh PostgreSQL database.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod audit;
 mod auth;
 mod concurrency;
@@ -16,6 +19,7 @@ mod metrics;
 mod offers;
 mod openapi;
 mod partners;
+mod principals;
 mod purchases;
 mod qualifications;
 mod schema;

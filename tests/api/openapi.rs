@@ -85,7 +85,9 @@ async fn the_contract_lists_every_route_the_router_serves() {
     };
     let served = served_paths(&router(state.clone()));
     assert!(served.len() > 20, "paths read from the router: {served:?}");
-    // The console's HTML pages are not part of the API contract; nothing else may be missing.
+    // The console's HTML pages (its file upload has a router of its own, with the import's limits)
+    // and Swagger UI's files (parts of the `/docs` page) are not operations: the only routes
+    // allowed outside the contract, and all of them served.
     let mut console =
         served_paths(&partner_catalog::http::console::router().with_state(state.clone()));
     console.extend(served_paths(
@@ -93,8 +95,18 @@ async fn the_contract_lists_every_route_the_router_serves() {
     ));
     assert!(console.contains("/sign-in"), "console paths: {console:?}");
     assert!(console.is_disjoint(&documented), "{console:?}");
-    let api: BTreeSet<String> = served.difference(&console).cloned().collect();
-    assert_eq!(api, documented, "routes served vs documented");
+    let ui_files = served_paths(&partner_catalog::http::openapi::ui_files::<()>());
+    assert_eq!(
+        ui_files,
+        BTreeSet::from(["/docs/".to_owned(), "/docs/{file}".to_owned()])
+    );
+    assert!(ui_files.is_subset(&served), "{served:?}");
+    let operations: BTreeSet<String> = served
+        .difference(&ui_files)
+        .filter(|path| !console.contains(*path))
+        .cloned()
+        .collect();
+    assert_eq!(operations, documented, "routes served vs documented");
 }
 
 /// What clients see, committed in `tests/api/snapshots/`: a change to the contract fails this test
@@ -223,6 +235,84 @@ async fn the_docs_page_renders_the_contract() {
             .starts_with("text/html")
     );
     assert!(response.text().await.unwrap().contains("/openapi.json"));
+}
+
+/// Everything the page loads comes from the service itself, and is there: `/docs` works offline.
+#[tokio::test]
+async fn the_docs_page_loads_only_files_the_service_serves() {
+    let app = spawn_app().await;
+    for page in ["/docs", "/docs/"] {
+        let html = app
+            .client
+            .get(format!("{}{page}", app.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let references: Vec<&str> = html
+            .split(['"', '\''])
+            .skip(1)
+            .step_by(2)
+            .filter(|v| v.starts_with('/') || v.contains("//"))
+            .collect();
+        assert!(references.len() >= 5, "{page}: {references:?}");
+        for reference in references {
+            assert!(
+                reference.starts_with('/') && !reference.starts_with("//"),
+                "{page} loads {reference}"
+            );
+            let response = app
+                .client
+                .get(format!("{}{reference}", app.address))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::OK,
+                "{page} loads {reference}"
+            );
+        }
+    }
+    let initializer = app
+        .client
+        .get(format!("{}/docs/swagger-initializer.js", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        initializer.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
+    let initializer = initializer.text().await.unwrap();
+    assert!(
+        initializer.contains("\"url\": \"/openapi.json\""),
+        "{initializer}"
+    );
+    assert!(
+        initializer.contains("\"validatorUrl\": \"none\""),
+        "{initializer}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_the_docs_do_not_have_is_route_not_found() {
+    let app = spawn_app().await;
+    for path in ["/docs/no-such-file.js", "/docs/nested/swagger-ui.css"] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        crate::helpers::Reply::from(response)
+            .await
+            .assert_problem(StatusCode::NOT_FOUND, "route_not_found");
+    }
 }
 
 /// The README's error table: each code with the statuses of its row.

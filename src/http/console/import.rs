@@ -193,6 +193,11 @@ impl JobRow {
     }
 }
 
+/// An instant that may not have come yet, `—` then.
+fn when_opt(at: &Option<chrono::DateTime<chrono::Utc>>) -> String {
+    at.as_ref().map_or_else(|| "—".to_owned(), view::when)
+}
+
 fn status_label(status: ImportJobStatus) -> &'static str {
     match status {
         ImportJobStatus::Validated => "validated, not started",
@@ -425,7 +430,7 @@ async fn job(
         .map(|other| {
             (
                 format!("/import/{}", other.id),
-                view::when_opt(&other.started_at),
+                when_opt(&other.started_at),
             )
         });
     let sample: Vec<SampleRow> = job
@@ -461,8 +466,8 @@ async fn job(
         validated_by: job.validated_by_name.clone(),
         validated_at: view::when(&job.validated_at),
         started_by: job.started_by_name.clone().unwrap_or_default(),
-        started_at: view::when_opt(&job.started_at),
-        finished_at: view::when_opt(&job.finished_at),
+        started_at: when_opt(&job.started_at),
+        finished_at: when_opt(&job.finished_at),
         same_file,
         sample_not_shown: job.found_imported - shown,
         sample,

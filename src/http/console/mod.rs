@@ -15,6 +15,7 @@ mod audit;
 mod customers;
 mod home;
 mod import;
+mod offers;
 mod partners;
 mod view;
 
@@ -62,6 +63,7 @@ pub fn router() -> Router<AppState> {
         .merge(home::router())
         .merge(customers::router())
         .merge(partners::router())
+        .merge(offers::router())
         .merge(access::router())
         .merge(audit::router())
         .merge(import::router())

@@ -96,8 +96,3 @@ pub fn url_encode(text: &str) -> String {
 pub fn when(at: &DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
-
-/// An optional instant, `—` when absent.
-pub fn when_opt(at: &Option<DateTime<Utc>>) -> String {
-    at.as_ref().map_or_else(|| "—".to_owned(), when)
-}

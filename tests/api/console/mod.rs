@@ -1,8 +1,13 @@
 //! The console over HTTP: pages and forms as a browser without JavaScript would use them. The
 //! browser itself is driven by `tests/browser`.
 
+mod access;
 mod account;
+mod audit;
+mod customers;
 mod import;
+mod offers;
+mod partners;
 
 use partner_catalog::{
     app::{RequestContext, users},
