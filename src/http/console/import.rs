@@ -427,12 +427,7 @@ async fn job(
         .ok_or(ConsoleError::NotFound)?;
     let same_file = app::import::jobs::same_file_started(&state.pool, &staff.ctx, &job)
         .await?
-        .map(|other| {
-            (
-                format!("/import/{}", other.id),
-                when_opt(&other.started_at),
-            )
-        });
+        .map(|other| (format!("/import/{}", other.id), when_opt(&other.started_at)));
     let sample: Vec<SampleRow> = job
         .found_imported_sample
         .0
