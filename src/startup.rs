@@ -122,8 +122,9 @@ impl Application {
             limits: self.limits,
             console: self.console,
         });
-        // Both listeners stop on the same signal.
+        // Both listeners and the import worker stop on the same signal.
         let shutdown = shutdown.shared();
+        let imports = tokio::spawn(app::import::jobs::work(self.pool.clone(), shutdown.clone()));
         let api = server::serve(
             "api",
             self.listener,
@@ -146,6 +147,10 @@ impl Application {
                     () = monitoring::upkeep() => {}
                 }
             }
+        }
+        // It ends after the batch in flight (committed) and gives its job up for another instance.
+        if let Err(e) = imports.await {
+            tracing::error!(error = %e, "the customer import worker panicked");
         }
         self.exports.close().await;
         self.pool.close().await;

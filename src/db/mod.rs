@@ -5,6 +5,7 @@ pub mod audit;
 pub mod customers;
 pub mod events;
 pub mod idempotency;
+pub mod import_jobs;
 pub mod offers;
 pub mod partners;
 pub mod principals;
@@ -24,8 +25,9 @@ use sqlx::{
 use uuid::Uuid;
 
 use crate::domain::{
-    CustomerId, CustomerQualification, OfferId, PartnerId, PartnerKind, PrincipalKind, ProductKind,
-    ResellerQualification, Role, Segment, SpecialQualification, SubscriptionId, SubscriptionStatus,
+    CustomerId, CustomerQualification, FileFormat, ImportJobId, ImportJobStatus, OfferId,
+    PartnerId, PartnerKind, PrincipalKind, ProductKind, ResellerQualification, Role, Segment,
+    SpecialQualification, SubscriptionId, SubscriptionStatus,
 };
 
 /// A database call that failed, and which statement it was: the log says where, the client never
@@ -168,6 +170,8 @@ text_column!(
     Segment,
     ProductKind,
     SubscriptionStatus,
+    FileFormat,
+    ImportJobStatus,
     PrincipalKind
 );
 
@@ -190,7 +194,7 @@ macro_rules! uuid_column {
         }
     )+};
 }
-uuid_column!(PartnerId, CustomerId, OfferId, SubscriptionId);
+uuid_column!(PartnerId, CustomerId, OfferId, SubscriptionId, ImportJobId);
 
 /// The stored `text[]` is checked against the seven sets of R3 by the database, and again here.
 impl Type<Postgres> for CustomerQualification {

@@ -6,6 +6,7 @@ pub mod audit;
 mod customer;
 mod evidence;
 mod ids;
+mod import;
 mod offer;
 mod partner;
 mod principal;
@@ -19,7 +20,8 @@ pub use customer::{CustomerQualification, InvalidQualificationSet, SpecialQualif
 pub use evidence::{
     EvidenceError, Evidenced, InvalidReason, MAX_EVIDENCE_CHARS, Reason, evidence_after_change,
 };
-pub use ids::{CustomerId, OfferId, PartnerId, SubscriptionId};
+pub use ids::{CustomerId, ImportJobId, OfferId, PartnerId, SubscriptionId};
+pub use import::{FileFormat, ImportJobStatus, UTF8_BOM, percent_done};
 pub use offer::{OfferTerms, ProductKind, Segment, SubscriptionStatus};
 pub use partner::{PartnerKind, PartnerProfile, ResellerQualification};
 pub use principal::{PrincipalKind, PrincipalState};

@@ -129,6 +129,8 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(limits.body_bytes)),
         )
         .merge(openapi::ui_files())
+        // The console's file upload has the import's limits instead (like the API's import).
+        .merge(console::upload_router(limits))
         .fallback(|| async { ApiError::new(Code::RouteNotFound, "No such route.") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(Code::MethodNotAllowed, "This route does not accept this method.")

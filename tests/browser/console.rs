@@ -109,12 +109,15 @@ impl World {
         let customer = app::customers::create(
             &self.pool,
             &system(),
-            &DisplayName::parse(name).unwrap(),
-            &QualificationChange {
-                qualifications: CustomerQualification::from_set(qualifications.iter().copied())
-                    .unwrap(),
-                evidence,
-                reason: Reason::parse(Some("onboarding")).unwrap(),
+            app::customers::CustomerDraft {
+                name: DisplayName::parse(name).unwrap(),
+                change: QualificationChange {
+                    qualifications: CustomerQualification::from_set(qualifications.iter().copied())
+                        .unwrap(),
+                    evidence,
+                    reason: Reason::parse(Some("onboarding")).unwrap(),
+                },
+                external_reference: None,
             },
         )
         .await
@@ -502,6 +505,7 @@ async fn every_input_has_a_label_and_pages_fit_a_phone() {
         ("jdoe", "/partners?q=contoso".to_owned()),
         ("jdoe", format!("/partners/{}", world.partner)),
         ("jdoe", "/account".to_owned()),
+        ("jdoe", "/import".to_owned()),
         ("ops", "/offers".to_owned()),
         ("ops", "/access".to_owned()),
         ("audrey", format!("/audit?customer_id={customer}")),

@@ -5,6 +5,7 @@ mod access;
 mod account;
 mod audit;
 mod customers;
+mod import;
 mod offers;
 mod partners;
 
