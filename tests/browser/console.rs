@@ -225,6 +225,8 @@ async fn sign_in(browser: &Browser, world: &World, username: &str) {
     fill(browser, "#username", username).await;
     fill(browser, "#password", PASSWORD).await;
     click(browser, "form[action='/sign-in'] button").await;
+    // The start page's list, so that the heading read is the new page's, not the sign-in's.
+    find(browser, "ul.cards").await;
     let welcome = text(browser, "h1").await;
     assert!(welcome.starts_with("Welcome"), "{welcome}");
 }
