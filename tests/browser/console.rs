@@ -216,17 +216,31 @@ async fn fill(browser: &Browser, css: &str, value: &str) {
     input.send_keys(value).await.unwrap();
 }
 
+/// Clicks something that stays on the page (a checkbox).
 async fn click(browser: &Browser, css: &str) {
     find(browser, css).await.click().await.unwrap();
+}
+
+/// Clicks a link or a submit button and waits until the next page replaced this one, so that
+/// what is read next is never an element of the page being left.
+async fn follow(browser: &Browser, css: &str) {
+    let leaving = find(browser, "html").await;
+    click(browser, css).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while leaving.tag_name().await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new page after clicking {css}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 async fn sign_in(browser: &Browser, world: &World, username: &str) {
     browser.goto(&world.url("/")).await.unwrap();
     fill(browser, "#username", username).await;
     fill(browser, "#password", PASSWORD).await;
-    click(browser, "form[action='/sign-in'] button").await;
-    // The start page's list, so that the heading read is the new page's, not the sign-in's.
-    find(browser, "ul.cards").await;
+    follow(browser, "form[action='/sign-in'] button").await;
     let welcome = text(browser, "h1").await;
     assert!(welcome.starts_with("Welcome"), "{welcome}");
 }
@@ -246,23 +260,23 @@ async fn back_office_finds_a_customer_changes_its_qualifications_and_meets_a_con
     sign_in(&browser, &world, "jdoe").await;
     browser.screenshot("home-back-office").await;
 
-    click(&browser, "nav a[href='/customers']").await;
+    follow(&browser, "nav a[href='/customers']").await;
     fill(&browser, "#q", "fabrikam").await;
-    click(&browser, "form[role=search] button").await;
+    follow(&browser, "form[role=search] button").await;
     let result = text(&browser, "tbody tr td a").await;
     assert_eq!(result, "Fabrikam University");
     assert!(!browser.source().await.unwrap().contains("Northwind"));
     browser.screenshot("customers-search").await;
-    click(&browser, "tbody tr td a").await;
+    follow(&browser, "tbody tr td a").await;
 
     // Education needs evidence: first without it, then with it.
     click(&browser, "#q-education").await;
     fill(&browser, "#reason", "attestation received").await;
-    click(&browser, "form[action$='/qualifications'] button").await;
+    follow(&browser, "form[action$='/qualifications'] button").await;
     let message = text(&browser, "#evidence-education-error").await;
     assert!(message.contains("requires evidence"), "{message}");
     fill(&browser, "#evidence-education", "QEU-2026-118").await;
-    click(&browser, "form[action$='/qualifications'] button").await;
+    follow(&browser, "form[action$='/qualifications'] button").await;
     let notice = text(&browser, ".notice").await;
     assert_eq!(notice, "The qualifications were changed.");
     let history = text(&browser, "#history").await;
@@ -288,7 +302,7 @@ async fn back_office_finds_a_customer_changes_its_qualifications_and_meets_a_con
     .await
     .unwrap();
     fill(&browser, "#reason", "my late edit").await;
-    click(&browser, "form[action$='/qualifications'] button").await;
+    follow(&browser, "form[action$='/qualifications'] button").await;
     let heading = text(&browser, "h1").await;
     assert_eq!(
         heading,
@@ -304,7 +318,7 @@ async fn back_office_finds_a_customer_changes_its_qualifications_and_meets_a_con
         "{body}"
     );
     browser.screenshot("conflict").await;
-    click(&browser, "main a[href$='#change']").await;
+    follow(&browser, "main a[href$='#change']").await;
     assert_eq!(
         find(&browser, "input[name=version]")
             .await
@@ -350,7 +364,7 @@ async fn the_gcc_lockout_and_the_reasons_of_every_denial_are_shown() {
         .select_by_index(1)
         .await
         .unwrap();
-    click(&browser, "form[action$='#eligibility'] button").await;
+    follow(&browser, "form[action$='#eligibility'] button").await;
     let table = text(&browser, "#eligibility-table").await;
     assert!(
         table.contains("Microsoft 365 G3") && table.contains("allowed"),
@@ -420,7 +434,7 @@ async fn a_form_posted_from_another_site_is_refused_and_changes_nothing() {
     let browser = Browser::new().await;
     sign_in(&browser, &world, "jdoe").await;
     browser.goto(&attacker_url).await.unwrap();
-    click(&browser, "#go").await;
+    follow(&browser, "#go").await;
     let message = text(&browser, ".error").await;
     assert!(message.contains("sent from another site"), "{message}");
     let current = app::customers::qualifications(&world.pool, &system(), customer, None)
@@ -546,9 +560,9 @@ async fn an_auditor_searches_the_log_opens_an_event_exports_and_verifies() {
         .await;
     let browser = Browser::new().await;
     sign_in(&browser, &world, "audrey").await;
-    click(&browser, "nav a[href='/audit']").await;
+    follow(&browser, "nav a[href='/audit']").await;
     fill(&browser, "#customer_id", &watched.to_string()).await;
-    click(&browser, "form.audit-filters button").await;
+    follow(&browser, "form.audit-filters button").await;
     let rows = browser
         .find_all(Locator::Css("table.audit-events tbody tr"))
         .await
@@ -574,7 +588,7 @@ async fn an_auditor_searches_the_log_opens_an_event_exports_and_verifies() {
         "{csv}"
     );
 
-    click(&browser, "table.audit-events tbody tr td a").await;
+    follow(&browser, "table.audit-events tbody tr td a").await;
     let detail = text(&browser, "main").await;
     assert!(
         detail.contains("customer_created") && detail.contains("Northwind School"),
@@ -583,7 +597,7 @@ async fn an_auditor_searches_the_log_opens_an_event_exports_and_verifies() {
     browser.screenshot("audit-event").await;
 
     browser.back().await.unwrap();
-    click(&browser, "form[action='/audit/verify'] button").await;
+    follow(&browser, "form[action='/audit/verify'] button").await;
     let verdict = text(&browser, "main").await;
     assert!(verdict.contains("Intact"), "{verdict}");
 }
