@@ -601,3 +601,69 @@ async fn an_auditor_searches_the_log_opens_an_event_exports_and_verifies() {
     let verdict = text(&browser, "main").await;
     assert!(verdict.contains("Intact"), "{verdict}");
 }
+
+/// Uploads `content` as a file named `name` through the import form.
+async fn upload(browser: &Browser, world: &World, name: &str, content: &str) {
+    let dir = std::env::temp_dir().join(format!("pc-upload-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    browser.goto(&world.url("/import")).await.unwrap();
+    find(browser, "#file")
+        .await
+        .send_keys(path.to_str().unwrap())
+        .await
+        .unwrap();
+    follow(browser, "form[action='/import/validate'] button").await;
+}
+
+#[tokio::test]
+async fn back_office_imports_a_file_after_fixing_its_bad_line() {
+    let world = world().await;
+    world.user("jdoe", "Jane Doe", Role::BackOffice, None).await;
+    let browser = Browser::new().await;
+    sign_in(&browser, &world, "jdoe").await;
+    let header = "name,special_qualifications,evidence,reason,external_reference";
+    let bad = format!(
+        "{header}\nNorthwind School,education,education=QEU-1,,CRM-1\nHelping Hands,nonprofit,,,CRM-2\n"
+    );
+    upload(&browser, &world, "customers.csv", &bad).await;
+    let report = text(&browser, "main").await;
+    assert!(report.contains("customers.csv: not imported"), "{report}");
+    assert!(report.contains("Nothing was stored"), "{report}");
+    let row = text(&browser, "main table tbody tr").await;
+    assert!(
+        row.starts_with('3') && row.contains("evidence"),
+        "line 3 named: {row}"
+    );
+    browser.screenshot("import-errors").await;
+    let stored: i64 = sqlx::query_scalar("select count(*) from customers")
+        .fetch_one(&world.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+
+    let good = bad.replace("nonprofit,,,CRM-2", "nonprofit,nonprofit=NP-7,,CRM-2");
+    upload(&browser, &world, "customers.csv", &good).await;
+    follow(&browser, "form[action$='/start'] button").await;
+    // The progress page refreshes itself until the job is done.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let status = text(&browser, "dl.facts dd strong").await;
+        if status == "done" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        browser.refresh().await.unwrap();
+    }
+    let progress = find(&browser, "#progress").await;
+    assert_eq!(progress.attr("value").await.unwrap().as_deref(), Some("2"));
+    browser.screenshot("import-done").await;
+    let references: Vec<String> =
+        sqlx::query_scalar("select external_reference from customers order by 1")
+            .fetch_all(&world.pool)
+            .await
+            .unwrap();
+    assert_eq!(references, ["CRM-1", "CRM-2"]);
+}
