@@ -58,6 +58,10 @@ create table customer_external_references (
 create extension if not exists pg_trgm;
 create index customers_name_trgm_idx on customers using gin (name gin_trgm_ops);
 create index partners_name_trgm_idx on partners using gin (name gin_trgm_ops);
+-- A partner's customers in customer order (the console's and the API's lists for partner users and
+-- partner pages): the partner-only index could only fetch them all and sort them.
+drop index customer_partners_partner_idx;
+create index customer_partners_partner_idx on customer_partners (partner_id, customer_id);
 create index customers_qualifications_idx on customers using gin (special_qualifications);
 create index customers_external_reference_idx on customers (external_reference)
     where external_reference is not null;

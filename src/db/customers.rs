@@ -65,19 +65,7 @@ pub async fn list(
     partner: Option<PartnerId>,
     page: Keyset,
 ) -> Result<Vec<Customer>> {
-    select_customers!(
-        "-- fan-out: customer list
-         where c.id > $1
-           and ($3::uuid is null or exists(select 1 from customer_partners r
-                                           where r.customer_id = c.id and r.partner_id = $3))
-         order by c.id limit $2",
-        page.after(),
-        page.limit,
-        partner.map(|p| p.0)
-    )
-    .fetch_all(db)
-    .await
-    .context("customers::list")
+    search(db, partner, &CustomerFilter::default(), page).await
 }
 
 /// What to look for among customers.
@@ -113,27 +101,50 @@ pub async fn search(
         None => (true, None),
         Some(q) => (false, q.map(SpecialQualification::as_str)),
     };
-    select_customers!(
-        "-- fan-out: customer list
-         where c.id > $1
-           and ($3::uuid is null or exists(select 1 from customer_partners r
-                                           where r.customer_id = c.id and r.partner_id = $3))
-           and ($4::text is null or c.name ilike $4)
-           and ($5 or ($6::text is null and c.special_qualifications = '{}')
-                   or c.special_qualifications @> array[$6::text])
-           and ($7::text is null or c.external_reference = $7)
-         order by c.id limit $2",
-        page.after(),
-        page.limit,
-        partner.map(|p| p.0),
-        filter.name_contains.map(contains_pattern),
-        any_qualification,
-        qualification,
-        filter.external_reference,
-    )
-    .fetch_all(db)
-    .await
-    .context("customers::search")
+    let name = filter.name_contains.map(contains_pattern);
+    // Two statements, not one with `$3 is null or exists (…)`: that form walks every customer
+    // and asks each whether it is the partner's; a partner's list walks its relationships in
+    // customer order instead (index `customer_partners (partner_id, customer_id)`).
+    match partner {
+        None => select_customers!(
+            "-- fan-out: customer list
+             where c.id > $1
+               and ($3::text is null or c.name ilike $3)
+               and ($4 or ($5::text is null and c.special_qualifications = '{}')
+                       or c.special_qualifications @> array[$5::text])
+               and ($6::text is null or c.external_reference = $6)
+             order by c.id limit $2",
+            page.after(),
+            page.limit,
+            name,
+            any_qualification,
+            qualification,
+            filter.external_reference,
+        )
+        .fetch_all(db)
+        .await
+        .context("customers::search"),
+        Some(partner) => select_customers!(
+            "-- fan-out: customer list
+             join customer_partners r on r.customer_id = c.id
+             where r.partner_id = $7 and r.customer_id > $1
+               and ($3::text is null or c.name ilike $3)
+               and ($4 or ($5::text is null and c.special_qualifications = '{}')
+                       or c.special_qualifications @> array[$5::text])
+               and ($6::text is null or c.external_reference = $6)
+             order by r.customer_id limit $2",
+            page.after(),
+            page.limit,
+            name,
+            any_qualification,
+            qualification,
+            filter.external_reference,
+            partner.0,
+        )
+        .fetch_all(db)
+        .await
+        .context("customers::search_related"),
+    }
 }
 
 /// Takes the customer's write lock, the one every purchase and qualification change of this
