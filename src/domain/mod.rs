@@ -11,6 +11,7 @@ mod partner;
 mod purchase;
 mod text;
 mod user;
+pub mod webhook;
 
 pub use access::{Action, Actor, Principal, Role, permits};
 pub use audit::EventType;

@@ -13,6 +13,7 @@ mod partners;
 pub mod problem;
 mod subscriptions;
 mod tokens;
+mod webhooks;
 
 use axum::{
     Extension, Router,
@@ -74,6 +75,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Console sessions.
     pub console: console::Settings,
+    /// What registering webhook endpoints needs.
+    pub webhooks: std::sync::Arc<crate::app::webhooks::Settings>,
 }
 
 /// The whole API. Every route is registered with its OpenAPI operation, so the served contract
@@ -88,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .merge(subscriptions::router())
         .merge(decisions::router())
         .merge(tokens::router())
+        .merge(webhooks::router())
         .merge(audit::router())
         .routes(routes!(healthz))
         .routes(routes!(ready))

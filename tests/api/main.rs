@@ -24,3 +24,4 @@ mod qualifications;
 mod schema;
 mod scoping;
 mod sharding;
+mod webhooks;
