@@ -634,7 +634,7 @@ async fn no_hostile_value_in_any_field_answers_5xx_or_writes_on_refusal() {
             &[],
             &[("after", &"0".to_owned())],
             None,
-            &Some(sales.clone()),
+            &op,
         ),
         base(
             M::GET,
