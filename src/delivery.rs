@@ -48,6 +48,7 @@ use crate::{
         EventType, PartnerId,
         webhook::{self, AllowList, Audience, EventFacts},
     },
+    monitoring,
 };
 
 /// Response bytes kept per attempt.
@@ -194,6 +195,7 @@ pub async fn dispatch_round(pool: &PgPool) -> anyhow::Result<usize> {
             let occurred_at = event
                 .occurred_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            let mut queued = 0;
             for notice in webhook::notices(&facts, &linked) {
                 let kind = notice.event_type.as_str();
                 db::webhooks::feed_append(
@@ -217,9 +219,13 @@ pub async fn dispatch_round(pool: &PgPool) -> anyhow::Result<usize> {
                         &body,
                     )
                     .await?;
-                    metrics::counter!("webhook_deliveries_queued_total").increment(1);
+                    queued += 1;
                 }
             }
+            let lag = (Utc::now() - event.occurred_at)
+                .to_std()
+                .unwrap_or_default();
+            monitoring::webhook_dispatched(queued, lag);
         }
         db::webhooks::set_mark(&mut *tx, chain, last).await?;
         tx.commit().await?;
@@ -297,7 +303,6 @@ async fn deliver(
         },
     };
     let latency = clock.elapsed();
-    metrics::histogram!("webhook_attempt_duration_seconds").record(latency.as_secs_f64());
     let mut tx = pool.begin().await?;
     db::webhooks::record_attempt(
         &mut *tx,
@@ -319,8 +324,7 @@ async fn deliver(
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default();
-                metrics::histogram!("webhook_delivery_lag_seconds")
-                    .record(now.saturating_sub(committed).as_secs_f64());
+                monitoring::webhook_delivered(now.saturating_sub(committed));
             }
             "delivered"
         }
@@ -361,7 +365,7 @@ async fn deliver(
         }
     };
     tx.commit().await?;
-    metrics::counter!("webhook_attempts_total", "outcome" => result).increment(1);
+    monitoring::webhook_attempted(result, latency);
     Ok(())
 }
 
