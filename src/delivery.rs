@@ -10,8 +10,8 @@
 //! queued once per endpoint whichever instance dispatches it.
 //!
 //! **Leases.** Sending happens outside any transaction: a short transaction leases due deliveries
-//! (`FOR UPDATE SKIP LOCKED`, so instances never queue on each other) until `now() + timeout +
-//! 30 s`; an instance that dies mid-send leaves the lease to expire, and another sends again (at
+//! (`FOR UPDATE SKIP LOCKED`, so instances never queue on each other) until `now() + 2 × timeout +
+//! 5 s`; an instance that dies mid-send leaves the lease to expire, and another sends again (at
 //! least once). A delivery is due only when no earlier delivery of its chain to its endpoint is
 //! pending, so each endpoint hears about each customer in order.
 
@@ -248,7 +248,9 @@ async fn send_loop(
     client: &HttpClient,
     owner: Uuid,
 ) -> Infallible {
-    let lease_secs = (settings.timeout + Duration::from_secs(30)).as_secs_f64();
+    // Long enough for an attempt and its recording; short enough that a crashed instance's
+    // deliveries are sent again within seconds.
+    let lease_secs = (settings.timeout * 2 + Duration::from_secs(5)).as_secs_f64();
     loop {
         let leased = match db::webhooks::lease(pool, owner, lease_secs, LEASE_BATCH).await {
             Ok(leased) => leased,
