@@ -147,9 +147,20 @@ pub async fn run(
     }
 }
 
+/// How far back the quick look for chains with new events goes. An event whose transaction runs
+/// longer than this before committing is found by the next full sweep instead.
+const RECENT: Duration = Duration::from_secs(60);
+/// How often every chain is compared with its mark.
+const FULL_SWEEP_EVERY: Duration = Duration::from_secs(30);
+
 async fn dispatch_loop(pool: &PgPool, settings: &Settings) -> Infallible {
+    let mut last_sweep: Option<Instant> = None;
     loop {
-        match dispatch_round(pool).await {
+        let full = last_sweep.is_none_or(|at| at.elapsed() >= FULL_SWEEP_EVERY);
+        if full {
+            last_sweep = Some(Instant::now());
+        }
+        match dispatch_round(pool, full).await {
             Ok(0) => tokio::time::sleep(settings.poll).await,
             Ok(_) => {}
             Err(error) => {
@@ -161,9 +172,18 @@ async fn dispatch_loop(pool: &PgPool, settings: &Settings) -> Infallible {
 }
 
 /// Turns the committed events of chains past their marks into feed entries and deliveries;
-/// returns how many events it took.
-pub async fn dispatch_round(pool: &PgPool) -> anyhow::Result<usize> {
-    let chains = db::webhooks::chains_behind(pool, CHAINS_PER_ROUND).await?;
+/// returns how many events it took. A `full` round looks at every chain; the others only at
+/// chains with an event of the last [`RECENT`] seconds, which is cheap (a range of the events'
+/// primary key) and finds everything but events of transactions that took longer than that,
+/// which the next full round finds. Either way a chain is read from its mark, so what a round does
+/// not look at is delayed, never lost.
+pub async fn dispatch_round(pool: &PgPool, full: bool) -> anyhow::Result<usize> {
+    let chains = if full {
+        db::webhooks::chains_behind(pool, CHAINS_PER_ROUND).await?
+    } else {
+        let since = v7_floor(std::time::SystemTime::now() - RECENT);
+        db::webhooks::recent_chains_behind(pool, since, CHAINS_PER_ROUND).await?
+    };
     if chains.is_empty() {
         return Ok(0);
     }
@@ -232,6 +252,19 @@ pub async fn dispatch_round(pool: &PgPool) -> anyhow::Result<usize> {
         taken += events.len();
     }
     Ok(taken)
+}
+
+/// The smallest UUIDv7 of the millisecond of `at`: event ids at or after `at` sort above it.
+fn v7_floor(at: std::time::SystemTime) -> Uuid {
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    Uuid::from_bytes(bytes)
 }
 
 fn wants(target: &Target, audience: Audience, kind: &str) -> bool {
@@ -449,5 +482,30 @@ async fn post(client: &HttpClient, allow: &AllowList, delivery: &Leased) -> Outc
         retry_after,
         error: (!(200..300).contains(&status)).then(|| format!("answered {status}")),
         body_prefix: (!text.is_empty()).then_some(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::v7_floor;
+
+    #[test]
+    fn the_v7_floor_sorts_below_every_id_of_its_millisecond_and_above_earlier_ones() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_795_862_400_123);
+        let floor = v7_floor(at);
+        let same = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            1_795_862_400,
+            123_000_000,
+        ));
+        let earlier = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            1_795_862_400,
+            122_999_000,
+        ));
+        assert!(floor <= same && earlier < floor, "{earlier} {floor} {same}");
+        assert_eq!(floor.get_version_num(), 7);
     }
 }

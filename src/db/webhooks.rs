@@ -182,6 +182,28 @@ pub async fn chains_behind(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Uu
     .context("webhooks::chains_behind")
 }
 
+/// Chains behind their mark among those with an event whose id is above `since` (a recent
+/// instant, as a UUIDv7 bound), at most `limit`: the cheap look between full sweeps.
+pub async fn recent_chains_behind(
+    db: impl PgExecutor<'_>,
+    since: Uuid,
+    limit: i64,
+) -> Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        r#"select h.chain_id as "chain_id!" -- fan-out: webhook dispatch
+           from (select distinct e.chain_id from events e where e.id > $1) r
+           join event_chain_heads h on h.chain_id = r.chain_id
+           left join webhook_chain_marks m on m.chain_id = h.chain_id
+           where h.seq > coalesce(m.seq, 0)
+           limit $2"#,
+        since,
+        limit
+    )
+    .fetch_all(db)
+    .await
+    .context("webhooks::recent_chains_behind")
+}
+
 /// Locks a chain's mark for dispatching, creating it at 0 for a new chain; `None` if another
 /// instance holds it.
 pub async fn lock_mark(db: &mut sqlx::PgConnection, chain: Uuid) -> Result<Option<i64>> {
