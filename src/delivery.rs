@@ -315,6 +315,69 @@ struct Outcome {
     body_prefix: Option<String>,
 }
 
+/// What a test notice's one attempt came to.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TestOutcome {
+    /// The `webhook-id` sent (a fresh id: a test is no event).
+    pub id: Uuid,
+    /// The receiver's status, if it answered.
+    pub status: Option<u16>,
+    /// How long the attempt took.
+    pub latency_ms: u64,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+    /// The first 256 bytes of the answer.
+    pub body_prefix: Option<String>,
+}
+
+/// Sends one signed `webhook.test` notice to `url` now, with the same client, checks and timeout
+/// as deliveries; nothing is queued or retried.
+pub async fn send_test(
+    allow: &AllowList,
+    timeout: Duration,
+    url: String,
+    secret: String,
+    previous_secret: Option<String>,
+) -> anyhow::Result<TestOutcome> {
+    let client = client(allow)?;
+    let id = Uuid::now_v7();
+    let body = serde_json::json!({
+        "type": "webhook.test",
+        "version": webhook::PAYLOAD_VERSION,
+        "id": id,
+        "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "data": {},
+    })
+    .to_string();
+    let probe = Leased {
+        chain_id: Uuid::nil(),
+        endpoint_id: Uuid::nil(),
+        chain_seq: 0,
+        event_id: id,
+        body,
+        attempts: 1,
+        url,
+        secret,
+        previous_secret,
+    };
+    let clock = Instant::now();
+    let outcome = tokio::time::timeout(timeout, post(&client, allow, &probe))
+        .await
+        .unwrap_or_else(|_| Outcome {
+            status: None,
+            retry_after: None,
+            error: Some(format!("no answer within {timeout:?}")),
+            body_prefix: None,
+        });
+    Ok(TestOutcome {
+        id,
+        status: outcome.status,
+        latency_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+        error: outcome.error,
+        body_prefix: outcome.body_prefix,
+    })
+}
+
 async fn deliver(
     pool: &PgPool,
     settings: &Settings,

@@ -133,6 +133,7 @@ impl Application {
             console: self.console,
             webhooks: std::sync::Arc::new(app::webhooks::Settings {
                 allow_private: self.webhooks.allow_private.clone(),
+                timeout: self.webhooks.timeout,
             }),
         });
         // Both listeners and the webhook delivery stop on the same signal.

@@ -26,10 +26,12 @@ use crate::{
 pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 
 /// What the webhook use cases need from the configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Internal networks endpoints may resolve to.
     pub allow_private: AllowList,
+    /// Longest one attempt may take.
+    pub timeout: Duration,
 }
 
 /// A registered endpoint with its signing secret, shown this once.
@@ -207,6 +209,37 @@ pub async fn rotate(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<End
         endpoint: visible(pool, ctx, id).await?,
         secret: shown,
     })
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            allow_private: AllowList::default(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Sends the endpoint a signed `webhook.test` notice now and says how it went.
+pub async fn send_test(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    settings: &Settings,
+    id: Uuid,
+) -> Result<crate::delivery::TestOutcome> {
+    visible(pool, ctx, id).await?;
+    let (url, secret, previous) = db::webhooks::signing(pool, id)
+        .await?
+        .ok_or(Error::WebhookEndpointNotFound(id))?;
+    crate::delivery::send_test(
+        &settings.allow_private,
+        settings.timeout,
+        url,
+        secret,
+        previous,
+    )
+    .await
+    .map_err(Error::Internal)
 }
 
 /// The endpoint's latest deliveries with their attempts, newest first.

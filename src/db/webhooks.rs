@@ -146,6 +146,23 @@ pub async fn rotate_secret(
     Ok(())
 }
 
+/// An endpoint's URL and its signing keys (the previous one only while it still signs).
+pub async fn signing(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<(String, String, Option<String>)>> {
+    let row = sqlx::query!(
+        r#"select url, secret,
+                  case when previous_secret_until > now() then previous_secret end as previous_secret
+           from webhook_endpoints where id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await
+    .context("webhooks::signing")?;
+    Ok(row.map(|r| (r.url, r.secret, r.previous_secret)))
+}
+
 /// What the dispatcher needs of an enabled endpoint.
 #[derive(Debug, Clone)]
 pub struct Target {

@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get))
         .routes(routes!(disable))
         .routes(routes!(rotate))
+        .routes(routes!(send_test))
         .routes(routes!(deliveries))
         .routes(routes!(feed))
 }
@@ -172,6 +173,24 @@ async fn rotate(
     Path(id): Path<Uuid>,
 ) -> Result<Json<EndpointWithSecret>, ApiError> {
     Ok(Json(app::webhooks::rotate(&state.pool, &ctx, id).await?))
+}
+
+/// Send a signed `webhook.test` notice now (`data` empty, a fresh `webhook-id`), to check the URL
+/// and the receiver's signature check; 200 with how it went, whatever the receiver answered.
+/// Nothing is queued or retried.
+#[utoipa::path(
+    post, path = "/v1/webhook-endpoints/{endpoint_id}/test", tag = "webhooks", operation_id = "test_webhook_endpoint",
+    params(("endpoint_id" = Uuid, Path, description = "The endpoint's id.")),
+    responses((status = 200, description = "How the attempt went.", body = crate::delivery::TestOutcome), OneProblems),
+)]
+async fn send_test(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<crate::delivery::TestOutcome>, ApiError> {
+    Ok(Json(
+        app::webhooks::send_test(&state.pool, &ctx, &state.webhooks, id).await?,
+    ))
 }
 
 /// How many recent deliveries to show.

@@ -621,6 +621,14 @@ async fn no_hostile_value_in_any_field_answers_5xx_or_writes_on_refusal() {
             &op,
         ),
         base(
+            M::POST,
+            "/v1/webhook-endpoints/{endpoint_id}/test",
+            &[("endpoint_id", &w)],
+            &[],
+            None,
+            &op,
+        ),
+        base(
             M::GET,
             "/v1/webhook-endpoints/{endpoint_id}/deliveries",
             &[("endpoint_id", &w)],

@@ -260,6 +260,12 @@ fn calls(ids: &Ids) -> Vec<Call> {
             None,
         ),
         call(
+            M::POST,
+            "/v1/webhook-endpoints/{endpoint_id}/test",
+            format!("/v1/webhook-endpoints/{eb}/test"),
+            None,
+        ),
+        call(
             M::GET,
             "/v1/webhook-endpoints/{endpoint_id}/deliveries",
             format!("/v1/webhook-endpoints/{eb}/deliveries"),

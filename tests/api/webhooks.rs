@@ -551,6 +551,25 @@ async fn a_rotated_secret_and_the_previous_one_both_verify_during_the_overlap() 
     let new_secret = rotated["secret"].as_str().unwrap().to_owned();
     assert_ne!(new_secret, old_secret);
     assert!(rotated["previous_secret_until"].is_string());
+    // A test notice is signed with both secrets too.
+    let tested: Value = as_token(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/webhook-endpoints/{endpoint}/test"),
+        &admin,
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(tested["status"], 200, "{tested}");
+    let test = old.got().pop().unwrap();
+    assert!(test.verified);
+    assert_eq!(test.body["type"], "webhook.test");
+    assert_eq!(test.id, tested["id"].as_str().unwrap());
+    old.got.lock().unwrap().clear();
     let c = app.create_customer(&[]).await;
     app.link(c, a).await;
     settled(&app).await;
