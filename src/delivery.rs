@@ -298,7 +298,7 @@ async fn send_loop(
             continue;
         }
         let sends = leased.iter().map(|d| async move {
-            if let Err(error) = deliver(pool, settings, client, d).await {
+            if let Err(error) = deliver(pool, settings, client, owner, d).await {
                 // The lease expires and another round sends it again.
                 tracing::warn!(?error, event = %d.event_id, "recording a webhook attempt failed");
             }
@@ -382,6 +382,7 @@ async fn deliver(
     pool: &PgPool,
     settings: &Settings,
     client: &HttpClient,
+    owner: Uuid,
     delivery: &Leased,
 ) -> anyhow::Result<()> {
     let started_at = Utc::now();
@@ -416,7 +417,7 @@ async fn deliver(
     .await?;
     let result = match outcome.status {
         Some(status) if (200..300).contains(&status) => {
-            db::webhooks::settle(&mut *tx, delivery, "delivered", None).await?;
+            db::webhooks::settle(&mut *tx, delivery, owner, "delivered", None).await?;
             if let Some((secs, nanos)) = delivery.event_id.get_timestamp().map(|t| t.to_unix()) {
                 let committed = Duration::new(secs, nanos);
                 let now = std::time::SystemTime::now()
@@ -433,7 +434,7 @@ async fn deliver(
                 "the endpoint answered 410 Gone",
             )
             .await?;
-            db::webhooks::settle(&mut *tx, delivery, "pending", None).await?;
+            db::webhooks::settle(&mut *tx, delivery, owner, "pending", None).await?;
             "gone"
         }
         _ => {
@@ -446,11 +447,11 @@ async fn deliver(
             ) {
                 Some(wait) => {
                     let at = Utc::now() + chrono::Duration::from_std(wait)?;
-                    db::webhooks::settle(&mut *tx, delivery, "pending", Some(at)).await?;
+                    db::webhooks::settle(&mut *tx, delivery, owner, "pending", Some(at)).await?;
                     "retry"
                 }
                 None => {
-                    db::webhooks::settle(&mut *tx, delivery, "failed", None).await?;
+                    db::webhooks::settle(&mut *tx, delivery, owner, "failed", None).await?;
                     db::webhooks::disable_endpoint(
                         &mut *tx,
                         delivery.endpoint_id,

@@ -506,10 +506,13 @@ pub async fn record_attempt(
     Ok(())
 }
 
-/// Settles a leased delivery: `delivered`, `failed`, or `pending` again at `next_attempt_at`.
+/// Settles a delivery leased to `owner`: `delivered`, `failed`, or `pending` again at
+/// `next_attempt_at`. If the lease ran out and another instance took the delivery over, that
+/// instance settles it, not this one.
 pub async fn settle(
     db: impl PgExecutor<'_>,
     delivery: &Leased,
+    owner: Uuid,
     state: &str,
     next_attempt_at: Option<DateTime<Utc>>,
 ) -> Result<()> {
@@ -518,12 +521,13 @@ pub async fn settle(
          set state = $4, lease_owner = null, lease_until = null,
              next_attempt_at = coalesce($5, next_attempt_at),
              delivered_at = case when $4 = 'delivered' then now() end
-         where chain_id = $1 and endpoint_id = $2 and chain_seq = $3",
+         where chain_id = $1 and endpoint_id = $2 and chain_seq = $3 and lease_owner = $6",
         delivery.chain_id,
         delivery.endpoint_id,
         delivery.chain_seq,
         state,
         next_attempt_at,
+        owner,
     )
     .execute(db)
     .await
