@@ -104,7 +104,8 @@ sign_in() { # role -> cookie jar
 for role in back_office auditor operator; do sign_in "$role"; done
 
 BUSY=$(psql -At -c "select chain_id from event_chain_heads h join customers c on c.id = h.chain_id order by seq desc limit 1")
-TYPICAL=$(psql -At -c "select id from customers where special_qualifications = '{education}' order by id offset 1000 limit 1")
+TYPICAL=$(psql -At -c "select id from customers where special_qualifications = '{education}' order by id
+    offset (select count(*) / 2 from customers where special_qualifications = '{education}') limit 1")
 PARTNER=$(psql -At -c "select partner_id from customer_partners where customer_id = '$TYPICAL'")
 EVENT=$(psql -At -c "select id from events where customer_id = '$BUSY' order by id desc limit 1")
 REFERENCE=$(psql -At -c "select external_reference from customers where id = '$TYPICAL'")

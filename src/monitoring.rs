@@ -172,11 +172,23 @@ pub fn export_ended() {
 }
 
 /// Lines of a finished customer import: `customer_import_rows_total{result}`.
-pub fn import_finished(imported: usize, rejected: usize) {
-    metrics::counter!("customer_import_rows_total", "result" => "imported")
-        .increment(imported as u64);
-    metrics::counter!("customer_import_rows_total", "result" => "rejected")
-        .increment(rejected as u64);
+pub fn import_finished(imported: usize, rejected: usize, already_imported: usize) {
+    for (result, lines) in [
+        ("imported", imported),
+        ("rejected", rejected),
+        ("already_imported", already_imported),
+    ] {
+        metrics::counter!("customer_import_rows_total", "result" => result).increment(lines as u64);
+    }
+}
+
+/// A batch of a console import job committed: `customer_import_job_lines_total{result}`, whose
+/// rate is the imports' progress.
+pub fn import_job_batch(created: usize, already_imported: usize) {
+    for (result, lines) in [("created", created), ("already_imported", already_imported)] {
+        metrics::counter!("customer_import_job_lines_total", "result" => result)
+            .increment(lines as u64);
+    }
 }
 
 /// An event turned into `queued` deliveries, `lag` after it happened:

@@ -136,8 +136,9 @@ impl Application {
                 timeout: self.webhooks.timeout,
             }),
         });
-        // Both listeners and the webhook delivery stop on the same signal.
+        // Both listeners, the import worker and the webhook delivery stop on the same signal.
         let shutdown = shutdown.shared();
+        let imports = tokio::spawn(app::import::jobs::work(self.pool.clone(), shutdown.clone()));
         let deliveries = tokio::spawn(delivery::run(
             self.pool.clone(),
             self.webhooks,
@@ -165,6 +166,10 @@ impl Application {
                     () = monitoring::upkeep() => {}
                 }
             }
+        }
+        // It ends after the batch in flight (committed) and gives its job up for another instance.
+        if let Err(e) = imports.await {
+            tracing::error!(error = %e, "the customer import worker panicked");
         }
         if let Err(error) = deliveries.await {
             tracing::error!(?error, "webhook delivery ended abnormally");

@@ -7,7 +7,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use futures_util::{Stream, TryStreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use sqlx::{
     PgConnection, PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -15,7 +15,10 @@ use sqlx::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use super::{Error, RequestContext, Result, customers};
+use super::{
+    Error, RequestContext, Result, customers,
+    principals::{ActorName, ActorNames},
+};
 use crate::{
     db::{
         self,
@@ -79,21 +82,70 @@ async fn authorize_search(pool: &PgPool, ctx: &RequestContext, query: &EventQuer
     ctx.require(Action::ReadAudit)
 }
 
-/// Up to `limit` matching events, newest first.
+/// An event as auditors read it: as stored, and who its actor is in words.
+#[derive(Debug, Clone)]
+pub struct AuditedEvent {
+    /// The stored event, every hashed field as it is.
+    pub event: EventRow,
+    /// The actor as people read it, resolved when read (not hashed); `None` when the actor is
+    /// not a known principal.
+    pub actor_name: Option<ActorName>,
+}
+
+impl AuditedEvent {
+    fn named(event: EventRow, names: &ActorNames) -> Self {
+        let actor_name = names.get(&event.actor);
+        Self { event, actor_name }
+    }
+}
+
+/// Up to `limit` matching events, newest first, their actors named (one lookup for the page).
 pub async fn events(
     pool: &PgPool,
     ctx: &RequestContext,
     query: &EventQuery,
     limit: i64,
-) -> Result<Vec<EventRow>> {
+) -> Result<Vec<AuditedEvent>> {
     authorize_search(pool, ctx, query).await?;
     let filter = query.filter();
     let mut tx = db::audit::begin_search(pool).await?;
-    let rows = db::audit::events(&mut tx, &filter, Some(limit))
+    let rows: Vec<EventRow> = db::audit::events(&mut tx, &filter, Some(limit))
         .try_collect()
         .await?;
     tx.commit().await?;
-    Ok(rows)
+    let names = super::principals::names(pool, ctx, rows.iter().map(|r| r.actor.as_str())).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| AuditedEvent::named(row, &names))
+        .collect())
+}
+
+/// One event by its id, its actor named; `None` if there is none.
+pub async fn event(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<Option<AuditedEvent>> {
+    // The log is the auditors' alone, whatever the event is about: no lookup before the refusal.
+    ctx.require(Action::ReadAudit)?;
+    // The search's id range narrowed to one id: the same statement, on the primary key.
+    let filter = EventFilter {
+        ids_from: id,
+        ids_below: id
+            .as_u128()
+            .checked_add(1)
+            .map_or(Uuid::max(), Uuid::from_u128),
+        customer_id: None,
+        partner_id: None,
+        actor: None,
+        event_type: None,
+    };
+    let mut tx = db::audit::begin_search(pool).await?;
+    let row = db::audit::events(&mut tx, &filter, Some(1))
+        .try_next()
+        .await?;
+    tx.commit().await?;
+    let Some(row) = row.filter(|r| r.id == id) else {
+        return Ok(None);
+    };
+    let names = super::principals::names(pool, ctx, [row.actor.as_str()]).await?;
+    Ok(Some(AuditedEvent::named(row, &names)))
 }
 
 /// Exports streaming at once per principal: an auditor cannot take every export slot alone.
@@ -179,29 +231,39 @@ impl Drop for ExportSlot {
     }
 }
 
-/// Every matching event, newest first, as a stream that reads them from one database query as it
-/// is consumed. The slot and the connection are taken now, so a busy instance or an unreachable
-/// database is an error before anything is sent; both are held by the stream until it ends or is
-/// dropped (the HTTP layer drops it when the client stops reading, `SEND_TIMEOUT_SECS`). One
-/// statement, so one snapshot: the export is consistent however long it takes.
+/// Events an export reads, names and hands on together, at most (fewer when the database is
+/// slower than the client): one chunk of the response body.
+pub const EXPORT_BATCH: usize = 256;
+
+/// Every matching event, newest first, as a stream of batches (up to [`EXPORT_BATCH`] events)
+/// read from one database query as it is consumed. The slot and the connection are taken now, so
+/// a busy instance or an unreachable database is an error before anything is sent; both are held
+/// by the stream until it ends or is dropped (the HTTP layer drops it when the client stops
+/// reading, `SEND_TIMEOUT_SECS`). One statement, so one snapshot: the export is consistent however
+/// long it takes. Actors are named per batch on the request pool, looking up only those not met
+/// before in this export, so a long export asks for names a few times, not once per event.
 pub async fn export(
     pool: &PgPool,
     exports: &Exports,
     ctx: &RequestContext,
     query: &EventQuery,
-) -> Result<impl Stream<Item = Result<EventRow>> + Send + 'static> {
+) -> Result<impl Stream<Item = Result<Vec<AuditedEvent>>> + Send + 'static> {
     // The request pool: the export pool's few connections are for exports that were admitted.
     authorize_search(pool, ctx, query).await?;
     let slot = exports.admit(ctx.actor.id().to_owned())?;
     let mut tx = db::audit::begin_search(&exports.pool).await?;
     let filter = query.filter();
+    let (pool, ctx) = (pool.clone(), ctx.clone());
     Ok(async_stream::try_stream! {
         let _slot = slot;
-        let mut rows = db::audit::events(&mut tx, &filter, None);
-        while let Some(row) = rows.try_next().await? {
-            yield row;
+        let mut names = ActorNames::default();
+        let mut batches = db::audit::events(&mut tx, &filter, None).ready_chunks(EXPORT_BATCH);
+        while let Some(batch) = batches.next().await {
+            let rows = batch.into_iter().collect::<db::Result<Vec<EventRow>>>()?;
+            names.resolve(&pool, &ctx, rows.iter().map(|r| r.actor.as_str())).await?;
+            yield rows.into_iter().map(|row| AuditedEvent::named(row, &names)).collect::<Vec<_>>();
         }
-        drop(rows);
+        drop(batches);
         tx.commit().await?;
     })
 }
@@ -236,6 +298,12 @@ pub async fn verify_chain(pool: &PgPool, chain: Uuid) -> Result<ChainReport> {
     let mut report = None;
     verify(&mut tx, Some(chain), |r| report = Some(r)).await?;
     Ok(report.unwrap_or_else(|| ChainVerifier::new(chain).finish(None)))
+}
+
+/// Verifies every chain, for an auditor (the command line calls [`verify_all`] itself).
+pub async fn verify_every_chain(pool: &PgPool, ctx: &RequestContext) -> Result<Verification> {
+    ctx.require(Action::ReadAudit)?;
+    verify_all(pool).await
 }
 
 /// The outcome of verifying every chain.

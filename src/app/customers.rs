@@ -1,7 +1,10 @@
 //! Customer management: creation, qualification sets with evidence and history, partner
 //! relationships, subscription history.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -9,13 +12,15 @@ use super::{Error, Precondition, RequestContext, Result, Warning};
 use crate::{
     db::{
         self, Keyset,
-        customers::{Customer, CustomerEvidence, NewCustomer, QualificationRecord},
+        customers::{
+            Customer, CustomerEvidence, NewCustomer, QualificationRecord, ReferenceHolder,
+        },
         events::NewEvent,
         subscriptions::SubscriptionRow,
     },
     domain::{
-        Action, CustomerId, CustomerQualification, DisplayName, EventType, PartnerId, Reason,
-        SpecialQualification, SubscriptionId, evidence_after_change,
+        Action, CustomerId, CustomerQualification, DisplayName, EventType, ExternalReference,
+        PartnerId, Reason, SpecialQualification, SubscriptionId, evidence_after_change,
     },
 };
 
@@ -39,6 +44,84 @@ pub struct QualificationUpdate {
     pub warnings: Vec<Warning>,
 }
 
+/// A new customer as sent: the body of `POST /v1/customers`, and of each line of an import.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Fabrikam University", "special_qualifications": ["education"],
+    "evidence": {"education": "QEU-ATTEST-88"}, "external_reference": "CRM-000417"}))]
+pub struct CreateCustomer {
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    pub name: String,
+    /// One of the seven sets of R3, empty for a commercial customer; a value listed twice
+    /// counts once.
+    #[serde(default)]
+    #[schema(value_type = Vec<SpecialQualification>)]
+    pub special_qualifications: BTreeSet<SpecialQualification>,
+    /// Evidence reference per qualification (required for each).
+    #[serde(default)]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub evidence: CustomerEvidence,
+    /// Why; defaults to "customer created".
+    #[schema(max_length = 1000)]
+    pub reason: Option<String>,
+    /// The customer's id in the reseller's own CRM: 1 to 200 characters after trimming, no
+    /// control characters; no two customers have the same.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
+    pub external_reference: Option<String>,
+}
+
+/// A new customer, every field checked but its evidence (see [`initial_evidence`]).
+#[derive(Debug, Clone)]
+pub struct CustomerDraft {
+    /// Its name.
+    pub name: DisplayName,
+    /// Its first qualification set, with evidence and reason.
+    pub change: QualificationChange,
+    /// Its id in the reseller's CRM.
+    pub external_reference: Option<ExternalReference>,
+}
+
+impl CreateCustomer {
+    /// Checks every field, in the order of the body: name, qualifications, reason, reference.
+    pub fn parse(self) -> Result<CustomerDraft> {
+        let invalid = |field: &'static str, message: String| Error::InvalidField { field, message };
+        let name = DisplayName::parse(&self.name).map_err(|e| invalid("name", e.to_string()))?;
+        let qualifications = CustomerQualification::from_set(self.special_qualifications)?;
+        let reason = Reason::parse(Some(self.reason.as_deref().unwrap_or("customer created")))
+            .map_err(|e| invalid("reason", e.to_string()))?;
+        let external_reference = self
+            .external_reference
+            .as_deref()
+            .map(ExternalReference::parse)
+            .transpose()
+            .map_err(|e| invalid("external_reference", e.to_string()))?;
+        Ok(CustomerDraft {
+            name,
+            change: QualificationChange {
+                qualifications,
+                evidence: self.evidence,
+                reason,
+            },
+            external_reference,
+        })
+    }
+}
+
+impl CustomerDraft {
+    /// The customer to write, with a new id, once its evidence is checked.
+    pub fn into_new(self) -> Result<NewCustomer> {
+        Ok(NewCustomer {
+            id: CustomerId::new(),
+            evidence: initial_evidence(&self.change)?,
+            name: self.name,
+            qualifications: self.change.qualifications,
+            reason: self.change.reason,
+            external_reference: self.external_reference,
+        })
+    }
+}
+
 /// The evidence a new customer's first qualification set needs: every qualification is added.
 pub fn initial_evidence(change: &QualificationChange) -> Result<CustomerEvidence> {
     Ok(evidence_after_change(
@@ -50,47 +133,96 @@ pub fn initial_evidence(change: &QualificationChange) -> Result<CustomerEvidence
 }
 
 /// Writes new customers, their first history versions and their `customer_created` events, in
-/// the caller's transaction: the one write path of `create` and of the bulk import.
+/// the caller's transaction: the one write path of `create` and of the imports. Each external
+/// reference is claimed first; a customer whose reference another customer holds (or an earlier
+/// one of `customers`) is not written, and is returned (by its index) with that holder.
 pub(crate) async fn insert_new(
     tx: &mut sqlx::PgConnection,
     ctx: &RequestContext,
     customers: &[NewCustomer],
-) -> Result<()> {
-    db::customers::insert_many(&mut *tx, &ctx.actor, customers).await?;
-    let events: Vec<NewEvent> = customers
+) -> Result<Vec<(usize, ReferenceHolder)>> {
+    let (references, ids): (Vec<&str>, Vec<uuid::Uuid>) = customers
         .iter()
-        .map(|c| NewEvent {
-            event_type: EventType::CustomerCreated,
-            customer_id: Some(c.id),
-            partner_id: None,
-            payload: json!({
+        .filter_map(|c| Some((c.external_reference.as_ref()?.as_str(), c.id.0)))
+        .unzip();
+    let mut claimed = HashSet::new();
+    let mut holders = HashMap::new();
+    if !references.is_empty() {
+        claimed = db::customers::claim_references(&mut *tx, &references, &ids)
+            .await?
+            .into_iter()
+            .collect::<HashSet<CustomerId>>();
+        let lost: Vec<&str> = customers
+            .iter()
+            .filter(|c| !claimed.contains(&c.id))
+            .filter_map(|c| Some(c.external_reference.as_ref()?.as_str()))
+            .collect();
+        if !lost.is_empty() {
+            for holder in db::customers::reference_holders(&mut *tx, &lost).await? {
+                holders.insert(holder.external_reference.clone(), holder);
+            }
+        }
+    }
+    let mut skipped = Vec::new();
+    let mut written = Vec::with_capacity(customers.len());
+    for (i, c) in customers.iter().enumerate() {
+        match &c.external_reference {
+            // Held by a customer stored already, or by an earlier one of `customers`.
+            Some(reference) if !claimed.contains(&c.id) => {
+                let holder = holders.get(reference.as_str()).ok_or_else(|| {
+                    Error::Internal(anyhow::anyhow!(
+                        "external reference `{}` was neither claimed nor held",
+                        reference.as_str()
+                    ))
+                })?;
+                skipped.push((i, holder.clone()));
+            }
+            _ => written.push(c),
+        }
+    }
+    if written.is_empty() {
+        return Ok(skipped);
+    }
+    db::customers::insert_many(&mut *tx, &ctx.actor, &written).await?;
+    let events: Vec<NewEvent> = written
+        .iter()
+        .map(|c| {
+            let mut payload = json!({
                 "name": c.name.as_str(),
                 "special_qualifications": c.qualifications,
                 "evidence": c.evidence,
                 "reason": c.reason.as_str(),
-            }),
+            });
+            if let Some(reference) = &c.external_reference {
+                payload["external_reference"] = json!(reference.as_str());
+            }
+            NewEvent {
+                event_type: EventType::CustomerCreated,
+                customer_id: Some(c.id),
+                partner_id: None,
+                payload,
+            }
         })
         .collect();
-    Ok(db::events::append_many(&mut *tx, &ctx.actor, &events).await?)
+    db::events::append_many(&mut *tx, &ctx.actor, &events).await?;
+    Ok(skipped)
 }
 
-/// Creates a customer with its first qualification set (version 1 of its history).
-pub async fn create(
-    pool: &PgPool,
-    ctx: &RequestContext,
-    name: &DisplayName,
-    change: &QualificationChange,
-) -> Result<Customer> {
+/// Creates a customer with its first qualification set (version 1 of its history), claiming its
+/// external reference; refused if another customer has that reference.
+pub async fn create(pool: &PgPool, ctx: &RequestContext, draft: CustomerDraft) -> Result<Customer> {
     ctx.require(Action::ManageCustomers)?;
-    let new = NewCustomer {
-        id: CustomerId::new(),
-        name: name.clone(),
-        qualifications: change.qualifications,
-        evidence: initial_evidence(change)?,
-        reason: change.reason.clone(),
-    };
+    let new = draft.into_new()?;
     let mut tx = pool.begin().await?;
-    insert_new(&mut tx, ctx, std::slice::from_ref(&new)).await?;
+    if let Some((_, holder)) = insert_new(&mut tx, ctx, std::slice::from_ref(&new))
+        .await?
+        .pop()
+    {
+        return Err(Error::ExternalReferenceTaken {
+            reference: holder.external_reference,
+            customer: holder.customer_id,
+        });
+    }
     let customer = db::customers::get(&mut *tx, new.id)
         .await?
         .ok_or(Error::CustomerNotFound(new.id))?;

@@ -6,6 +6,7 @@ pub mod customers;
 pub mod import;
 pub mod offers;
 pub mod partners;
+pub mod principals;
 pub mod purchases;
 pub mod subscriptions;
 pub mod tokens;
@@ -132,6 +133,22 @@ pub enum Error {
     /// No offer has this id.
     #[error("offer {0} does not exist")]
     OfferNotFound(OfferId),
+    /// A field of the right type whose value is not acceptable.
+    #[error("{field}: {message}")]
+    InvalidField {
+        /// The field, as the request names it.
+        field: &'static str,
+        /// Why it is not acceptable.
+        message: String,
+    },
+    /// Another customer already has this external reference.
+    #[error("customer {customer} already has the external reference `{reference}`")]
+    ExternalReferenceTaken {
+        /// The reference.
+        reference: String,
+        /// The customer that has it.
+        customer: CustomerId,
+    },
     /// A qualification set outside the seven of R3.
     #[error(transparent)]
     InvalidQualificationSet(#[from] InvalidQualificationSet),

@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use super::{Context, Keyset, Result, texts};
 use crate::domain::{
-    Actor, CustomerId, CustomerQualification, DisplayName, PartnerId, Reason, SpecialQualification,
+    Actor, CustomerId, CustomerQualification, DisplayName, ExternalReference, PartnerId, Reason,
+    SpecialQualification,
 };
 
 /// A customer as stored.
@@ -318,13 +319,15 @@ pub struct NewCustomer {
     pub evidence: CustomerEvidence,
     /// Why.
     pub reason: Reason,
+    /// Its id in the reseller's CRM, claimed with [`claim_references`] before it is written.
+    pub external_reference: Option<ExternalReference>,
 }
 
 /// Creates many customers with their first history versions, in two statements.
 pub async fn insert_many(
     db: &mut sqlx::PgConnection,
     actor: &Actor,
-    customers: &[NewCustomer],
+    customers: &[&NewCustomer],
 ) -> Result<()> {
     let ids: Vec<Uuid> = customers.iter().map(|c| c.id.0).collect();
     let names: Vec<&str> = customers.iter().map(|c| c.name.as_str()).collect();
@@ -333,19 +336,26 @@ pub async fn insert_many(
         .iter()
         .map(|c| qualification_texts(c.qualifications).join(","))
         .collect();
+    let references: Vec<Option<&str>> = customers
+        .iter()
+        .map(|c| c.external_reference.as_ref().map(ExternalReference::as_str))
+        .collect();
     let evidence: Vec<Json<&CustomerEvidence>> =
         customers.iter().map(|c| Json(&c.evidence)).collect();
     let reasons: Vec<&str> = customers.iter().map(|c| c.reason.as_str()).collect();
     let history_ids: Vec<Uuid> = customers.iter().map(|_| Uuid::now_v7()).collect();
     sqlx::query!(
-        "insert into customers (id, name, special_qualifications)
-         select id, name, string_to_array(q, ',') from unnest($1::uuid[], $2::text[], $3::text[]) as t(id, name, q)",
+        "insert into customers (id, name, special_qualifications, external_reference)
+         select id, name, string_to_array(q, ','), r
+         from unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) as t(id, name, q, r)",
         &ids,
         &names as &[&str],
         &sets,
+        &references as &[Option<&str>],
     )
     .execute(&mut *db)
-    .await.context("customers::insert_many")?;
+    .await
+    .context("customers::insert_many")?;
     sqlx::query!(
         "insert into customer_qualification_history
            (id, customer_id, version, special_qualifications, evidence, reason, actor, request_id)
@@ -362,6 +372,53 @@ pub async fn insert_many(
     .execute(&mut *db)
     .await.context("customers::insert_many")?;
     Ok(())
+}
+
+/// Claims each `references[i]` for `customers[i]`; returns the customers whose claim succeeded.
+/// A reference that another customer holds, or that an earlier element claims, is not claimed (a
+/// claim by a transaction still open is waited for).
+pub async fn claim_references(
+    db: impl PgExecutor<'_>,
+    references: &[&str],
+    customers: &[Uuid],
+) -> Result<Vec<CustomerId>> {
+    sqlx::query_scalar!(
+        r#"insert into customer_external_references (external_reference, customer_id)
+           select * from unnest($1::text[], $2::uuid[])
+           on conflict do nothing
+           returning customer_id as "customer_id: CustomerId""#,
+        references as &[&str],
+        customers,
+    )
+    .fetch_all(db)
+    .await
+    .context("customers::claim_references")
+}
+
+/// A customer holding an external reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReferenceHolder {
+    /// The reference.
+    pub external_reference: String,
+    /// The customer that has it.
+    pub customer_id: CustomerId,
+}
+
+/// The customers holding any of `references` (those nobody holds are left out).
+pub async fn reference_holders(
+    db: impl PgExecutor<'_>,
+    references: &[&str],
+) -> Result<Vec<ReferenceHolder>> {
+    sqlx::query_as!(
+        ReferenceHolder,
+        r#"-- fan-out: bulk import
+           select external_reference, customer_id as "customer_id: CustomerId"
+           from customer_external_references where external_reference = any($1)"#,
+        references as &[&str],
+    )
+    .fetch_all(db)
+    .await
+    .context("customers::reference_holders")
 }
 
 /// Whether the customer has a relationship with the partner.

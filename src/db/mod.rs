@@ -5,8 +5,10 @@ pub mod audit;
 pub mod customers;
 pub mod events;
 pub mod idempotency;
+pub mod import_jobs;
 pub mod offers;
 pub mod partners;
+pub mod principals;
 pub mod purchases;
 pub mod seed;
 pub mod sharding;
@@ -24,8 +26,9 @@ use sqlx::{
 use uuid::Uuid;
 
 use crate::domain::{
-    CustomerId, CustomerQualification, OfferId, PartnerId, PartnerKind, ProductKind,
-    ResellerQualification, Role, Segment, SpecialQualification, SubscriptionId, SubscriptionStatus,
+    CustomerId, CustomerQualification, FileFormat, ImportJobId, ImportJobStatus, OfferId,
+    PartnerId, PartnerKind, PrincipalKind, ProductKind, ResellerQualification, Role, Segment,
+    SpecialQualification, SubscriptionId, SubscriptionStatus,
 };
 
 /// A database call that failed, and which statement it was: the log says where, the client never
@@ -167,7 +170,10 @@ text_column!(
     SpecialQualification,
     Segment,
     ProductKind,
-    SubscriptionStatus
+    SubscriptionStatus,
+    FileFormat,
+    ImportJobStatus,
+    PrincipalKind
 );
 
 macro_rules! uuid_column {
@@ -189,7 +195,7 @@ macro_rules! uuid_column {
         }
     )+};
 }
-uuid_column!(PartnerId, CustomerId, OfferId, SubscriptionId);
+uuid_column!(PartnerId, CustomerId, OfferId, SubscriptionId, ImportJobId);
 
 /// The stored `text[]` is checked against the seven sets of R3 by the database, and again here.
 impl Type<Postgres> for CustomerQualification {

@@ -7,16 +7,21 @@
 /// How a table is placed on a Citus cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
-    /// Hash-distributed by this column. All distributed tables are colocated with `customers`:
-    /// the column holds a customer id (or, for `chain_id`, a customer id on customer events), so
-    /// everything one purchase touches hashes to one shard.
+    /// Hash-distributed by this column. Tables keyed by a customer are colocated with
+    /// `customers`: the column holds a customer id (or, for `chain_id`, a customer id on customer
+    /// events), so everything one purchase touches hashes to one shard. The claims of external
+    /// references are keyed by the reference instead, in a colocation group of their own.
     Distributed(&'static str),
     /// Small, rarely written, read by every purchase: a copy on every node.
     Reference,
+    /// On the coordinator only (a Citus local table): service bookkeeping that belongs to no
+    /// customer, is read only through the coordinator, and is too large or too often written to
+    /// copy to every node.
+    Local,
 }
 
-/// Every table of the schema and its placement, reference tables first (distributed tables may
-/// reference them), then `customers`, which the other distributed tables are colocated with.
+/// Every table of the schema and its placement, reference and local tables first (distributed
+/// tables may reference them), then `customers`, which the other distributed tables are colocated with.
 pub const TABLES: &[(&str, Placement)] = &[
     ("partners", Placement::Reference),
     ("indirect_reseller_providers", Placement::Reference),
@@ -27,6 +32,10 @@ pub const TABLES: &[(&str, Placement)] = &[
     ("sessions", Placement::Reference),
     // Few, rarely written, read by every dispatch round.
     ("webhook_endpoints", Placement::Reference),
+    // Console import jobs: no customer owns one, and a job carries its whole file (up to
+    // IMPORT_BODY_LIMIT_BYTES) and rewrites its progress every batch; as a reference table both
+    // would go to every node. Only the service reads it, through the coordinator.
+    ("customer_import_jobs", Placement::Local),
     ("customers", Placement::Distributed("id")),
     ("customer_partners", Placement::Distributed("customer_id")),
     (

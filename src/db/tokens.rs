@@ -71,15 +71,29 @@ pub async fn insert(db: impl PgExecutor<'_>, new: &NewToken<'_>) -> Result<Token
     .await.context("tokens::insert")
 }
 
-/// The principal of an unexpired, unrevoked token with this secret hash.
+/// The principal of an unexpired, unrevoked token with this secret hash; stamps its
+/// `last_used_at` in the same statement when the stamp is a minute old or more, so a busy token
+/// costs one row write a minute, not one per verification.
 pub async fn find_active(
     db: impl PgExecutor<'_>,
     secret_hash: &[u8; 32],
 ) -> Result<Option<(Principal, DateTime<Utc>)>> {
+    // The stamp is re-checked on the row being updated (not only on the snapshot `found` read),
+    // so of instances verifying the same token at once, one writes and the others skip.
     let row = sqlx::query!(
-        r#"select id, role as "role: Role", partner_id as "partner_id: PartnerId", expires_at
-           from api_tokens
-           where secret_hash = $1 and revoked_at is null and expires_at > now()"#,
+        r#"with found as (
+               select id, role, partner_id, expires_at
+               from api_tokens
+               where secret_hash = $1 and revoked_at is null and expires_at > now()
+           ), stamped as (
+               update api_tokens t set last_used_at = now()
+               from found
+               where t.id = found.id
+                 and (t.last_used_at is null or t.last_used_at < now() - interval '1 minute')
+           )
+           select id as "id!", role as "role!: Role", partner_id as "partner_id: PartnerId",
+                  expires_at as "expires_at!"
+           from found"#,
         &secret_hash[..]
     )
     .fetch_optional(db)

@@ -47,3 +47,7 @@ id_type!(
     /// Identifies a subscription.
     SubscriptionId
 );
+id_type!(
+    /// Identifies a customer import job of the console.
+    ImportJobId
+);

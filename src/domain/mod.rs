@@ -6,8 +6,10 @@ pub mod audit;
 mod customer;
 mod evidence;
 mod ids;
+mod import;
 mod offer;
 mod partner;
+mod principal;
 mod purchase;
 mod text;
 mod user;
@@ -19,9 +21,11 @@ pub use customer::{CustomerQualification, InvalidQualificationSet, SpecialQualif
 pub use evidence::{
     EvidenceError, Evidenced, InvalidReason, MAX_EVIDENCE_CHARS, Reason, evidence_after_change,
 };
-pub use ids::{CustomerId, OfferId, PartnerId, SubscriptionId};
+pub use ids::{CustomerId, ImportJobId, OfferId, PartnerId, SubscriptionId};
+pub use import::{FileFormat, ImportJobStatus, UTF8_BOM, percent_done};
 pub use offer::{OfferTerms, ProductKind, Segment, SubscriptionStatus};
 pub use partner::{PartnerKind, PartnerProfile, ResellerQualification};
+pub use principal::{PrincipalKind, PrincipalState};
 pub use purchase::{PurchaseContext, PurchaseDecision, RuleViolation, decide};
 pub use text::checked_text;
 pub use user::{

@@ -14,7 +14,7 @@ use base64::{
 };
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
@@ -28,25 +28,42 @@ use super::{
     pagination::{Page, page_size},
 };
 use crate::{
-    app::{self, RequestContext, audit::EventQuery},
-    db::audit::EventRow,
+    app::{
+        self, RequestContext,
+        audit::{AuditedEvent, EventQuery},
+        principals::ActorName,
+    },
     domain::{CustomerId, EventType, PartnerId, audit::ChainReport, checked_text},
 };
 
-/// Rows encoded into one chunk of an export body, at most (fewer when the database is slower than
-/// the client).
-const EXPORT_BATCH: usize = 256;
-
-/// Longest `actor` filter: the actors are token ids and `system`.
+/// Longest `actor` filter: the actors are user and token ids and `system`.
 const MAX_ACTOR_CHARS: usize = 200;
 
 /// The streamed representations of a search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ExportFormat {
+pub(crate) enum ExportFormat {
     /// `text/csv`, with a header line.
     Csv,
     /// `application/x-ndjson`: one JSON event per line.
     Ndjson,
+}
+
+impl ExportFormat {
+    /// The response's `Content-Type`.
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Self::Csv => "text/csv; charset=utf-8",
+            Self::Ndjson => "application/x-ndjson",
+        }
+    }
+
+    /// The file name extension of a download.
+    pub(crate) fn extension(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Ndjson => "ndjson",
+        }
+    }
 }
 
 /// The audit routes.
@@ -66,7 +83,7 @@ struct EventParams {
     customer_id: Option<CustomerId>,
     /// Events naming this partner.
     partner_id: Option<PartnerId>,
-    /// Events by this principal (a token id, or `system`).
+    /// Events by this principal (a user's or a token's id, or `system`).
     #[param(min_length = 1, max_length = 200)]
     actor: Option<String>,
     #[serde(rename = "type")]
@@ -142,7 +159,12 @@ fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
 struct AuditEvent {
     id: Uuid,
     occurred_at: DateTime<Utc>,
+    /// The principal that acted (a user's or a token's id), `system` for the command line.
     actor: String,
+    /// The actor in words, resolved when read from the principal as it is now; not hashed.
+    /// Null when the actor is not a known principal.
+    #[schema(nullable)]
+    actor_name: Option<ActorName>,
     actor_role: Option<String>,
     actor_partner_id: Option<Uuid>,
     request_id: Option<String>,
@@ -159,10 +181,14 @@ struct AuditEvent {
     hash: String,
 }
 
-impl TryFrom<EventRow> for AuditEvent {
+impl TryFrom<AuditedEvent> for AuditEvent {
     type Error = app::Error;
 
-    fn try_from(row: EventRow) -> Result<Self, Self::Error> {
+    fn try_from(audited: AuditedEvent) -> Result<Self, Self::Error> {
+        let AuditedEvent {
+            event: row,
+            actor_name,
+        } = audited;
         let payload = RawValue::from_string(row.payload).map_err(|e| {
             app::Error::Internal(anyhow::Error::new(e).context("stored payload is not JSON"))
         })?;
@@ -170,6 +196,7 @@ impl TryFrom<EventRow> for AuditEvent {
             id: row.id,
             occurred_at: row.occurred_at,
             actor: row.actor,
+            actor_name,
             actor_role: row.actor_role,
             actor_partner_id: row.actor_partner_id,
             request_id: row.request_id,
@@ -222,7 +249,7 @@ problems!(
     responses(
         (status = 200, description = "Matching events, newest first.", content(
             (Page<AuditEvent, String> = "application/json"),
-            (String = "text/csv", example = "id,occurred_at,actor,actor_role,actor_partner_id,request_id,customer_id,partner_id,type,payload,chain_id,chain_seq,prev_hash,hash\n"),
+            (String = "text/csv", example = "id,occurred_at,actor,actor_role,actor_partner_id,request_id,customer_id,partner_id,type,payload,chain_id,chain_seq,prev_hash,hash,actor_kind,actor_name,actor_username,actor_partner_name\n"),
             (String = "application/x-ndjson"),
         )),
         EventsProblems,
@@ -246,20 +273,37 @@ async fn events(
         let page: Page<_, String> = Page::from_rows(items, limit, |e| encode_cursor(e.id));
         return Ok(Json(page).into_response());
     };
-    let rows = app::audit::export(&state.pool, &state.exports, &ctx, &query).await?;
+    let batches = app::audit::export(&state.pool, &state.exports, &ctx, &query).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        )],
+        export_body(batches, format),
+    )
+        .into_response())
+}
+
+/// The body of an export: each batch of events encoded as one chunk, CSV with its header line
+/// first. Shared by the API and the console's download.
+pub(crate) fn export_body(
+    batches: impl Stream<Item = app::Result<Vec<AuditedEvent>>> + Send + 'static,
+    format: ExportFormat,
+) -> Body {
     let mut header_line = match format {
         ExportFormat::Csv => Some(Bytes::from_static(CSV_HEADER.as_bytes())),
         ExportFormat::Ndjson => None,
     };
-    let chunks = rows.ready_chunks(EXPORT_BATCH).map(move |batch| {
+    let chunks = batches.map(move |batch| {
+        let batch = batch?;
         let mut out = Vec::with_capacity(batch.len() * 512);
         if let Some(line) = header_line.take() {
             out.extend_from_slice(&line);
         }
-        for row in batch {
+        for event in batch {
             match format {
-                ExportFormat::Csv => csv_line(&mut out, &row?),
-                ExportFormat::Ndjson => ndjson_line(&mut out, row?)?,
+                ExportFormat::Csv => csv_line(&mut out, &event),
+                ExportFormat::Ndjson => ndjson_line(&mut out, event)?,
             }
         }
         Ok::<_, app::Error>(Bytes::from(out))
@@ -271,24 +315,20 @@ async fn events(
             tracing::error!(error = ?error, "event export failed");
         }
     });
-    let content_type = match format {
-        ExportFormat::Csv => "text/csv; charset=utf-8",
-        ExportFormat::Ndjson => "application/x-ndjson",
-    };
-    Ok((
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        Body::from_stream(chunks),
-    )
-        .into_response())
+    Body::from_stream(chunks)
 }
 
-/// The first line of a CSV export.
-const CSV_HEADER: &str = "id,occurred_at,actor,actor_role,actor_partner_id,request_id,customer_id,partner_id,type,payload,chain_id,chain_seq,prev_hash,hash\n";
+/// The first line of a CSV export: the stored columns, then the actor in words (not hashed; last,
+/// so the stored columns keep their places).
+const CSV_HEADER: &str = "id,occurred_at,actor,actor_role,actor_partner_id,request_id,customer_id,partner_id,type,payload,chain_id,chain_seq,prev_hash,hash,actor_kind,actor_name,actor_username,actor_partner_name\n";
 
 /// One CSV record (RFC 4180). `payload` is the stored jsonb text, so an auditor can recompute the
 /// hash from the export alone (after undoing [`csv_text`]'s formula guard).
-fn csv_line(out: &mut Vec<u8>, row: &EventRow) {
+fn csv_line(out: &mut Vec<u8>, event: &AuditedEvent) {
+    let row = &event.event;
+    let name = event.actor_name.as_ref();
     let optional = |id: Option<Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
+    let optional_text = |text: Option<&str>| text.map(csv_text).unwrap_or_default();
     let fields = [
         row.id.to_string(),
         row.occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
@@ -304,6 +344,10 @@ fn csv_line(out: &mut Vec<u8>, row: &EventRow) {
         row.chain_seq.to_string(),
         hex::encode(&row.prev_hash),
         hex::encode(&row.hash),
+        name.map(|n| n.kind.as_str().to_owned()).unwrap_or_default(),
+        optional_text(name.map(|n| n.name.as_str())),
+        optional_text(name.and_then(|n| n.username.as_deref())),
+        optional_text(name.and_then(|n| n.partner_name.as_deref())),
     ];
     out.extend_from_slice(fields.join(",").as_bytes());
     out.push(b'\n');
@@ -327,8 +371,8 @@ fn csv_text(value: &str) -> String {
     }
 }
 
-fn ndjson_line(out: &mut Vec<u8>, row: EventRow) -> Result<(), app::Error> {
-    serde_json::to_writer(&mut *out, &AuditEvent::try_from(row)?)
+fn ndjson_line(out: &mut Vec<u8>, event: AuditedEvent) -> Result<(), app::Error> {
+    serde_json::to_writer(&mut *out, &AuditEvent::try_from(event)?)
         .map_err(|e| app::Error::Internal(anyhow::Error::new(e).context("encode event")))?;
     out.push(b'\n');
     Ok(())

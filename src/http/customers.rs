@@ -25,11 +25,15 @@ use super::{
 use crate::{
     app::{
         self, RequestContext, Warning,
-        customers::QualificationChange,
-        import::{ImportLine, ImportMode, ImportProgress, ImportReport, LineError},
+        customers::{CreateCustomer, QualificationChange},
+        import::{
+            ImportMode, ImportProgress, ImportReport,
+            file::{CustomerFile, FileError},
+        },
+        principals::ActorName,
     },
     db::customers::{Customer, CustomerEvidence, QualificationRecord},
-    domain::{CustomerId, CustomerQualification, DisplayName, PartnerId, SpecialQualification},
+    domain::{CustomerId, CustomerQualification, FileFormat, PartnerId, SpecialQualification},
 };
 
 /// The customer routes but the import, which has limits of its own ([`import_router`]).
@@ -57,51 +61,22 @@ pub(super) fn qualification_change(
     })
 }
 
-/// A new customer: a name, and optionally its first qualification set with evidence.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "Fabrikam University", "special_qualifications": ["education"],
-    "evidence": {"education": "QEU-ATTEST-88"}}))]
-pub(super) struct CreateCustomer {
-    /// 1 to 200 characters after trimming, no control characters.
-    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
-    pub(super) name: String,
-    /// One of the seven sets of R3, empty for a commercial customer; a value listed twice
-    /// counts once.
-    #[serde(default)]
-    #[schema(value_type = Vec<SpecialQualification>)]
-    pub(super) special_qualifications: BTreeSet<SpecialQualification>,
-    /// Evidence reference per qualification (required for each).
-    #[serde(default)]
-    #[schema(value_type = std::collections::BTreeMap<String, String>)]
-    pub(super) evidence: CustomerEvidence,
-    /// Why; defaults to "customer created".
-    #[schema(max_length = 1000)]
-    pub(super) reason: Option<String>,
-}
-
-impl CreateCustomer {
-    /// Checks every field.
-    pub(super) fn parse(self) -> Result<(DisplayName, QualificationChange), ApiError> {
-        let name =
-            DisplayName::parse(&self.name).map_err(|e| ApiError::invalid_field("name", e))?;
-        let reason = self.reason.as_deref().unwrap_or("customer created");
-        Ok((
-            name,
-            qualification_change(self.special_qualifications, self.evidence, Some(reason))?,
-        ))
-    }
-}
-
 problems!(
     CreateProblems = [
         AUTHENTICATED,
         JSON_BODY,
-        &[Code::InvalidField, Code::InvalidQualificationSet]
+        &[
+            Code::InvalidField,
+            Code::InvalidQualificationSet,
+            Code::ExternalReferenceTaken
+        ]
     ]
 );
 
 /// Create a customer (back office).
+///
+/// An `external_reference` that another customer has is refused (409 `external_reference_taken`,
+/// naming that customer).
 #[utoipa::path(
     post, path = "/v1/customers", tag = "customers", operation_id = "create_customer",
     request_body = CreateCustomer,
@@ -117,8 +92,7 @@ async fn create(
     ctx: RequestContext,
     Json(body): Json<CreateCustomer>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (name, change) = body.parse()?;
-    let customer = app::customers::create(&state.pool, &ctx, &name, &change).await?;
+    let customer = app::customers::create(&state.pool, &ctx, body.parse()?).await?;
     let location = format!("/v1/customers/{}", customer.id);
     Ok((
         StatusCode::CREATED,
@@ -276,22 +250,42 @@ async fn set_qualifications(
 
 problems!(HistoryProblems = [AUTHENTICATED, PATH, QUERY, &[Code::CustomerNotFound]]);
 
+/// A version of a customer's qualification history, with its actor in words.
+#[derive(Debug, Serialize, ToSchema)]
+struct QualificationVersion {
+    #[serde(flatten)]
+    record: QualificationRecord,
+    /// Who recorded it, in words (resolved when read, not hashed); null when the actor is not a
+    /// known principal, or, for partner roles, not one of their partner's.
+    #[schema(nullable)]
+    actor_name: Option<ActorName>,
+}
+
 /// Every qualification set the customer had, oldest first.
 #[utoipa::path(
     get, path = "/v1/customers/{customer_id}/qualifications/history", tag = "customers",
     operation_id = "get_customer_qualification_history",
     params(("customer_id" = CustomerId, Path, description = "The customer's id."), VersionPageParams),
-    responses((status = 200, description = "A page of versions.", body = Page<QualificationRecord, i64>), HistoryProblems),
+    responses((status = 200, description = "A page of versions.", body = Page<QualificationVersion, i64>), HistoryProblems),
 )]
 async fn qualification_history(
     State(state): State<AppState>,
     ctx: RequestContext,
     Path(id): Path<CustomerId>,
     Query(params): Query<VersionPageParams>,
-) -> Result<Json<Page<QualificationRecord, i64>>, ApiError> {
+) -> Result<Json<Page<QualificationVersion, i64>>, ApiError> {
     let (after, fetch, limit) = params.checked()?;
     let rows = app::customers::qualification_history(&state.pool, &ctx, id, after, fetch).await?;
-    Ok(Json(Page::from_rows(rows, limit, |r| r.version)))
+    let names =
+        app::principals::names(&state.pool, &ctx, rows.iter().map(|r| r.actor.as_str())).await?;
+    let versions = rows
+        .into_iter()
+        .map(|record| QualificationVersion {
+            actor_name: names.get(&record.actor),
+            record,
+        })
+        .collect();
+    Ok(Json(Page::from_rows(versions, limit, |v| v.record.version)))
 }
 
 /// The partners related to a customer.
@@ -431,6 +425,10 @@ problems!(
 );
 
 /// Bulk-create customers from NDJSON, one `POST /v1/customers` body per line (back office).
+///
+/// A line whose `external_reference` another customer has is skipped and reported in
+/// `already_imported`, so importing a file twice creates its customers once; two lines with the
+/// same reference are a bad line. Lines without a reference are created every time.
 #[utoipa::path(
     post, path = "/v1/customers:import", tag = "customers", operation_id = "import_customers",
     params(ImportParams),
@@ -461,11 +459,19 @@ async fn import(
         ));
     }
     let body = body.map_err(ApiError::from)?;
-    let (lines, errors) = parse_import(&body);
+    let file = CustomerFile::open(FileFormat::Ndjson, &body).map_err(|e| match e {
+        // Not for NDJSON, which has no header; an empty file imports nothing.
+        FileError::Empty | FileError::Header(_) => ApiError::new(Code::InvalidBody, e.to_string()),
+    })?;
+    let mut lines = Vec::new();
+    let errors = app::import::read_all(&file, usize::MAX, |line| lines.push(line)).kept;
     let report =
         app::import::import_customers(&state.pool, &ctx, lines, errors, params.mode, &progress)
             .await?;
-    if report.imported == 0 && report.rejected > 0 {
+    // Refused: all or nothing with bad lines, or nothing but bad lines.
+    if report.rejected > 0
+        && (params.mode == ImportMode::AllOrNothing || report.imported + report.skipped == 0)
+    {
         return Err(ApiError::new(
             Code::ImportRejected,
             format!(
@@ -477,37 +483,4 @@ async fn import(
         .with("errors", json!(report.errors)));
     }
     Ok((StatusCode::CREATED, Json(report)))
-}
-
-/// Parses every non-blank line; a bad line becomes an error with its line number and code.
-fn parse_import(body: &[u8]) -> (Vec<ImportLine>, Vec<LineError>) {
-    let mut lines = Vec::new();
-    let mut errors = Vec::new();
-    for (index, raw) in body.split(|b| *b == b'\n').enumerate() {
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let line = index + 1;
-        let parsed = serde_json::from_slice::<CreateCustomer>(raw)
-            .map_err(|e| {
-                let code = if e.is_data() {
-                    Code::InvalidBody
-                } else {
-                    Code::MalformedJson
-                };
-                ApiError::new(code, e.to_string())
-            })
-            .and_then(CreateCustomer::parse);
-        match parsed {
-            Ok((name, change)) => lines.push(ImportLine { line, name, change }),
-            Err(e) => errors.push(LineError {
-                line,
-                code: e.code(),
-                field: e.field(),
-                message: e.detail().to_owned(),
-            }),
-        }
-    }
-    (lines, errors)
 }

@@ -170,6 +170,13 @@ impl From<app::Error> for ApiError {
             E::PartnerNotFound(_) => Self::new(Code::PartnerNotFound, detail),
             E::SubscriptionNotFound(..) => Self::new(Code::SubscriptionNotFound, detail),
             E::OfferNotFound(_) => Self::new(Code::OfferNotFound, detail),
+            E::InvalidField { field, message } => Self::invalid_field(field, message),
+            E::ExternalReferenceTaken {
+                reference,
+                customer,
+            } => Self::new(Code::ExternalReferenceTaken, detail)
+                .with("external_reference", json!(reference))
+                .with("customer_id", json!(customer)),
             E::InvalidQualificationSet(_) => Self::new(Code::InvalidQualificationSet, detail),
             E::OfferNotLicenseBased { .. } => Self::new(Code::OfferNotLicenseBased, detail),
             E::PartnerNotIndirectReseller(_) => Self::new(Code::PartnerNotIndirectReseller, detail),

@@ -10,6 +10,7 @@ mod offers;
 pub mod openapi;
 mod pagination;
 mod partners;
+mod principals;
 pub mod problem;
 mod subscriptions;
 mod tokens;
@@ -92,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .merge(decisions::router())
         .merge(tokens::router())
         .merge(webhooks::router())
+        .merge(principals::router())
         .merge(audit::router())
         .routes(routes!(healthz))
         .routes(routes!(ready))
@@ -131,6 +133,8 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(limits.body_bytes)),
         )
         .merge(openapi::ui_files())
+        // The console's file upload has the import's limits instead (like the API's import).
+        .merge(console::upload_router(limits))
         .fallback(|| async { ApiError::new(Code::RouteNotFound, "No such route.") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(Code::MethodNotAllowed, "This route does not accept this method.")

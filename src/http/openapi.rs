@@ -258,6 +258,7 @@ fn problem_schema() -> Schema {
         (name = "subscriptions", description = "Buying, and the subscription history (ordering systems)."),
         (name = "decisions", description = "Decisions without side effects."),
         (name = "tokens", description = "Bearer tokens."),
+        (name = "principals", description = "Who can act: console users and tokens (auditors, access managers)."),
         (name = "audit", description = "The event log (auditors)."),
         (name = "operations", description = "Health, readiness and this contract."),
     ),

@@ -8,7 +8,7 @@ use axum::{
     http::{StatusCode, header},
     response::IntoResponse,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -19,7 +19,7 @@ use super::{
     pagination::{Page, PageParams, VersionPageParams},
 };
 use crate::{
-    app::{self, RequestContext, partners::ResellerQualificationChange},
+    app::{self, RequestContext, partners::ResellerQualificationChange, principals::ActorName},
     db::partners::{Partner, PartnerEvidence, ProfileRecord},
     domain::{DisplayName, PartnerId, PartnerKind, ResellerQualification},
 };
@@ -162,22 +162,42 @@ async fn profile(
 
 problems!(HistoryProblems = [AUTHENTICATED, PATH, QUERY, &[Code::PartnerNotFound]]);
 
+/// A version of a partner's profile history, with its actor in words.
+#[derive(Debug, Serialize, ToSchema)]
+struct ProfileVersion {
+    #[serde(flatten)]
+    record: ProfileRecord,
+    /// Who recorded it, in words (resolved when read, not hashed); null when the actor is not a
+    /// known principal, or, for partner roles, not one of their partner's.
+    #[schema(nullable)]
+    actor_name: Option<ActorName>,
+}
+
 /// Every profile version of the partner, oldest first.
 #[utoipa::path(
     get, path = "/v1/partners/{partner_id}/profile/history", tag = "partners",
     operation_id = "get_partner_profile_history",
     params(("partner_id" = PartnerId, Path, description = "The partner's id."), VersionPageParams),
-    responses((status = 200, description = "A page of versions.", body = Page<ProfileRecord, i64>), HistoryProblems),
+    responses((status = 200, description = "A page of versions.", body = Page<ProfileVersion, i64>), HistoryProblems),
 )]
 async fn profile_history(
     State(state): State<AppState>,
     ctx: RequestContext,
     Path(id): Path<PartnerId>,
     Query(params): Query<VersionPageParams>,
-) -> Result<Json<Page<ProfileRecord, i64>>, ApiError> {
+) -> Result<Json<Page<ProfileVersion, i64>>, ApiError> {
     let (after, fetch, limit) = params.checked()?;
     let rows = app::partners::profile_history(&state.pool, &ctx, id, after, fetch).await?;
-    Ok(Json(Page::from_rows(rows, limit, |r| r.version)))
+    let names =
+        app::principals::names(&state.pool, &ctx, rows.iter().map(|r| r.actor.as_str())).await?;
+    let versions = rows
+        .into_iter()
+        .map(|record| ProfileVersion {
+            actor_name: names.get(&record.actor),
+            record,
+        })
+        .collect();
+    Ok(Json(Page::from_rows(versions, limit, |v| v.record.version)))
 }
 
 /// The partner's whole new set of reseller qualifications.

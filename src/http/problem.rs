@@ -57,6 +57,7 @@ problem_codes! {
     RouteNotFound = "route_not_found", NOT_FOUND, "No such route.";
     MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, "The route does not accept this method.";
     NotAcceptable = "not_acceptable", NOT_ACCEPTABLE, "`Accept` names none of the representations offered.";
+    ExternalReferenceTaken = "external_reference_taken", CONFLICT, "Another customer has this `external_reference`; `customer_id` names it.";
     VersionMismatch = "version_mismatch", PRECONDITION_FAILED, "`If-Match` names an old version; `current` holds the current state.";
     PayloadTooLarge = "payload_too_large", PAYLOAD_TOO_LARGE, "The body is larger than the limit.";
     UnsupportedMediaType = "unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "The body is not sent with the expected `content-type`.";
@@ -118,6 +119,13 @@ mod tests {
             assert_eq!(format!("{code:?}"), camel);
             assert_eq!(Code::parse(text), Some(*code));
             assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
+    }
+
+    #[test]
+    fn every_code_of_an_import_line_is_a_problem_code() {
+        for code in crate::app::import::LineCode::ALL {
+            assert!(Code::parse(code.as_str()).is_some(), "{code:?}");
         }
     }
 }

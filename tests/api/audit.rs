@@ -92,7 +92,7 @@ async fn set_status(
 }
 
 /// Rewrites history the way only a superuser can: with the append-only trigger off.
-async fn tamper(app: &TestApp, sql: &str, id: Uuid) {
+pub async fn tamper(app: &TestApp, sql: &str, id: Uuid) {
     let mut tx = app.pool.begin().await.unwrap();
     sqlx::query("alter table events disable trigger events_append_only")
         .execute(&mut *tx)
@@ -503,7 +503,7 @@ async fn csv_and_ndjson_export_every_matching_event_in_page_order() {
     let mut rows = body.lines();
     assert_eq!(
         rows.next().unwrap(),
-        "id,occurred_at,actor,actor_role,actor_partner_id,request_id,customer_id,partner_id,type,payload,chain_id,chain_seq,prev_hash,hash"
+        "id,occurred_at,actor,actor_role,actor_partner_id,request_id,customer_id,partner_id,type,payload,chain_id,chain_seq,prev_hash,hash,actor_kind,actor_name,actor_username,actor_partner_name"
     );
     let rows: Vec<&str> = rows.collect();
     assert_eq!(rows.len(), mine.len());
@@ -512,8 +512,14 @@ async fn csv_and_ndjson_export_every_matching_event_in_page_order() {
             row.starts_with(&format!("{},", event["id"].as_str().unwrap())),
             "{row}"
         );
+        // The stored columns, then the actor in words: every actor here is a token labelled
+        // `test` (back office's, or the partner's sales agent's).
+        let partner_name = event["actor_name"]["partner_name"].as_str().unwrap_or("");
         assert!(
-            row.ends_with(&format!(",{}", event["hash"].as_str().unwrap())),
+            row.ends_with(&format!(
+                ",{},token,test,,{partner_name}",
+                event["hash"].as_str().unwrap()
+            )),
             "{row}"
         );
         assert!(row.contains(&format!(",{},", event["type"].as_str().unwrap())));
@@ -833,7 +839,7 @@ async fn a_csv_export_is_safe_in_a_spreadsheet_and_its_hashes_can_be_recomputed_
     let rows: Vec<Vec<String>> = body.lines().skip(1).map(csv_cells).collect();
     assert_eq!(rows.len(), 2, "{body}");
     for row in &rows {
-        assert_eq!(row.len(), 14, "{row:?}");
+        assert_eq!(row.len(), 18, "{row:?}");
         for cell in row {
             assert!(
                 !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
@@ -924,4 +930,167 @@ async fn a_callers_request_id_is_stored_only_when_plain_and_the_answer_says_when
             .to_owned();
         assert_eq!(stored(id).await, Some(replacement));
     }
+}
+
+#[tokio::test]
+async fn every_audit_answer_names_its_actor_in_words_beside_the_hashed_id() {
+    let app = spawn_app().await;
+    let partner = app.create_qualified_partner().await;
+    let customer = app.create_customer(&["education"]).await;
+    app.link(customer, partner).await;
+    let offer = app.create_offer("education", "license_based").await;
+    // A token with a label of its own (one a spreadsheet would run), issued over the API.
+    let issued = app
+        .post(
+            "/v1/tokens",
+            json!({"role": "sales_agent", "partner_id": partner, "label": "=Contoso ordering system"}),
+        )
+        .await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{:#}", issued.body);
+    let ordering = issued.body["secret"].as_str().unwrap().to_owned();
+    let bought = purchase_at(
+        &app.client,
+        &app.address,
+        &ordering,
+        customer,
+        partner,
+        offer,
+        "o-1",
+    )
+    .await;
+    assert_eq!(bought.status, StatusCode::CREATED);
+    // A console user acting: a password change, through the console.
+    let user =
+        crate::console::signed_in(&app, partner_catalog::domain::Role::BackOffice, None).await;
+    let changed = user
+        .post(
+            "/account/password",
+            &[
+                ("current", crate::console::PASSWORD),
+                ("new", "another long passphrase"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.html);
+    // An event written around the service, by an actor that is no principal.
+    sqlx::query(
+        "insert into events (chain_id, customer_id, actor, event_type, payload)
+         values ($1, $1, 'legacy-import', 'customer_partner_linked', '{}')",
+    )
+    .bind(customer)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let partner_name = app.get(&format!("/v1/partners/{partner}")).await.body["name"].clone();
+    let back_office = app.principal_id(&app.back_office).await;
+    let items = all_events(&app, &q(&[("customer_id", &customer)]), 2).await;
+    let by_type = |t: &str| {
+        items
+            .iter()
+            .find(|e| e["type"] == t)
+            .unwrap_or_else(|| panic!("no {t}"))
+    };
+    assert_eq!(
+        by_type("subscription_created")["actor_name"],
+        json!({"kind": "token", "name": "=Contoso ordering system", "username": null,
+               "role": "sales_agent", "partner_id": partner, "partner_name": partner_name.clone()})
+    );
+    let created = by_type("customer_created");
+    assert_eq!(created["actor"], back_office.to_string());
+    assert_eq!(
+        created["actor_name"],
+        json!({"kind": "token", "name": "test", "username": null, "role": "back_office",
+               "partner_id": null, "partner_name": null})
+    );
+    let legacy = items
+        .iter()
+        .find(|e| e["actor"] == "legacy-import")
+        .unwrap();
+    assert_eq!(legacy["actor_name"], Value::Null);
+
+    let (_, page) = events(&app, &q(&[("actor", &user.user_id)])).await;
+    let by_user = &page["items"][0];
+    assert_eq!(by_user["type"], "user_password_changed");
+    let username = by_user["payload"]["username"].as_str().unwrap();
+    assert_eq!(
+        by_user["actor_name"],
+        json!({"kind": "user", "name": format!("{username} (test)"), "username": username,
+               "role": "back_office", "partner_id": null, "partner_name": null})
+    );
+    // The command line is `system`.
+    let (_, page) = events(&app, &q(&[("type", &"user_created")])).await;
+    assert_eq!(
+        page["items"][0]["actor_name"],
+        json!({"kind": "system", "name": "system", "username": null, "role": null,
+               "partner_id": null, "partner_name": null})
+    );
+
+    // Exports carry the same names: NDJSON as in the pages, CSV in columns after the stored ones,
+    // with the formula guard; the stored columns still hash as before.
+    let query = q(&[("customer_id", &customer)]);
+    let (_, _, ndjson) = get_raw(
+        &app,
+        "/v1/audit/events",
+        &query,
+        Some("application/x-ndjson"),
+    )
+    .await;
+    let lines: Vec<Value> = ndjson
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, items);
+    let (_, _, csv) = get_raw(&app, "/v1/audit/events", &query, Some("text/csv")).await;
+    let rows: Vec<Vec<String>> = csv.lines().skip(1).map(csv_cells).collect();
+    assert_eq!(rows.len(), items.len());
+    let bought_row = rows
+        .iter()
+        .find(|r| r[8] == "subscription_created")
+        .unwrap();
+    assert_eq!(
+        bought_row[14..],
+        [
+            "token".to_owned(),
+            "'=Contoso ordering system".to_owned(),
+            String::new(),
+            partner_name.as_str().unwrap().to_owned()
+        ]
+    );
+    let legacy_row = rows.iter().find(|r| r[2] == "legacy-import").unwrap();
+    assert_eq!(legacy_row[14..], ["", "", "", ""]);
+    let (_, report) = verify(&app, "customer_id", customer).await;
+    assert_eq!(report["ok"], true, "{report:#}");
+
+    // Histories name their actors too; a partner role sees names of its own partner's principals
+    // only, not the reseller's staff and tokens.
+    let history = app
+        .get(&format!("/v1/customers/{customer}/qualifications/history"))
+        .await;
+    assert_eq!(history.status, StatusCode::OK);
+    assert_eq!(history.body["items"][0]["actor"], back_office.to_string());
+    assert_eq!(history.body["items"][0]["actor_name"]["name"], "test");
+    assert_eq!(history.body["items"][0]["version"], 1);
+    let as_partner = app
+        .client
+        .get(format!(
+            "{}/v1/customers/{customer}/qualifications/history",
+            app.address
+        ))
+        .bearer_auth(&ordering)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(as_partner["items"][0]["actor"], back_office.to_string());
+    assert_eq!(as_partner["items"][0]["actor_name"], Value::Null);
+    let profile = app
+        .get(&format!("/v1/partners/{partner}/profile/history"))
+        .await;
+    assert_eq!(
+        profile.body["items"][0]["actor_name"]["role"],
+        "back_office"
+    );
 }

@@ -369,6 +369,12 @@ async fn every_endpoint_answers_every_kind_of_caller_as_the_matrix_says() {
         ),
         (
             Method::GET,
+            "/v1/principals".into(),
+            None,
+            "ok 403 ok ok 403 403",
+        ),
+        (
+            Method::GET,
             "/v1/audit/events".into(),
             None,
             "403 403 ok 403 403 403",
@@ -760,4 +766,78 @@ async fn a_partner_sees_only_its_own_and_the_lockout_does_not_reveal_who_sold_gc
     assert_eq!(actor, app.principal_id(&a_token).await.to_string());
     assert_eq!((role.as_str(), partner), ("sales_agent", a));
     assert!(request_id.is_some());
+}
+
+/// A token's `last_used_at`.
+async fn last_used(app: &TestApp, id: Uuid) -> Option<chrono::DateTime<chrono::Utc>> {
+    sqlx::query_scalar("select last_used_at from api_tokens where id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_token_stamps_its_last_use_when_verified_at_most_once_a_minute() {
+    let app = spawn_app().await;
+    let token = issue_token(&app.pool, Role::BackOffice, None).await;
+    let id = app.principal_id(&token).await;
+    assert_eq!(last_used(&app, id).await, None);
+    // Each call goes to a new instance, whose verification cache is empty, so each verifies
+    // against the database.
+    let call = |base: String| {
+        let (client, token) = (app.client.clone(), token.clone());
+        async move {
+            let status = client
+                .get(format!("{base}/v1/partners"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, StatusCode::OK);
+        }
+    };
+    call(app.address.clone()).await;
+    let first = last_used(&app, id).await.expect("stamped on first use");
+
+    // Within a minute of the stamp: not written again.
+    sqlx::query(
+        "update api_tokens set last_used_at = last_used_at - interval '30 seconds' where id = $1",
+    )
+    .bind(id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let half_a_minute_ago = last_used(&app, id).await.unwrap();
+    call(app.spawn_instance().await).await;
+    assert_eq!(last_used(&app, id).await, Some(half_a_minute_ago));
+
+    // A minute or more after it: stamped anew.
+    sqlx::query(
+        "update api_tokens set last_used_at = last_used_at - interval '1 minute' where id = $1",
+    )
+    .bind(id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    call(app.spawn_instance().await).await;
+    let again = last_used(&app, id).await.unwrap();
+    assert!(again >= first, "{again} after {first}");
+
+    // A revoked token is not stamped (nor accepted).
+    sqlx::query("update api_tokens set revoked_at = now(), last_used_at = null where id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let refused = app
+        .client
+        .get(format!("{}/v1/partners", app.spawn_instance().await))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(last_used(&app, id).await, None);
 }

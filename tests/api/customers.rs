@@ -144,3 +144,163 @@ async fn customers_are_listed_oldest_first() {
     assert_eq!(ids, [json!(a), json!(b)]);
     assert!(page.body["next_cursor"].is_null());
 }
+
+#[tokio::test]
+async fn an_external_reference_belongs_to_one_customer() {
+    let app = spawn_app().await;
+    let created = app
+        .post(
+            "/v1/customers",
+            json!({ "name": "Northwind", "external_reference": " CRM-1 " }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:#}", created.body);
+    assert_eq!(created.body["external_reference"], "CRM-1");
+    let first = created.id();
+    let event: serde_json::Value = sqlx::query_scalar(
+        "select payload from events where event_type = 'customer_created' and customer_id = $1",
+    )
+    .bind(first)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(event["external_reference"], "CRM-1");
+
+    let before = app.snapshot().await;
+    let taken = app
+        .post(
+            "/v1/customers",
+            json!({ "name": "Someone else", "external_reference": "CRM-1" }),
+        )
+        .await;
+    taken.assert_problem(StatusCode::CONFLICT, "external_reference_taken");
+    assert_eq!(taken.body["customer_id"], json!(first));
+    assert_eq!(taken.body["external_reference"], "CRM-1");
+    assert_eq!(app.snapshot().await, before, "a refusal writes nothing");
+
+    for bad in [
+        json!(""),
+        json!("   "),
+        json!("a\u{0}b"),
+        json!("x".repeat(201)),
+    ] {
+        let reply = app
+            .post(
+                "/v1/customers",
+                json!({ "name": "Bad reference", "external_reference": bad }),
+            )
+            .await;
+        reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+        assert_eq!(reply.body["field"], "external_reference");
+    }
+    // The console's search finds a customer by its reference.
+    let found = partner_catalog::db::customers::search(
+        &app.pool,
+        None,
+        &partner_catalog::db::customers::CustomerFilter {
+            external_reference: Some("CRM-1"),
+            ..Default::default()
+        },
+        partner_catalog::db::Keyset {
+            after: None,
+            limit: 10,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id.0, first);
+}
+
+#[tokio::test]
+async fn racing_creations_with_one_reference_make_one_customer() {
+    let app = spawn_app().await;
+    let attempts = (0..8).map(|i| {
+        app.post(
+            "/v1/customers",
+            json!({ "name": format!("Racer {i}"), "external_reference": "CRM-RACE" }),
+        )
+    });
+    let replies = futures_util::future::join_all(attempts).await;
+    let created: Vec<_> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .collect();
+    assert_eq!(created.len(), 1, "{replies:#?}");
+    for refused in replies.iter().filter(|r| r.status != StatusCode::CREATED) {
+        refused.assert_problem(StatusCode::CONFLICT, "external_reference_taken");
+        assert_eq!(refused.body["customer_id"], json!(created[0].id()));
+    }
+    assert_eq!(app.count("customers").await, 1);
+}
+
+fn ndjson(lines: &[serde_json::Value]) -> Vec<u8> {
+    lines
+        .iter()
+        .map(|l| l.to_string() + "\n")
+        .collect::<String>()
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn importing_a_file_twice_creates_its_referenced_customers_once() {
+    let app = spawn_app().await;
+    let file = ndjson(&[
+        json!({ "name": "Northwind School", "special_qualifications": ["education"],
+                "evidence": { "education": "QEU-1" }, "external_reference": "CRM-1" }),
+        json!({ "name": "No reference" }),
+        json!({ "name": "Helping Hands", "special_qualifications": ["nonprofit"],
+                "evidence": { "nonprofit": "NP-7" }, "external_reference": "CRM-2" }),
+    ]);
+    let import = || {
+        app.send_raw(
+            reqwest::Method::POST,
+            "/v1/customers:import",
+            Some("application/x-ndjson"),
+            file.clone(),
+        )
+    };
+    let first = import().await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:#}", first.body);
+    assert_eq!(first.body["imported"], 3);
+    assert_eq!(first.body["skipped"], 0);
+    let ids = first.body["customer_ids"].as_array().unwrap().clone();
+
+    let second = import().await;
+    assert_eq!(second.status, StatusCode::CREATED, "{:#}", second.body);
+    // The line without a reference cannot be recognised: it is created again.
+    assert_eq!(second.body["imported"], 1);
+    assert_eq!(second.body["skipped"], 2);
+    assert_eq!(
+        second.body["already_imported"],
+        json!([
+            { "line": 1, "external_reference": "CRM-1", "customer_id": ids[0] },
+            { "line": 3, "external_reference": "CRM-2", "customer_id": ids[2] },
+        ])
+    );
+    assert_eq!(app.count("customers").await, 4);
+    assert_eq!(app.count("customer_external_references").await, 2);
+    assert_eq!(
+        app.count("events where event_type = 'customer_created'")
+            .await,
+        4
+    );
+
+    // Two lines of one file with the same reference: the second is a bad line.
+    let twice = ndjson(&[
+        json!({ "name": "A", "external_reference": "CRM-9" }),
+        json!({ "name": "B", "external_reference": "CRM-9" }),
+    ]);
+    let reply = app
+        .send_raw(
+            reqwest::Method::POST,
+            "/v1/customers:import",
+            Some("application/x-ndjson"),
+            twice,
+        )
+        .await;
+    reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "import_rejected");
+    assert_eq!(reply.body["errors"][0]["line"], 2);
+    assert_eq!(reply.body["errors"][0]["field"], "external_reference");
+    assert_eq!(app.count("customers").await, 4);
+}

@@ -577,6 +577,7 @@ async fn no_hostile_value_in_any_field_answers_5xx_or_writes_on_refusal() {
             &op,
         ),
         base(M::GET, "/v1/tokens", &[], &[], None, &op),
+        base(M::GET, "/v1/principals", &[], &[], None, &au),
         base(
             M::DELETE,
             "/v1/tokens/{token_id}",

@@ -19,6 +19,7 @@ mod metrics;
 mod offers;
 mod openapi;
 mod partners;
+mod principals;
 mod purchases;
 mod qualifications;
 mod schema;

@@ -86,9 +86,14 @@ async fn the_contract_lists_every_route_the_router_serves() {
     };
     let served = served_paths(&router(state.clone()));
     assert!(served.len() > 20, "paths read from the router: {served:?}");
-    // The console's HTML pages and Swagger UI's files (parts of the `/docs` page) are not
-    // operations: the only routes allowed outside the contract, and all of them served.
-    let console = served_paths(&partner_catalog::http::console::router().with_state(state));
+    // The console's HTML pages (its file upload has a router of its own, with the import's limits)
+    // and Swagger UI's files (parts of the `/docs` page) are not operations: the only routes
+    // allowed outside the contract, and all of them served.
+    let mut console =
+        served_paths(&partner_catalog::http::console::router().with_state(state.clone()));
+    console.extend(served_paths(
+        &partner_catalog::http::console::upload_router(state.limits).with_state(state),
+    ));
     assert!(console.contains("/sign-in"), "console paths: {console:?}");
     assert!(console.is_disjoint(&documented), "{console:?}");
     let ui_files = served_paths(&partner_catalog::http::openapi::ui_files::<()>());

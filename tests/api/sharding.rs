@@ -14,7 +14,7 @@ use crate::helpers::spawn_app;
 fn shard_column(table: &str) -> Option<&'static str> {
     match placement(table)? {
         Placement::Distributed(column) => Some(column),
-        Placement::Reference => None,
+        Placement::Reference | Placement::Local => None,
     }
 }
 

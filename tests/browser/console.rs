@@ -109,12 +109,15 @@ impl World {
         let customer = app::customers::create(
             &self.pool,
             &system(),
-            &DisplayName::parse(name).unwrap(),
-            &QualificationChange {
-                qualifications: CustomerQualification::from_set(qualifications.iter().copied())
-                    .unwrap(),
-                evidence,
-                reason: Reason::parse(Some("onboarding")).unwrap(),
+            app::customers::CustomerDraft {
+                name: DisplayName::parse(name).unwrap(),
+                change: QualificationChange {
+                    qualifications: CustomerQualification::from_set(qualifications.iter().copied())
+                        .unwrap(),
+                    evidence,
+                    reason: Reason::parse(Some("onboarding")).unwrap(),
+                },
+                external_reference: None,
             },
         )
         .await
@@ -213,15 +216,31 @@ async fn fill(browser: &Browser, css: &str, value: &str) {
     input.send_keys(value).await.unwrap();
 }
 
+/// Clicks something that stays on the page (a checkbox).
 async fn click(browser: &Browser, css: &str) {
     find(browser, css).await.click().await.unwrap();
+}
+
+/// Clicks a link or a submit button and waits until the next page replaced this one, so that
+/// what is read next is never an element of the page being left.
+async fn follow(browser: &Browser, css: &str) {
+    let leaving = find(browser, "html").await;
+    click(browser, css).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while leaving.tag_name().await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new page after clicking {css}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 async fn sign_in(browser: &Browser, world: &World, username: &str) {
     browser.goto(&world.url("/")).await.unwrap();
     fill(browser, "#username", username).await;
     fill(browser, "#password", PASSWORD).await;
-    click(browser, "form[action='/sign-in'] button").await;
+    follow(browser, "form[action='/sign-in'] button").await;
     let welcome = text(browser, "h1").await;
     assert!(welcome.starts_with("Welcome"), "{welcome}");
 }
@@ -241,23 +260,23 @@ async fn back_office_finds_a_customer_changes_its_qualifications_and_meets_a_con
     sign_in(&browser, &world, "jdoe").await;
     browser.screenshot("home-back-office").await;
 
-    click(&browser, "nav a[href='/customers']").await;
+    follow(&browser, "nav a[href='/customers']").await;
     fill(&browser, "#q", "fabrikam").await;
-    click(&browser, "form[role=search] button").await;
+    follow(&browser, "form[role=search] button").await;
     let result = text(&browser, "tbody tr td a").await;
     assert_eq!(result, "Fabrikam University");
     assert!(!browser.source().await.unwrap().contains("Northwind"));
     browser.screenshot("customers-search").await;
-    click(&browser, "tbody tr td a").await;
+    follow(&browser, "tbody tr td a").await;
 
     // Education needs evidence: first without it, then with it.
     click(&browser, "#q-education").await;
     fill(&browser, "#reason", "attestation received").await;
-    click(&browser, "form[action$='/qualifications'] button").await;
+    follow(&browser, "form[action$='/qualifications'] button").await;
     let message = text(&browser, "#evidence-education-error").await;
     assert!(message.contains("requires evidence"), "{message}");
     fill(&browser, "#evidence-education", "QEU-2026-118").await;
-    click(&browser, "form[action$='/qualifications'] button").await;
+    follow(&browser, "form[action$='/qualifications'] button").await;
     let notice = text(&browser, ".notice").await;
     assert_eq!(notice, "The qualifications were changed.");
     let history = text(&browser, "#history").await;
@@ -283,7 +302,7 @@ async fn back_office_finds_a_customer_changes_its_qualifications_and_meets_a_con
     .await
     .unwrap();
     fill(&browser, "#reason", "my late edit").await;
-    click(&browser, "form[action$='/qualifications'] button").await;
+    follow(&browser, "form[action$='/qualifications'] button").await;
     let heading = text(&browser, "h1").await;
     assert_eq!(
         heading,
@@ -299,7 +318,7 @@ async fn back_office_finds_a_customer_changes_its_qualifications_and_meets_a_con
         "{body}"
     );
     browser.screenshot("conflict").await;
-    click(&browser, "main a[href$='#change']").await;
+    follow(&browser, "main a[href$='#change']").await;
     assert_eq!(
         find(&browser, "input[name=version]")
             .await
@@ -345,7 +364,7 @@ async fn the_gcc_lockout_and_the_reasons_of_every_denial_are_shown() {
         .select_by_index(1)
         .await
         .unwrap();
-    click(&browser, "form[action$='#eligibility'] button").await;
+    follow(&browser, "form[action$='#eligibility'] button").await;
     let table = text(&browser, "#eligibility-table").await;
     assert!(
         table.contains("Microsoft 365 G3") && table.contains("allowed"),
@@ -415,7 +434,7 @@ async fn a_form_posted_from_another_site_is_refused_and_changes_nothing() {
     let browser = Browser::new().await;
     sign_in(&browser, &world, "jdoe").await;
     browser.goto(&attacker_url).await.unwrap();
-    click(&browser, "#go").await;
+    follow(&browser, "#go").await;
     let message = text(&browser, ".error").await;
     assert!(message.contains("sent from another site"), "{message}");
     let current = app::customers::qualifications(&world.pool, &system(), customer, None)
@@ -488,6 +507,9 @@ async fn every_input_has_a_label_and_pages_fit_a_phone() {
     world
         .user("ops", "Olga Operator", Role::Operator, None)
         .await;
+    world
+        .user("audrey", "Audrey Auditor", Role::Auditor, None)
+        .await;
     let pages = [
         ("jdoe", "/".to_owned()),
         ("jdoe", "/customers?q=fab".to_owned()),
@@ -496,11 +518,17 @@ async fn every_input_has_a_label_and_pages_fit_a_phone() {
             format!("/customers/{customer}?partner={}", world.partner),
         ),
         ("jdoe", "/customers/new".to_owned()),
+        ("jdoe", "/partners?q=contoso".to_owned()),
+        ("jdoe", format!("/partners/{}", world.partner)),
         ("jdoe", "/account".to_owned()),
+        ("jdoe", "/import".to_owned()),
+        ("ops", "/offers".to_owned()),
         ("ops", "/access".to_owned()),
+        ("audrey", format!("/audit?customer_id={customer}")),
+        ("audrey", "/access".to_owned()),
     ];
     let mut failures = Vec::new();
-    for user in ["jdoe", "ops"] {
+    for user in ["jdoe", "ops", "audrey"] {
         let browser = Browser::new().await;
         sign_in(&browser, &world, user).await;
         for (_, path) in pages.iter().filter(|(u, _)| *u == user) {
@@ -518,4 +546,124 @@ async fn every_input_has_a_label_and_pages_fit_a_phone() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[tokio::test]
+async fn an_auditor_searches_the_log_opens_an_event_exports_and_verifies() {
+    let world = world().await;
+    world.customer("Fabrikam University", &[], None).await;
+    let watched = world
+        .customer("Northwind School", &[SpecialQualification::Education], None)
+        .await;
+    world
+        .user("audrey", "Audrey Auditor", Role::Auditor, None)
+        .await;
+    let browser = Browser::new().await;
+    sign_in(&browser, &world, "audrey").await;
+    follow(&browser, "nav a[href='/audit']").await;
+    fill(&browser, "#customer_id", &watched.to_string()).await;
+    follow(&browser, "form.audit-filters button").await;
+    let rows = browser
+        .find_all(Locator::Css("table.audit-events tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "only the watched customer's creation");
+    let row = rows[0].text().await.unwrap();
+    assert!(row.contains("customer_created"), "{row}");
+    browser.screenshot("audit").await;
+
+    // The export link carries the search; the browser downloads it with its session.
+    let csv = browser
+        .execute(
+            "const a = document.querySelector('a[download][href*=\"format=csv\"]');
+             return fetch(a.href).then(r => r.text());",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let csv = csv.as_str().unwrap().to_owned();
+    assert_eq!(csv.lines().count(), 2, "a header and one event: {csv}");
+    assert!(
+        csv.contains(&watched.to_string()) && csv.contains("customer_created"),
+        "{csv}"
+    );
+
+    follow(&browser, "table.audit-events tbody tr td a").await;
+    let detail = text(&browser, "main").await;
+    assert!(
+        detail.contains("customer_created") && detail.contains("Northwind School"),
+        "{detail}"
+    );
+    browser.screenshot("audit-event").await;
+
+    browser.back().await.unwrap();
+    follow(&browser, "form[action='/audit/verify'] button").await;
+    let verdict = text(&browser, "main").await;
+    assert!(verdict.contains("Intact"), "{verdict}");
+}
+
+/// Uploads `content` as a file named `name` through the import form.
+async fn upload(browser: &Browser, world: &World, name: &str, content: &str) {
+    let dir = std::env::temp_dir().join(format!("pc-upload-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    browser.goto(&world.url("/import")).await.unwrap();
+    find(browser, "#file")
+        .await
+        .send_keys(path.to_str().unwrap())
+        .await
+        .unwrap();
+    follow(browser, "form[action='/import/validate'] button").await;
+}
+
+#[tokio::test]
+async fn back_office_imports_a_file_after_fixing_its_bad_line() {
+    let world = world().await;
+    world.user("jdoe", "Jane Doe", Role::BackOffice, None).await;
+    let browser = Browser::new().await;
+    sign_in(&browser, &world, "jdoe").await;
+    let header = "name,special_qualifications,evidence,reason,external_reference";
+    let bad = format!(
+        "{header}\nNorthwind School,education,education=QEU-1,,CRM-1\nHelping Hands,nonprofit,,,CRM-2\n"
+    );
+    upload(&browser, &world, "customers.csv", &bad).await;
+    let report = text(&browser, "main").await;
+    assert!(report.contains("customers.csv: not imported"), "{report}");
+    assert!(report.contains("Nothing was stored"), "{report}");
+    let row = text(&browser, "main table tbody tr").await;
+    assert!(
+        row.starts_with('3') && row.contains("evidence"),
+        "line 3 named: {row}"
+    );
+    browser.screenshot("import-errors").await;
+    let stored: i64 = sqlx::query_scalar("select count(*) from customers")
+        .fetch_one(&world.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+
+    let good = bad.replace("nonprofit,,,CRM-2", "nonprofit,nonprofit=NP-7,,CRM-2");
+    upload(&browser, &world, "customers.csv", &good).await;
+    follow(&browser, "form[action$='/start'] button").await;
+    // The progress page refreshes itself until the job is done.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let status = text(&browser, "dl.facts dd strong").await;
+        if status == "done" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        browser.refresh().await.unwrap();
+    }
+    let progress = find(&browser, "#progress").await;
+    assert_eq!(progress.attr("value").await.unwrap().as_deref(), Some("2"));
+    browser.screenshot("import-done").await;
+    let references: Vec<String> =
+        sqlx::query_scalar("select external_reference from customers order by 1")
+            .fetch_all(&world.pool)
+            .await
+            .unwrap();
+    assert_eq!(references, ["CRM-1", "CRM-2"]);
 }

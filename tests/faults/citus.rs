@@ -107,9 +107,19 @@ async fn on_citus_a_purchase_is_a_single_shard_transaction() {
     for (table, placement) in TABLES {
         let statement = match placement {
             Placement::Reference => format!("select create_reference_table('{table}')"),
+            // Citus may have made it a local table of its metadata already, for its foreign key
+            // to a reference table.
+            Placement::Local => format!(
+                "select citus_add_local_table_to_metadata('{table}') where not exists \
+                 (select 1 from pg_dist_partition where logicalrelid = '{table}'::regclass)"
+            ),
             Placement::Distributed(column) if *table == "customers" => {
                 format!("select create_distributed_table('{table}', '{column}')")
             }
+            // Keyed by the reference (text), not by a customer: a colocation group of its own.
+            Placement::Distributed(column) if *table == "customer_external_references" => format!(
+                "select create_distributed_table('{table}', '{column}', colocate_with => 'none')"
+            ),
             Placement::Distributed(column) => format!(
                 "select create_distributed_table('{table}', '{column}', colocate_with => 'customers')"
             ),

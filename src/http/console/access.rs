@@ -17,8 +17,8 @@ use uuid::Uuid;
 use super::{ConsoleError, Posted, Staff, home::SessionRow, parse_id, render, render_status, view};
 use crate::{
     app::{self, users::AccountError},
-    db::{Keyset, tokens::Token, users::User},
-    domain::{Action, DisplayName, NewPassword, PartnerId, Role, Username},
+    db::{Keyset, users::User},
+    domain::{Action, DisplayName, NewPassword, PartnerId, PrincipalKind, Role, Username},
     http::AppState,
 };
 
@@ -48,7 +48,7 @@ struct UserRow {
     role: &'static str,
     partner: String,
     state: &'static str,
-    last_sign_in: String,
+    last_used: String,
 }
 
 struct TokenRow {
@@ -58,6 +58,7 @@ struct TokenRow {
     partner: String,
     state: &'static str,
     expires: String,
+    last_used: String,
     revocable: bool,
 }
 
@@ -98,6 +99,8 @@ struct TokenForm {
 #[template(path = "access.html")]
 struct AccessPage {
     chrome: view::Chrome,
+    /// Whether the forms are shown (operators, global admins); auditors only read.
+    manage: bool,
     notice: Option<String>,
     users: Vec<UserRow>,
     tokens: Vec<TokenRow>,
@@ -114,16 +117,6 @@ struct Notice {
     done: Option<String>,
 }
 
-fn state_of_token(t: &Token) -> &'static str {
-    if t.revoked_at.is_some() {
-        "revoked"
-    } else if t.expires_at <= Utc::now() {
-        "expired"
-    } else {
-        "active"
-    }
-}
-
 impl AccessPage {
     async fn load(
         state: &AppState,
@@ -135,15 +128,41 @@ impl AccessPage {
             after: None,
             limit: LIST,
         };
-        let users = app::users::list(&state.pool, &staff.ctx, page).await?;
-        let tokens = app::tokens::list(&state.pool, &staff.ctx, page).await?;
-        let partners = app::partners::list(&state.pool, &staff.ctx, page).await?;
-        let names: BTreeMap<PartnerId, String> =
-            partners.into_iter().map(|p| (p.id, p.name)).collect();
-        let partner_name = |p: Option<PartnerId>| {
-            p.map(|p| names.get(&p).cloned().unwrap_or_else(|| p.to_string()))
-                .unwrap_or_default()
+        let principals = app::principals::list(&state.pool, &staff.ctx, page).await?;
+        let manage = staff.may(Action::ManageAccess);
+        let partners = if manage {
+            app::partners::list(&state.pool, &staff.ctx, page).await?
+        } else {
+            Vec::new()
         };
+        let last_used = |at: &Option<chrono::DateTime<Utc>>| {
+            at.as_ref().map_or_else(|| "never".to_owned(), view::when)
+        };
+        let (mut users, mut tokens) = (Vec::new(), Vec::new());
+        for p in principals {
+            match p.kind {
+                PrincipalKind::User => users.push(UserRow {
+                    id: p.id.to_string(),
+                    display_name: p.name,
+                    username: p.username.unwrap_or_default(),
+                    role: p.role.as_str(),
+                    partner: p.partner_name.unwrap_or_default(),
+                    state: p.state.as_str(),
+                    last_used: last_used(&p.last_used_at),
+                }),
+                PrincipalKind::Token => tokens.push(TokenRow {
+                    id: p.id.to_string(),
+                    label: p.name,
+                    role: p.role.as_str(),
+                    partner: p.partner_name.unwrap_or_default(),
+                    state: p.state.as_str(),
+                    expires: p.expires_at.as_ref().map_or_else(String::new, view::when),
+                    last_used: last_used(&p.last_used_at),
+                    revocable: manage && p.revoked_at.is_none(),
+                }),
+                PrincipalKind::System => {}
+            }
+        }
         // Global admins give only their own partner's roles.
         let roles = Role::ALL
             .iter()
@@ -152,44 +171,16 @@ impl AccessPage {
             .collect();
         Ok(Self {
             chrome: staff.chrome("/access"),
+            manage,
             notice: None,
-            users: users
-                .into_iter()
-                .map(|u| UserRow {
-                    id: u.id.to_string(),
-                    username: u.username,
-                    display_name: u.display_name.unwrap_or_default(),
-                    role: u.role.as_str(),
-                    partner: partner_name(u.partner_id),
-                    state: if u.disabled_at.is_some() {
-                        "disabled"
-                    } else {
-                        "active"
-                    },
-                    last_sign_in: u
-                        .last_sign_in_at
-                        .as_ref()
-                        .map_or_else(|| "never".into(), view::when),
-                })
-                .collect(),
-            tokens: tokens
-                .into_iter()
-                .map(|t| TokenRow {
-                    id: t.id.to_string(),
-                    state: state_of_token(&t),
-                    revocable: t.revoked_at.is_none(),
-                    label: t.label,
-                    role: t.role.as_str(),
-                    partner: partner_name(t.partner_id),
-                    expires: view::when(&t.expires_at),
-                })
-                .collect(),
+            users,
+            tokens,
             roles,
-            partners: names
+            partners: partners
                 .into_iter()
-                .map(|(id, name)| Choice {
-                    value: id.to_string(),
-                    label: name,
+                .map(|p| Choice {
+                    value: p.id.to_string(),
+                    label: p.name,
                 })
                 .collect(),
             user_form,
@@ -205,7 +196,6 @@ async fn access(
     staff: Staff,
     Query(notice): Query<Notice>,
 ) -> Result<Response, ConsoleError> {
-    staff.ctx.require(Action::ManageAccess)?;
     let mut page =
         AccessPage::load(&state, &staff, UserForm::default(), TokenForm::default()).await?;
     page.notice = notice.done.map(|done| match done.as_str() {

@@ -847,6 +847,12 @@ async fn create_customer(
             return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
-    let customer = app::customers::create(&state.pool, &staff.ctx, &name, &change).await?;
+    // The form has no external reference (yet): a customer created here has none.
+    let draft = app::customers::CustomerDraft {
+        name,
+        change,
+        external_reference: None,
+    };
+    let customer = app::customers::create(&state.pool, &staff.ctx, draft).await?;
     Ok(Redirect::to(&format!("/customers/{}", customer.id)).into_response())
 }

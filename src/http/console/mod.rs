@@ -19,6 +19,8 @@ mod offers;
 mod partners;
 mod view;
 
+pub use import::upload_router;
+
 use askama::Template;
 use axum::{
     Router,

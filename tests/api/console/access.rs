@@ -257,3 +257,42 @@ async fn global_admins_manage_only_their_partners_people() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn auditors_read_every_principal_with_its_last_use_but_change_nothing() {
+    let app = spawn_app().await;
+    let auditor = signed_in(&app, Role::Auditor, None).await;
+    // The test app's own tokens have been used by its setup calls.
+    app.create_customer(&[]).await;
+    let page = auditor.get("/access").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    page.assert_contains("Secrets are never shown");
+    let operator_label: String =
+        sqlx::query_scalar("select label from api_tokens where role = 'back_office' limit 1")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    page.assert_contains(&operator_label);
+    assert!(
+        !page.html.contains("action=\"/access/users\""),
+        "no forms for auditors"
+    );
+    assert!(!page.html.contains("/revoke"));
+    assert!(
+        page.html.contains(" UTC</td>"),
+        "a last use is shown: {}",
+        page.html
+    );
+    let refused = auditor
+        .post(
+            "/access/tokens",
+            &[
+                ("label", "x"),
+                ("role", "auditor"),
+                ("partner", ""),
+                ("days", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}

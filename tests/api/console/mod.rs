@@ -3,7 +3,9 @@
 
 mod access;
 mod account;
+mod audit;
 mod customers;
+mod import;
 mod offers;
 mod partners;
 
