@@ -9,6 +9,9 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY .sqlx ./.sqlx
 COPY migrations ./migrations
 COPY src ./src
+# Compiled into the binary: the console's templates and stylesheet, the import examples it offers.
+COPY templates ./templates
+COPY docs/examples ./docs/examples
 # Declared in Cargo.toml, so the manifest needs it even for the binary alone.
 COPY benches ./benches
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -14,7 +14,9 @@ use chrono::{Duration, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{ConsoleError, Posted, Staff, home::SessionRow, parse_id, render, render_status, view};
+use super::{
+    ConsoleError, NoFields, Posted, Staff, home::SessionRow, parse_id, render, render_status, view,
+};
 use crate::{
     app::{self, users::AccountError},
     db::{Keyset, users::User},
@@ -243,7 +245,7 @@ async fn create_user(
     let Posted { staff, form } = posted;
     let mut errors = BTreeMap::new();
     let username = Username::parse(&form.username)
-        .map_err(|e| errors.insert("username", format!("{}.", capitalized(&e.to_string()))))
+        .map_err(|e| errors.insert("username", view::sentence(&e.to_string())))
         .ok();
     let display_name = match form.display_name.trim() {
         "" => Some(None),
@@ -253,7 +255,7 @@ async fn create_user(
             .ok(),
     };
     let password = NewPassword::parse(&form.password)
-        .map_err(|e| errors.insert("password", format!("{}.", capitalized(&e.to_string()))))
+        .map_err(|e| errors.insert("password", view::sentence(&e.to_string())))
         .ok();
     let grant = role_and_partner(&form.role, &form.partner, &mut errors);
     let (Some(username), Some(display_name), Some(password), Some((role, partner))) =
@@ -275,19 +277,11 @@ async fn create_user(
             show_again(&state, &staff, form, TokenForm::default(), errors).await
         }
         Err(AccountError::App(app::Error::InvalidTokenRequest(why))) => {
-            errors.insert("partner", capitalized(why));
+            errors.insert("partner", view::sentence(why));
             show_again(&state, &staff, form, TokenForm::default(), errors).await
         }
         Err(e) => Err(e.into()),
     }
-}
-
-fn capitalized(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
 }
 
 /// The access page again with what was typed and the messages (422). Passwords are not echoed.
@@ -337,7 +331,7 @@ async fn create_token(
     {
         Ok(issued) => issued,
         Err(app::Error::InvalidTokenRequest(why)) => {
-            errors.insert("partner", capitalized(why));
+            errors.insert("partner", view::sentence(why));
             return show_again(&state, &staff, UserForm::default(), form, errors).await;
         }
         Err(e) => return Err(e.into()),
@@ -352,15 +346,12 @@ async fn create_token(
 async fn revoke_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<Empty>,
+    posted: Posted<NoFields>,
 ) -> Result<Response, ConsoleError> {
     let staff = posted.staff;
     app::tokens::revoke(&state.pool, &staff.ctx, parse_id(&id)?).await?;
     Ok(Redirect::to("/access?done=revoked").into_response())
 }
-
-#[derive(Deserialize)]
-struct Empty {}
 
 #[derive(Template)]
 #[template(path = "access_user.html")]
@@ -458,7 +449,7 @@ async fn set_disabled(
 async fn disable_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<Empty>,
+    posted: Posted<NoFields>,
 ) -> Result<Response, ConsoleError> {
     set_disabled(&state, &posted.staff, &id, true).await
 }
@@ -466,7 +457,7 @@ async fn disable_user(
 async fn enable_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<Empty>,
+    posted: Posted<NoFields>,
 ) -> Result<Response, ConsoleError> {
     set_disabled(&state, &posted.staff, &id, false).await
 }
@@ -487,7 +478,7 @@ async fn reset_password(
     let password = match NewPassword::parse(&form.password) {
         Ok(p) => p,
         Err(e) => {
-            let message = format!("{}.", capitalized(&e.to_string()));
+            let message = view::sentence(&e.to_string());
             let page = user_page(&state, &staff, id, None, Some(message)).await?;
             return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
@@ -501,7 +492,7 @@ async fn reset_password(
 async fn end_session(
     State(state): State<AppState>,
     Path((id, session)): Path<(String, String)>,
-    posted: Posted<Empty>,
+    posted: Posted<NoFields>,
 ) -> Result<Response, ConsoleError> {
     let staff = posted.staff;
     let (id, session) = (parse_id(&id)?, parse_id(&session)?);

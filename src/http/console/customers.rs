@@ -594,9 +594,9 @@ fn qualification_change(
 ) -> Result<QualificationChange, BTreeMap<String, String>> {
     let mut errors = BTreeMap::new();
     let qualifications = CustomerQualification::from_set(form.chosen.iter().copied())
-        .map_err(|e| errors.insert("qualifications".to_owned(), capitalize(&e.to_string())));
+        .map_err(|e| errors.insert("qualifications".to_owned(), view::sentence(&e.to_string())));
     let reason = Reason::parse(Some(&form.reason))
-        .map_err(|e| errors.insert("reason".to_owned(), capitalize(&e.to_string())));
+        .map_err(|e| errors.insert("reason".to_owned(), view::sentence(&e.to_string())));
     match (qualifications, reason) {
         (Ok(qualifications), Ok(reason)) => {
             let evidence: CustomerEvidence = form
@@ -613,14 +613,6 @@ fn qualification_change(
         }
         _ => Err(errors),
     }
-}
-
-fn capitalize(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
 }
 
 #[derive(Template)]
@@ -665,12 +657,12 @@ async fn change_qualifications(
             Ok(Redirect::to(&format!("/customers/{id}?done=qualifications")).into_response())
         }
         Err(app::Error::Evidence(e)) => {
-            let errors = BTreeMap::from([(e.field(), capitalize(&e.to_string()))]);
+            let errors = BTreeMap::from([(e.field(), view::sentence(&e.to_string()))]);
             show_again(&state, &staff, id, submitted, errors).await
         }
         Err(app::Error::InvalidQualificationSet(e)) => {
             let errors =
-                BTreeMap::from([("qualifications".to_owned(), capitalize(&e.to_string()))]);
+                BTreeMap::from([("qualifications".to_owned(), view::sentence(&e.to_string()))]);
             show_again(&state, &staff, id, submitted, errors).await
         }
         Err(app::Error::CustomerVersionMismatch(current)) => {
@@ -831,7 +823,7 @@ async fn create_customer(
             .map(|_| change)
             .map_err(|e| match e {
                 app::Error::Evidence(e) => {
-                    BTreeMap::from([(e.field(), capitalize(&e.to_string()))])
+                    BTreeMap::from([(e.field(), view::sentence(&e.to_string()))])
                 }
                 other => BTreeMap::from([("qualifications".to_owned(), other.to_string())]),
             })

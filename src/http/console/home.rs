@@ -11,7 +11,8 @@ use axum::{
 use serde::Deserialize;
 
 use super::{
-    ConsoleError, Posted, Staff, parse_id, render, render_status, session_cookie, set_cookie,
+    ConsoleError, NoFields, Posted, Staff, parse_id, render, render_status, session_cookie,
+    set_cookie,
     view::{self, Chrome},
 };
 use crate::{
@@ -220,7 +221,7 @@ async fn sign_in(
             render_status(
                 status,
                 &SignInPage {
-                    error: Some(format!("{}.", capitalized(&refusal.to_string()))),
+                    error: Some(view::sentence(&refusal.to_string())),
                     username: form.username,
                     next,
                 },
@@ -229,21 +230,10 @@ async fn sign_in(
     }
 }
 
-fn capitalized(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
-}
-
-#[derive(Deserialize)]
-struct Empty {}
-
 async fn sign_out(
     State(state): State<AppState>,
     headers: HeaderMap,
-    posted: Posted<Empty>,
+    posted: Posted<NoFields>,
 ) -> Result<Response, ConsoleError> {
     let staff = posted.staff;
     app::users::sign_out(&state.pool, &staff.ctx, staff.session.id).await?;
@@ -367,7 +357,7 @@ async fn change_password(
 async fn end_own_session(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<Empty>,
+    posted: Posted<NoFields>,
 ) -> Result<Response, ConsoleError> {
     let staff = posted.staff;
     let id = parse_id(&id)?;

@@ -11,10 +11,9 @@ use axum::{
     response::{Html, IntoResponse, Redirect, Response},
     routing::{get, post},
 };
-use serde::Deserialize;
 
 use super::{
-    ConsoleError, Posted, Staff, parse_id, render, render_status,
+    ConsoleError, NoFields, Posted, Staff, parse_id, render, render_status,
     view::{self, Chrome},
 };
 use crate::{
@@ -139,7 +138,7 @@ impl Report {
     fn new(v: Validation) -> Self {
         Self {
             format: v.format.as_str(),
-            file_error: v.file_error.map(|e| capitalized(&e.to_string())),
+            file_error: v.file_error.map(|e| view::sentence(&e.to_string())),
             lines: v.lines,
             valid: v.valid,
             found_imported: v.found_imported,
@@ -211,14 +210,6 @@ fn status_label(status: ImportJobStatus) -> &'static str {
 fn percent(job: &Job) -> u64 {
     let count = |n: i32| u64::try_from(n).unwrap_or(0);
     percent_done(count(job.lines_done), count(job.total_lines))
-}
-
-fn capitalized(text: &str) -> String {
-    let mut chars = text.chars();
-    chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default()
 }
 
 #[derive(Template)]
@@ -469,14 +460,11 @@ async fn job(
     })
 }
 
-#[derive(Deserialize)]
-struct Empty {}
-
 /// Step 2: starts importing the validated file, then shows its progress.
 async fn start(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    posted: Posted<Empty>,
+    posted: Posted<NoFields>,
 ) -> Result<Response, ConsoleError> {
     let staff = posted.staff;
     staff.ctx.require(Action::ManageCustomers)?;

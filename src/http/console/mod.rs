@@ -215,6 +215,10 @@ pub struct Posted<T> {
     pub form: T,
 }
 
+/// A form whose only field is its CSRF token (a button: sign out, revoke, start).
+#[derive(Debug, serde::Deserialize)]
+pub struct NoFields {}
+
 #[derive(serde::Deserialize)]
 struct CsrfField {
     #[serde(default)]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::{
     ConsoleError, Posted, Staff,
-    partners::{Choice, after_id, choices, more, optional, read_query, sentence},
+    partners::{Choice, after_id, choices, more, optional, read_query},
     render, render_status,
     view::{self, Chrome},
 };
@@ -202,7 +202,7 @@ async fn create(
         shown.name_error = name
             .as_ref()
             .err()
-            .map(|e| sentence(&format!("the name {e}")));
+            .map(|e| view::sentence(&format!("the name {e}")));
         shown.segment_error = segment
             .is_err()
             .then(|| "Choose the segment the offer is priced for.".to_owned());
@@ -218,7 +218,7 @@ async fn create(
     match app::offers::create(&state.pool, &staff.ctx, name, terms).await {
         Ok(offer) => Ok(Redirect::to(&format!("/offers?created={}", offer.id)).into_response()),
         Err(e @ app::Error::OfferNotLicenseBased { .. }) => {
-            shown.product_kind_error = Some(sentence(&format!("R1: {e}")));
+            shown.product_kind_error = Some(view::sentence(&format!("R1: {e}")));
             again(&state, &staff, shown).await
         }
         Err(e) => Err(e.into()),

@@ -122,19 +122,6 @@ pub(super) fn more<T>(rows: &mut Vec<T>, size: i64) -> bool {
     more
 }
 
-/// A message from the domain (lowercase, no full stop) as a sentence.
-pub(super) fn sentence(message: &str) -> String {
-    let mut chars = message.chars();
-    let mut text: String = chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default();
-    if !text.ends_with('.') {
-        text.push('.');
-    }
-    text
-}
-
 fn kind_text(kind: PartnerKind) -> (&'static str, &'static str) {
     let label = match kind {
         PartnerKind::DirectBillPartner => "Direct-bill partner",
@@ -343,7 +330,7 @@ async fn create(
         (name, kind) => {
             let page = NewPage {
                 chrome: staff.chrome("/partners"),
-                name_error: name.err().map(|e| sentence(&format!("the name {e}"))),
+                name_error: name.err().map(|e| view::sentence(&format!("the name {e}"))),
                 kind_error: kind
                     .is_err()
                     .then(|| "Choose the partner's kind.".to_owned()),
@@ -937,7 +924,7 @@ async fn set_qualifications(
     let reason = match Reason::parse(Some(&submitted.reason)) {
         Ok(reason) => reason,
         Err(e) => {
-            errors.reason = Some(sentence(&e.to_string()));
+            errors.reason = Some(view::sentence(&e.to_string()));
             // Judge the evidence too, against the profile now, so every message shows at once.
             let partner = app::partners::get(&state.pool, &staff.ctx, id).await?;
             let record = app::partners::profile(&state.pool, &staff.ctx, id, None).await?;
@@ -995,9 +982,9 @@ fn note_evidence_error(errors: &mut FormErrors, e: &crate::domain::EvidenceError
         .and_then(|q| q.parse::<ResellerQualification>().ok())
     {
         Some(q) => {
-            errors.evidence.insert(q, sentence(&e.to_string()));
+            errors.evidence.insert(q, view::sentence(&e.to_string()));
         }
-        None => errors.reason = Some(sentence(&e.to_string())),
+        None => errors.reason = Some(view::sentence(&e.to_string())),
     }
 }
 
@@ -1015,7 +1002,7 @@ async fn set_providers(
         .providers()
         .map_err(|e| errors.providers = Some(e));
     let reason = Reason::parse(Some(&submitted.reason))
-        .map_err(|e| errors.reason = Some(sentence(&e.to_string())));
+        .map_err(|e| errors.reason = Some(view::sentence(&e.to_string())));
     let (Ok(providers), Ok(reason)) = (providers, reason) else {
         return retry(&state, &staff, id, Retry::Providers(submitted, errors)).await;
     };
@@ -1034,7 +1021,7 @@ async fn set_providers(
         // (Only an indirect reseller's page has this form: posted for another partner, the
         // refusal is a page of its own.)
         Err(e @ (app::Error::ProviderNotFound(_) | app::Error::ProviderNotIndirectProvider(_))) => {
-            errors.providers = Some(sentence(&e.to_string()));
+            errors.providers = Some(view::sentence(&e.to_string()));
             retry(&state, &staff, id, Retry::Providers(submitted, errors)).await
         }
         Err(app::Error::PartnerVersionMismatch(current)) => {
