@@ -154,6 +154,30 @@ pub struct Config {
     #[arg(long, env = "SECURE_COOKIES", value_enum, default_value_t = SecureCookies::Auto, global = true)]
     pub secure_cookies: SecureCookies,
 
+    /// Internal networks (CIDRs, comma-separated) webhook endpoints may resolve to, e.g.
+    /// `127.0.0.0/8`; by default none: loopback, private and link-local addresses are refused, and
+    /// plain `http://` is accepted only for allowed addresses.
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value = "", global = true)]
+    pub webhook_allow_private: crate::domain::webhook::AllowList,
+
+    /// Waits before each webhook retry (`ms`, `s`, `m`, `h`); after the last the delivery fails and
+    /// the endpoint is disabled. The default spans about three days.
+    #[arg(long, env = "WEBHOOK_RETRY_SCHEDULE", default_value = crate::domain::webhook::DEFAULT_RETRY_SCHEDULE, global = true)]
+    pub webhook_retry_schedule: String,
+
+    /// Longest one webhook attempt may take.
+    #[arg(
+        long,
+        env = "WEBHOOK_TIMEOUT_SECS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub webhook_timeout_secs: u64,
+
+    /// How often, when idle, the webhook dispatcher and sender look for work (milliseconds).
+    #[arg(long, env = "WEBHOOK_POLL_MS", default_value_t = 500, global = true)]
+    pub webhook_poll_ms: u64,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod delivery;
 pub mod dev;
 pub mod domain;
 pub mod http;

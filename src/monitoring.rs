@@ -29,6 +29,15 @@ const REQUEST_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Webhook latencies in seconds: from an event's commit to its queueing or to the receiver's
+/// 2xx (retries stretch the latter to days), and of one attempt (at most `WEBHOOK_TIMEOUT_SECS`).
+const WEBHOOK_LAG: &str = "webhook_delivery_lag_seconds";
+const WEBHOOK_DISPATCH_LAG: &str = "webhook_dispatch_lag_seconds";
+const WEBHOOK_ATTEMPT: &str = "webhook_attempt_duration_seconds";
+const WEBHOOK_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86400.0,
+];
+
 /// How often histogram samples are folded into their buckets when nobody scrapes, so that memory
 /// stays flat.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
@@ -39,6 +48,12 @@ fn recorder() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), REQUEST_BUCKETS)
+            .expect("the bucket list is not empty")
+            .set_buckets_for_metric(Matcher::Full(WEBHOOK_LAG.into()), WEBHOOK_BUCKETS)
+            .expect("the bucket list is not empty")
+            .set_buckets_for_metric(Matcher::Full(WEBHOOK_DISPATCH_LAG.into()), WEBHOOK_BUCKETS)
+            .expect("the bucket list is not empty")
+            .set_buckets_for_metric(Matcher::Full(WEBHOOK_ATTEMPT.into()), WEBHOOK_BUCKETS)
             .expect("the bucket list is not empty");
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
@@ -174,6 +189,25 @@ pub fn import_job_batch(created: usize, already_imported: usize) {
         metrics::counter!("customer_import_job_lines_total", "result" => result)
             .increment(lines as u64);
     }
+}
+
+/// An event turned into `queued` deliveries, `lag` after it happened:
+/// `webhook_deliveries_queued_total`, `webhook_dispatch_lag_seconds`.
+pub fn webhook_dispatched(queued: u64, lag: Duration) {
+    metrics::counter!("webhook_deliveries_queued_total").increment(queued);
+    metrics::histogram!(WEBHOOK_DISPATCH_LAG).record(lag.as_secs_f64());
+}
+
+/// A webhook attempt that took `took` ended as `outcome` (`delivered`, `retry`, `gone`,
+/// `failed`): `webhook_attempts_total{outcome}`, `webhook_attempt_duration_seconds`.
+pub fn webhook_attempted(outcome: &'static str, took: Duration) {
+    metrics::counter!("webhook_attempts_total", "outcome" => outcome).increment(1);
+    metrics::histogram!(WEBHOOK_ATTEMPT).record(took.as_secs_f64());
+}
+
+/// A webhook reached its receiver `lag` after its event happened: `webhook_delivery_lag_seconds`.
+pub fn webhook_delivered(lag: Duration) {
+    metrics::histogram!(WEBHOOK_LAG).record(lag.as_secs_f64());
 }
 
 /// Counts an open connection of a listener (`http_connections_open{listener}`) for as long as it

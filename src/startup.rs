@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::{
     app::{self, audit::Exports},
     config::{Config, MetricsBind},
-    db, http, monitoring, server,
+    db, delivery, domain, http, monitoring, server,
 };
 
 /// A bound, ready-to-serve instance of the service.
@@ -26,6 +26,7 @@ pub struct Application {
     limits: http::Limits,
     console: http::console::Settings,
     connections: server::ConnectionLimits,
+    webhooks: delivery::Settings,
 }
 
 impl Application {
@@ -51,6 +52,14 @@ impl Application {
             .await
             .context("cannot connect to the database")?;
         let exports = Exports::new(options, config.export_max_concurrent, acquire_timeout);
+        let webhooks = delivery::Settings {
+            allow_private: config.webhook_allow_private.clone(),
+            retry_schedule: domain::webhook::parse_schedule(&config.webhook_retry_schedule)
+                .map_err(anyhow::Error::msg)
+                .context("WEBHOOK_RETRY_SCHEDULE")?,
+            timeout: Duration::from_secs(config.webhook_timeout_secs),
+            poll: Duration::from_millis(config.webhook_poll_ms),
+        };
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -86,6 +95,7 @@ impl Application {
                 send_timeout: Duration::from_secs(config.send_timeout_secs),
                 shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
             },
+            webhooks,
         })
     }
 
@@ -121,10 +131,19 @@ impl Application {
             exports: self.exports.clone(),
             limits: self.limits,
             console: self.console,
+            webhooks: std::sync::Arc::new(app::webhooks::Settings {
+                allow_private: self.webhooks.allow_private.clone(),
+                timeout: self.webhooks.timeout,
+            }),
         });
-        // Both listeners and the import worker stop on the same signal.
+        // Both listeners, the import worker and the webhook delivery stop on the same signal.
         let shutdown = shutdown.shared();
         let imports = tokio::spawn(app::import::jobs::work(self.pool.clone(), shutdown.clone()));
+        let deliveries = tokio::spawn(delivery::run(
+            self.pool.clone(),
+            self.webhooks,
+            shutdown.clone(),
+        ));
         let api = server::serve(
             "api",
             self.listener,
@@ -151,6 +170,9 @@ impl Application {
         // It ends after the batch in flight (committed) and gives its job up for another instance.
         if let Err(e) = imports.await {
             tracing::error!(error = %e, "the customer import worker panicked");
+        }
+        if let Err(error) = deliveries.await {
+            tracing::error!(?error, "webhook delivery ended abnormally");
         }
         self.exports.close().await;
         self.pool.close().await;

@@ -11,6 +11,7 @@ pub mod purchases;
 pub mod subscriptions;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 use chrono::{DateTime, Utc};
 
@@ -114,6 +115,12 @@ pub enum Error {
     /// A token request that cannot be granted as asked.
     #[error("{0}")]
     InvalidTokenRequest(&'static str),
+    /// No webhook endpoint with this id (within the caller's scope).
+    #[error("webhook endpoint {0} does not exist")]
+    WebhookEndpointNotFound(uuid::Uuid),
+    /// A webhook URL that cannot be registered.
+    #[error("{0}")]
+    InvalidWebhookUrl(String),
     /// No customer has this id.
     #[error("customer {0} does not exist")]
     CustomerNotFound(CustomerId),

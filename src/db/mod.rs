@@ -15,6 +15,7 @@ pub mod sharding;
 pub mod subscriptions;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 use sqlx::{
     Decode, Postgres, Type,

@@ -30,6 +30,8 @@ pub const TABLES: &[(&str, Placement)] = &[
     ("api_tokens", Placement::Reference),
     ("users", Placement::Reference),
     ("sessions", Placement::Reference),
+    // Few, rarely written, read by every dispatch round.
+    ("webhook_endpoints", Placement::Reference),
     // Console import jobs: no customer owns one, and a job carries its whole file (up to
     // IMPORT_BODY_LIMIT_BYTES) and rewrites its progress every batch; as a reference table both
     // would go to every node. Only the service reads it, through the coordinator.
@@ -52,16 +54,20 @@ pub const TABLES: &[(&str, Placement)] = &[
     // chains land wherever their id hashes.
     ("events", Placement::Distributed("chain_id")),
     ("event_chain_heads", Placement::Distributed("chain_id")),
+    // Hanging off one event, so with its chain: dispatching a chain touches one shard.
+    ("webhook_chain_marks", Placement::Distributed("chain_id")),
+    ("webhook_deliveries", Placement::Distributed("chain_id")),
+    ("webhook_attempts", Placement::Distributed("chain_id")),
+    // One partner's feed (the nil id: the platform's), read by that partner alone; like a
+    // partner's event chain, it lands where the partner's id hashes.
+    ("partner_feed_heads", Placement::Distributed("partner_id")),
+    ("partner_feed", Placement::Distributed("partner_id")),
 ];
 
 /// Tables other work adds, placed by the same rule: owned by one customer, distributed by
 /// `customer_id`; hanging off one event, by `chain_id`; platform or partner data, reference.
 /// The catalog test checks each against the schema once it exists.
-pub const PLANNED_TABLES: &[(&str, Placement)] = &[
-    ("policies", Placement::Reference),
-    ("webhook_endpoints", Placement::Reference),
-    ("webhook_deliveries", Placement::Distributed("chain_id")),
-];
+pub const PLANNED_TABLES: &[(&str, Placement)] = &[("policies", Placement::Reference)];
 
 /// Why a statement may touch every shard. A statement on a distributed table that does not fix
 /// its shard column by equality carries `-- fan-out: <reason>` with one of these.
@@ -74,6 +80,9 @@ pub const FAN_OUTS: &[&str] = &[
     "full verify",
     // Creating many customers at once (import, seeding).
     "bulk import",
+    // The webhook dispatcher and sender: chains past their mark, due deliveries of any chain,
+    // and an endpoint's deliveries across chains.
+    "webhook dispatch",
 ];
 
 /// The placement of `table`, if it is declared.

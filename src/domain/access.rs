@@ -59,11 +59,15 @@ pub enum Action {
     ReadAudit,
     /// Create, list, disable and revoke tokens and console users.
     ManageAccess,
+    /// Register, disable and inspect webhook endpoints.
+    ManageWebhooks,
+    /// Read the change feed (`/v1/partner-events`).
+    ReadEventFeed,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 15] = [
         Self::ReadPartners,
         Self::ManagePartners,
         Self::ReadOffers,
@@ -77,6 +81,8 @@ impl Action {
         Self::ManageSubscriptions,
         Self::ReadAudit,
         Self::ManageAccess,
+        Self::ManageWebhooks,
+        Self::ReadEventFeed,
     ];
 }
 
@@ -88,7 +94,12 @@ pub fn permits(role: Role, action: Action) -> bool {
     match role {
         Operator => matches!(
             action,
-            ReadPartners | ReadOffers | ManageOffers | ManageAccess
+            ReadPartners
+                | ReadOffers
+                | ManageOffers
+                | ManageAccess
+                | ManageWebhooks
+                | ReadEventFeed
         ),
         BackOffice => matches!(
             action,
@@ -119,11 +130,14 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | Purchase
                 | ReadDecisions
                 | ReadSubscriptions
+                | ReadEventFeed
         ),
         // A relationship lets a partner see a customer and buy for it, so no partner role may make
         // one: back office does, on the customer's word.
         AdminAgent => permits(SalesAgent, action),
-        GlobalAdmin => permits(AdminAgent, action) || action == ManageAccess,
+        GlobalAdmin => {
+            permits(AdminAgent, action) || matches!(action, ManageAccess | ManageWebhooks)
+        }
     }
 }
 
@@ -206,7 +220,7 @@ mod tests {
 
     /// The README's matrix, row by row: O=operator, B=back_office, A=auditor, S=sales_agent,
     /// M=admin_agent, G=global_admin.
-    const MATRIX: [(Action, &str); 13] = [
+    const MATRIX: [(Action, &str); 15] = [
         (Action::ReadPartners, "OBASMG"),
         (Action::ManagePartners, "B"),
         (Action::ReadOffers, "OBASMG"),
@@ -220,6 +234,8 @@ mod tests {
         (Action::ManageSubscriptions, "B"),
         (Action::ReadAudit, "A"),
         (Action::ManageAccess, "OG"),
+        (Action::ManageWebhooks, "OG"),
+        (Action::ReadEventFeed, "OSMG"),
     ];
 
     #[test]

@@ -30,6 +30,9 @@ super::wire_enum!(
         UserDisabled => "user_disabled",
         UserEnabled => "user_enabled",
         UserPasswordChanged => "user_password_changed",
+        WebhookEndpointCreated => "webhook_endpoint_created",
+        WebhookEndpointDisabled => "webhook_endpoint_disabled",
+        WebhookSecretRotated => "webhook_secret_rotated",
     }
 );
 

@@ -13,6 +13,7 @@ mod principal;
 mod purchase;
 mod text;
 mod user;
+pub mod webhook;
 
 pub use access::{Action, Actor, Principal, Role, permits};
 pub use audit::EventType;

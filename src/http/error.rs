@@ -163,6 +163,8 @@ impl From<app::Error> for ApiError {
         match error {
             E::Forbidden { .. } => Self::new(Code::Forbidden, detail),
             E::TokenNotFound(_) => Self::new(Code::TokenNotFound, detail),
+            E::WebhookEndpointNotFound(_) => Self::new(Code::WebhookEndpointNotFound, detail),
+            E::InvalidWebhookUrl(_) => Self::new(Code::InvalidWebhookUrl, detail),
             E::InvalidTokenRequest(_) => Self::new(Code::InvalidTokenRequest, detail),
             E::CustomerNotFound(_) => Self::new(Code::CustomerNotFound, detail),
             E::PartnerNotFound(_) => Self::new(Code::PartnerNotFound, detail),

@@ -14,6 +14,7 @@ mod principals;
 pub mod problem;
 mod subscriptions;
 mod tokens;
+mod webhooks;
 
 use axum::{
     Extension, Router,
@@ -75,6 +76,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Console sessions.
     pub console: console::Settings,
+    /// What registering webhook endpoints needs.
+    pub webhooks: std::sync::Arc<crate::app::webhooks::Settings>,
 }
 
 /// The whole API. Every route is registered with its OpenAPI operation, so the served contract
@@ -89,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .merge(subscriptions::router())
         .merge(decisions::router())
         .merge(tokens::router())
+        .merge(webhooks::router())
         .merge(principals::router())
         .merge(audit::router())
         .routes(routes!(healthz))

@@ -52,6 +52,7 @@ problem_codes! {
     OfferNotFound = "offer_not_found", NOT_FOUND, "No such offer.";
     SubscriptionNotFound = "subscription_not_found", NOT_FOUND, "No such subscription of this customer.";
     TokenNotFound = "token_not_found", NOT_FOUND, "No such token (or another partner's).";
+    WebhookEndpointNotFound = "webhook_endpoint_not_found", NOT_FOUND, "No such webhook endpoint (or another partner's).";
     NotRecordedAt = "not_recorded_at", NOT_FOUND, "`as_of` is before the customer or partner existed.";
     RouteNotFound = "route_not_found", NOT_FOUND, "No such route.";
     MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, "The route does not accept this method.";
@@ -71,6 +72,7 @@ problem_codes! {
     ImportRejected = "import_rejected", UNPROCESSABLE_ENTITY, "An all-or-nothing import with bad lines; `errors` lists them.";
     InvalidStatusTransition = "invalid_status_transition", UNPROCESSABLE_ENTITY, "A cancelled subscription cannot become active or suspended.";
     PurchaseDenied = "purchase_denied", UNPROCESSABLE_ENTITY, "The rules deny the purchase; `violations` lists every broken rule.";
+    InvalidWebhookUrl = "invalid_webhook_url", UNPROCESSABLE_ENTITY, "Not `https`, or the host resolves to an internal address the operator has not allowed.";
     InvalidTokenRequest = "invalid_token_request", UNPROCESSABLE_ENTITY, "E.g. a partner role without `partner_id`, an expiry in the past.";
     IfMatchRequired = "if_match_required", PRECONDITION_REQUIRED, "A change without `If-Match`.";
     InternalError = "internal_error", INTERNAL_SERVER_ERROR, "A bug; details are logged with the request id, never sent.";

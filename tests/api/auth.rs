@@ -71,6 +71,14 @@ async fn every_endpoint_answers_every_kind_of_caller_as_the_matrix_says() {
     app.link(cb, b).await;
     let offer = app.create_offer("commercial", "license_based").await;
     let sub = app.purchase(ca, a, offer, "fixture").await.id();
+    let b_endpoint: Uuid = sqlx::query_scalar(
+        "insert into webhook_endpoints (id, partner_id, url, secret, created_by)
+         values (gen_random_uuid(), $1, 'http://127.0.0.1:9/hook', 'c2VjcmV0', 'test') returning id",
+    )
+    .bind(b)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
     let b_token_id = {
         let secret = issue_token(&app.pool, Role::SalesAgent, Some(b)).await;
         app.principal_id(&secret).await
@@ -328,6 +336,30 @@ async fn every_endpoint_answers_every_kind_of_caller_as_the_matrix_says() {
             format!("/v1/tokens/{b_token_id}"),
             None,
             "ok 403 403 404 404 404",
+        ),
+        (
+            Method::GET,
+            "/v1/webhook-endpoints".into(),
+            None,
+            "ok 403 403 ok 403 403",
+        ),
+        (
+            Method::POST,
+            "/v1/webhook-endpoints".into(),
+            Some(json!({ "url": "http://127.0.0.1:9/hook" })),
+            "ok 403 403 ok 403 403",
+        ),
+        (
+            Method::GET,
+            format!("/v1/webhook-endpoints/{b_endpoint}"),
+            None,
+            "ok 403 403 404 404 404",
+        ),
+        (
+            Method::GET,
+            "/v1/partner-events".into(),
+            None,
+            "ok 403 403 ok ok ok",
         ),
         (
             Method::PUT,

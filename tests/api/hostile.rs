@@ -343,6 +343,14 @@ async fn no_hostile_value_in_any_field_answers_5xx_or_writes_on_refusal() {
         Some(app.operator.clone()),
     );
 
+    let endpoint: Uuid = sqlx::query_scalar(
+        "insert into webhook_endpoints (id, url, secret, created_by)
+         values (gen_random_uuid(), 'http://127.0.0.1:9/hook', 'c2VjcmV0', 'test') returning id",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let w = endpoint.to_string();
     let (p, r, c, o, s, t) = (
         partner.to_string(),
         reseller.to_string(),
@@ -575,6 +583,65 @@ async fn no_hostile_value_in_any_field_answers_5xx_or_writes_on_refusal() {
             "/v1/tokens/{token_id}",
             &[("token_id", &t)],
             &[],
+            None,
+            &op,
+        ),
+        base(
+            M::POST,
+            "/v1/webhook-endpoints",
+            &[],
+            &[],
+            Some(
+                json!({"url": "http://127.0.0.1:9/hook", "event_types": ["subscription.created"], "description": "d"}),
+            ),
+            &op,
+        ),
+        base(M::GET, "/v1/webhook-endpoints", &[], &[], None, &op),
+        base(
+            M::GET,
+            "/v1/webhook-endpoints/{endpoint_id}",
+            &[("endpoint_id", &w)],
+            &[],
+            None,
+            &op,
+        ),
+        base(
+            M::POST,
+            "/v1/webhook-endpoints/{endpoint_id}/disable",
+            &[("endpoint_id", &w)],
+            &[],
+            None,
+            &op,
+        ),
+        base(
+            M::POST,
+            "/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
+            &[("endpoint_id", &w)],
+            &[],
+            None,
+            &op,
+        ),
+        base(
+            M::POST,
+            "/v1/webhook-endpoints/{endpoint_id}/test",
+            &[("endpoint_id", &w)],
+            &[],
+            None,
+            &op,
+        ),
+        base(
+            M::GET,
+            "/v1/webhook-endpoints/{endpoint_id}/deliveries",
+            &[("endpoint_id", &w)],
+            &[("limit", &"10".to_owned())],
+            None,
+            &op,
+        ),
+        base(
+            M::GET,
+            "/v1/partner-events",
+            &[],
+            &[("after", &"0".to_owned())],
             None,
             &op,
         ),

@@ -25,3 +25,4 @@ mod qualifications;
 mod schema;
 mod scoping;
 mod sharding;
+mod webhooks;

@@ -32,6 +32,8 @@ struct Ids {
     subscription: Uuid,
     token: Uuid,
     offer: Uuid,
+    /// Another partner's webhook endpoint.
+    endpoint: Uuid,
 }
 
 /// Every operation that takes an id, called with foreign ids.
@@ -44,6 +46,7 @@ fn calls(ids: &Ids) -> Vec<Call> {
         subscription: sb,
         token: tb,
         offer,
+        endpoint: eb,
     } = *ids;
     let call = |method: Method, operation: &'static str, path: String, body: Option<Value>| Call {
         method,
@@ -232,6 +235,42 @@ fn calls(ids: &Ids) -> Vec<Call> {
             format!("/v1/tokens/{tb}"),
             None,
         ),
+        call(
+            M::POST,
+            "/v1/webhook-endpoints",
+            "/v1/webhook-endpoints".into(),
+            Some(json!({"url": "http://127.0.0.1:9/hook", "partner_id": b})),
+        ),
+        call(
+            M::GET,
+            "/v1/webhook-endpoints/{endpoint_id}",
+            format!("/v1/webhook-endpoints/{eb}"),
+            None,
+        ),
+        call(
+            M::POST,
+            "/v1/webhook-endpoints/{endpoint_id}/disable",
+            format!("/v1/webhook-endpoints/{eb}/disable"),
+            None,
+        ),
+        call(
+            M::POST,
+            "/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
+            format!("/v1/webhook-endpoints/{eb}/rotate-secret"),
+            None,
+        ),
+        call(
+            M::POST,
+            "/v1/webhook-endpoints/{endpoint_id}/test",
+            format!("/v1/webhook-endpoints/{eb}/test"),
+            None,
+        ),
+        call(
+            M::GET,
+            "/v1/webhook-endpoints/{endpoint_id}/deliveries",
+            format!("/v1/webhook-endpoints/{eb}/deliveries"),
+            None,
+        ),
     ]
 }
 
@@ -292,6 +331,14 @@ async fn no_partner_role_can_see_or_touch_another_partners_ids() {
     let offer = app.create_offer("commercial", "license_based").await;
     let sb = app.purchase(cb, b, offer, "b-1").await.id();
     let tb = app.principal_id(&app.sales_token(b).await).await;
+    let eb: Uuid = sqlx::query_scalar(
+        "insert into webhook_endpoints (id, partner_id, url, secret, created_by)
+         values (gen_random_uuid(), $1, 'http://127.0.0.1:9/hook', 'c2VjcmV0', 'test') returning id",
+    )
+    .bind(b)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
 
     let foreign = Ids {
         own_partner: a,
@@ -301,12 +348,14 @@ async fn no_partner_role_can_see_or_touch_another_partners_ids() {
         subscription: sb,
         token: tb,
         offer,
+        endpoint: eb,
     };
     let absent = Ids {
         partner: Uuid::now_v7(),
         customer: Uuid::now_v7(),
         subscription: Uuid::now_v7(),
         token: Uuid::now_v7(),
+        endpoint: Uuid::now_v7(),
         ..foreign
     };
 

@@ -229,6 +229,11 @@ pub fn test_config(database_url: &str) -> Config {
         session_max_hours: 12,
         secure_cookies: partner_catalog::config::SecureCookies::Auto,
         log_format: LogFormat::Text,
+        // Test receivers listen on the loopback.
+        webhook_allow_private: "127.0.0.0/8".parse().unwrap(),
+        webhook_retry_schedule: "200ms,400ms,800ms".into(),
+        webhook_timeout_secs: 2,
+        webhook_poll_ms: 50,
     }
 }
 

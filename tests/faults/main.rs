@@ -11,6 +11,7 @@ mod load;
 mod service;
 mod service_crash;
 mod shutdown;
+mod webhook_crash;
 
 use std::time::Duration;
 

@@ -1,0 +1,266 @@
+//! Webhook endpoints (register, list, read, disable, rotate the secret, see deliveries) and the
+//! pull feed. Delivery itself runs in the background: [`crate::delivery`].
+
+use std::{net::IpAddr, time::Duration};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use super::{Error, RequestContext, Result};
+use crate::{
+    db::{
+        self, Keyset,
+        events::NewEvent,
+        webhooks::{Delivery, Endpoint, FeedEntry, NewEndpoint},
+    },
+    domain::{
+        Action, EventType, PartnerId,
+        webhook::{AllowList, SECRET_PREFIX, WebhookEventType},
+    },
+};
+
+/// How long the previous secret still signs after a rotation.
+pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
+
+/// What the webhook use cases need from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Internal networks endpoints may resolve to.
+    pub allow_private: AllowList,
+    /// Longest one attempt may take.
+    pub timeout: Duration,
+}
+
+/// A registered endpoint with its signing secret, shown this once.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct EndpointWithSecret {
+    /// The endpoint.
+    #[serde(flatten)]
+    pub endpoint: Endpoint,
+    /// `whsec_` and the base64 key: verify `webhook-signature` with it.
+    pub secret: String,
+}
+
+fn new_secret() -> Result<(String, String)> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("no randomness for a secret: {e}")))?;
+    let stored = STANDARD.encode(key);
+    Ok((format!("{SECRET_PREFIX}{stored}"), stored))
+}
+
+/// Checks a webhook URL: `https` (or `http` to an allow-listed address), a host, and every address
+/// it resolves to public or allow-listed. Delivery checks the addresses again when it connects.
+pub async fn check_url(raw: &str, allow: &AllowList) -> Result<url::Url> {
+    let bad = |why: &str| Error::InvalidWebhookUrl(why.to_owned());
+    let url = url::Url::parse(raw).map_err(|_| bad("not an absolute URL"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("credentials in the URL are not accepted"));
+    }
+    let host = url.host_str().ok_or_else(|| bad("the URL has no host"))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| bad("the scheme must be https"))?;
+    let addresses = resolve(host, port)
+        .await
+        .map_err(|_| bad("the host does not resolve"))?;
+    if addresses.is_empty() {
+        return Err(bad("the host does not resolve"));
+    }
+    if let Some(ip) = addresses.iter().find(|ip| !allow.permits(**ip)) {
+        return Err(Error::InvalidWebhookUrl(format!(
+            "the host resolves to {ip}, an internal address"
+        )));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if addresses.iter().all(|ip| allow.allows(*ip)) => {}
+        _ => return Err(bad("the scheme must be https")),
+    }
+    Ok(url)
+}
+
+/// The addresses of `host` (an IP literal is its own).
+pub async fn resolve(host: &str, port: u16) -> std::io::Result<Vec<IpAddr>> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![ip]);
+    }
+    Ok(tokio::net::lookup_host((host, port))
+        .await?
+        .map(|a| a.ip())
+        .collect())
+}
+
+/// Registers an endpoint: a global admin's for its partner, an operator's for the platform (or
+/// for a named partner).
+pub async fn create(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    settings: &Settings,
+    partner: Option<PartnerId>,
+    url: &str,
+    event_types: &[WebhookEventType],
+    description: &str,
+) -> Result<EndpointWithSecret> {
+    if let Some(partner) = partner {
+        ctx.check_partner(partner)?;
+    }
+    ctx.require(Action::ManageWebhooks)?;
+    let partner = partner.or(ctx.partner_scope());
+    let url = check_url(url, &settings.allow_private).await?;
+    let (shown, stored) = new_secret()?;
+    let mut types: Vec<String> = event_types.iter().map(|t| t.as_str().to_owned()).collect();
+    types.sort();
+    types.dedup();
+    let mut tx = pool.begin().await?;
+    if let Some(partner) = partner
+        && db::partners::get(&mut *tx, partner).await?.is_none()
+    {
+        return Err(Error::PartnerNotFound(partner));
+    }
+    let endpoint = db::webhooks::insert_endpoint(
+        &mut *tx,
+        &NewEndpoint {
+            id: Uuid::now_v7(),
+            partner_id: partner,
+            url: url.as_str(),
+            event_types: &types,
+            description,
+            secret: &stored,
+            created_by: ctx.actor.id(),
+        },
+    )
+    .await?;
+    db::events::append(
+        &mut *tx,
+        &ctx.actor,
+        NewEvent {
+            event_type: EventType::WebhookEndpointCreated,
+            customer_id: None,
+            partner_id: partner,
+            payload: json!({"endpoint_id": endpoint.id, "url": endpoint.url, "event_types": endpoint.event_types}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(EndpointWithSecret {
+        endpoint,
+        secret: shown,
+    })
+}
+
+/// The endpoint, if the caller may see it: its partner's, or any for operators.
+async fn visible(db: impl PgExecutor<'_>, ctx: &RequestContext, id: Uuid) -> Result<Endpoint> {
+    let endpoint = db::webhooks::get_endpoint(db, id)
+        .await?
+        .ok_or(Error::WebhookEndpointNotFound(id))?;
+    if ctx.partner_scope().is_some() && ctx.partner_scope() != endpoint.partner_id {
+        return Err(Error::WebhookEndpointNotFound(id));
+    }
+    ctx.require(Action::ManageWebhooks)?;
+    Ok(endpoint)
+}
+
+/// A page of endpoints: the partner's for partner roles, the platform's for operators.
+pub async fn list(pool: &PgPool, ctx: &RequestContext, page: Keyset) -> Result<Vec<Endpoint>> {
+    ctx.require(Action::ManageWebhooks)?;
+    Ok(db::webhooks::list_endpoints(pool, ctx.partner_scope(), page).await?)
+}
+
+/// One endpoint.
+pub async fn get(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<Endpoint> {
+    visible(pool, ctx, id).await
+}
+
+/// Disables an endpoint (idempotent): nothing more is sent to it.
+pub async fn disable(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<Endpoint> {
+    let mut tx = pool.begin().await?;
+    let endpoint = visible(&mut *tx, ctx, id).await?;
+    if db::webhooks::disable_endpoint(&mut *tx, id, "disabled by its owner").await? {
+        db::events::append(
+            &mut *tx,
+            &ctx.actor,
+            NewEvent {
+                event_type: EventType::WebhookEndpointDisabled,
+                customer_id: None,
+                partner_id: endpoint.partner_id,
+                payload: json!({"endpoint_id": id}),
+            },
+        )
+        .await?;
+    }
+    let endpoint = visible(&mut *tx, ctx, id).await?;
+    tx.commit().await?;
+    Ok(endpoint)
+}
+
+/// A new secret, shown once; the old one keeps signing for [`ROTATION_OVERLAP`].
+pub async fn rotate(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<EndpointWithSecret> {
+    visible(pool, ctx, id).await?;
+    let (shown, stored) = new_secret()?;
+    let until: DateTime<Utc> =
+        Utc::now() + chrono::Duration::from_std(ROTATION_OVERLAP).expect("the overlap is a day");
+    db::webhooks::rotate_secret(pool, id, &stored, until).await?;
+    Ok(EndpointWithSecret {
+        endpoint: visible(pool, ctx, id).await?,
+        secret: shown,
+    })
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            allow_private: AllowList::default(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Sends the endpoint a signed `webhook.test` notice now and says how it went.
+pub async fn send_test(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    settings: &Settings,
+    id: Uuid,
+) -> Result<crate::delivery::TestOutcome> {
+    visible(pool, ctx, id).await?;
+    let (url, secret, previous) = db::webhooks::signing(pool, id)
+        .await?
+        .ok_or(Error::WebhookEndpointNotFound(id))?;
+    crate::delivery::send_test(
+        &settings.allow_private,
+        settings.timeout,
+        url,
+        secret,
+        previous,
+    )
+    .await
+    .map_err(Error::Internal)
+}
+
+/// The endpoint's latest deliveries with their attempts, newest first.
+pub async fn deliveries(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    id: Uuid,
+    limit: i64,
+) -> Result<Vec<Delivery>> {
+    visible(pool, ctx, id).await?;
+    Ok(db::webhooks::recent_deliveries(pool, id, limit).await?)
+}
+
+/// The caller's feed after `after`: its partner's for partner roles, the platform's for operators.
+pub async fn feed(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<FeedEntry>> {
+    ctx.require(Action::ReadEventFeed)?;
+    let audience = ctx.partner_scope().map_or(Uuid::nil(), |p| p.0);
+    Ok(db::webhooks::feed_page(pool, audience, after, limit).await?)
+}

@@ -1,0 +1,585 @@
+//! Webhook endpoints, their deliveries and attempts, the dispatcher's per-chain marks and the
+//! partner feed.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use super::{Context, Keyset, Result};
+use crate::domain::PartnerId;
+
+/// A registered endpoint, as its owner sees it (never its secret).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Endpoint {
+    /// Its id.
+    pub id: Uuid,
+    /// The partner it belongs to; absent for platform-wide endpoints.
+    pub partner_id: Option<PartnerId>,
+    /// Where notices are sent.
+    pub url: String,
+    /// The notice types wanted; empty means all.
+    pub event_types: Vec<String>,
+    /// What it is for.
+    pub description: String,
+    /// Who registered it.
+    pub created_by: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// Until when the previous secret still signs, after a rotation.
+    pub previous_secret_until: Option<DateTime<Utc>>,
+    /// When it was disabled (no more deliveries).
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// Why: by its owner, `410 Gone`, or failing for too long.
+    pub disabled_reason: Option<String>,
+}
+
+/// An endpoint to register.
+#[derive(Debug)]
+pub struct NewEndpoint<'a> {
+    /// Its id.
+    pub id: Uuid,
+    /// Its partner, or none for the platform.
+    pub partner_id: Option<PartnerId>,
+    /// Its URL, checked.
+    pub url: &'a str,
+    /// Notice types wanted.
+    pub event_types: &'a [String],
+    /// What it is for.
+    pub description: &'a str,
+    /// Its signing key, base64.
+    pub secret: &'a str,
+    /// The actor.
+    pub created_by: &'a str,
+}
+
+/// Registers an endpoint.
+pub async fn insert_endpoint(db: impl PgExecutor<'_>, new: &NewEndpoint<'_>) -> Result<Endpoint> {
+    sqlx::query_as!(
+        Endpoint,
+        r#"insert into webhook_endpoints (id, partner_id, url, event_types, description, secret, created_by)
+           values ($1, $2, $3, $4, $5, $6, $7)
+           returning id, partner_id as "partner_id: PartnerId", url, event_types, description, created_by,
+                     created_at, previous_secret_until, disabled_at, disabled_reason"#,
+        new.id,
+        new.partner_id.map(|p| p.0),
+        new.url,
+        new.event_types,
+        new.description,
+        new.secret,
+        new.created_by,
+    )
+    .fetch_one(db)
+    .await
+    .context("webhooks::insert_endpoint")
+}
+
+/// One endpoint.
+pub async fn get_endpoint(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Endpoint>> {
+    sqlx::query_as!(
+        Endpoint,
+        r#"select id, partner_id as "partner_id: PartnerId", url, event_types, description, created_by,
+                  created_at, previous_secret_until, disabled_at, disabled_reason
+           from webhook_endpoints where id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await
+    .context("webhooks::get_endpoint")
+}
+
+/// Endpoints of one partner (`Some`), or of the platform (`None`), by id.
+pub async fn list_endpoints(
+    db: impl PgExecutor<'_>,
+    partner: Option<PartnerId>,
+    page: Keyset,
+) -> Result<Vec<Endpoint>> {
+    sqlx::query_as!(
+        Endpoint,
+        r#"select id, partner_id as "partner_id: PartnerId", url, event_types, description, created_by,
+                  created_at, previous_secret_until, disabled_at, disabled_reason
+           from webhook_endpoints
+           where partner_id is not distinct from $1 and id > $2
+           order by id limit $3"#,
+        partner.map(|p| p.0),
+        page.after(),
+        page.limit
+    )
+    .fetch_all(db)
+    .await
+    .context("webhooks::list_endpoints")
+}
+
+/// Disables an endpoint with `reason`, unless it is disabled already; whether it was enabled.
+pub async fn disable_endpoint(db: impl PgExecutor<'_>, id: Uuid, reason: &str) -> Result<bool> {
+    let done = sqlx::query!(
+        "update webhook_endpoints set disabled_at = now(), disabled_reason = $2
+         where id = $1 and disabled_at is null",
+        id,
+        reason
+    )
+    .execute(db)
+    .await
+    .context("webhooks::disable_endpoint")?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Replaces the signing key; the old one keeps signing until `overlap_until`.
+pub async fn rotate_secret(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    secret: &str,
+    overlap_until: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query!(
+        "update webhook_endpoints
+         set previous_secret = secret, previous_secret_until = $3, secret = $2
+         where id = $1",
+        id,
+        secret,
+        overlap_until
+    )
+    .execute(db)
+    .await
+    .context("webhooks::rotate_secret")?;
+    Ok(())
+}
+
+/// An endpoint's URL and its signing keys (the previous one only while it still signs).
+pub async fn signing(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<(String, String, Option<String>)>> {
+    let row = sqlx::query!(
+        r#"select url, secret,
+                  case when previous_secret_until > now() then previous_secret end as previous_secret
+           from webhook_endpoints where id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await
+    .context("webhooks::signing")?;
+    Ok(row.map(|r| (r.url, r.secret, r.previous_secret)))
+}
+
+/// What the dispatcher needs of an enabled endpoint.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its id.
+    pub id: Uuid,
+    /// Its partner; none for the platform.
+    pub partner_id: Option<Uuid>,
+    /// Notice types wanted; empty means all.
+    pub event_types: Vec<String>,
+}
+
+/// Every enabled endpoint.
+pub async fn enabled_targets(db: impl PgExecutor<'_>) -> Result<Vec<Target>> {
+    sqlx::query_as!(
+        Target,
+        "select id, partner_id, event_types from webhook_endpoints where disabled_at is null"
+    )
+    .fetch_all(db)
+    .await
+    .context("webhooks::enabled_targets")
+}
+
+/// Chains with events past their mark (or never marked), at most `limit`.
+pub async fn chains_behind(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        r#"select h.chain_id as "chain_id!" -- fan-out: webhook dispatch
+         from event_chain_heads h left join webhook_chain_marks m on m.chain_id = h.chain_id
+         where h.seq > coalesce(m.seq, 0)
+         limit $1"#,
+        limit
+    )
+    .fetch_all(db)
+    .await
+    .context("webhooks::chains_behind")
+}
+
+/// Chains behind their mark among those with an event whose id is above `since` (a recent
+/// instant, as a UUIDv7 bound), at most `limit`: the cheap look between full sweeps.
+pub async fn recent_chains_behind(
+    db: impl PgExecutor<'_>,
+    since: Uuid,
+    limit: i64,
+) -> Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        r#"select h.chain_id as "chain_id!" -- fan-out: webhook dispatch
+           from (select distinct e.chain_id from events e where e.id > $1) r
+           join event_chain_heads h on h.chain_id = r.chain_id
+           left join webhook_chain_marks m on m.chain_id = h.chain_id
+           where h.seq > coalesce(m.seq, 0)
+           limit $2"#,
+        since,
+        limit
+    )
+    .fetch_all(db)
+    .await
+    .context("webhooks::recent_chains_behind")
+}
+
+/// Locks a chain's mark for dispatching, creating it at 0 for a new chain; `None` if another
+/// instance holds it.
+pub async fn lock_mark(db: &mut sqlx::PgConnection, chain: Uuid) -> Result<Option<i64>> {
+    sqlx::query!(
+        "insert into webhook_chain_marks (chain_id, seq) values ($1, 0) on conflict do nothing",
+        chain
+    )
+    .execute(&mut *db)
+    .await
+    .context("webhooks::lock_mark")?;
+    sqlx::query_scalar!(
+        "select seq from webhook_chain_marks where chain_id = $1 for update skip locked",
+        chain
+    )
+    .fetch_optional(&mut *db)
+    .await
+    .context("webhooks::lock_mark")
+}
+
+/// Moves a chain's mark.
+pub async fn set_mark(db: impl PgExecutor<'_>, chain: Uuid, seq: i64) -> Result<()> {
+    sqlx::query!(
+        "update webhook_chain_marks set seq = $2 where chain_id = $1",
+        chain,
+        seq
+    )
+    .execute(db)
+    .await
+    .context("webhooks::set_mark")?;
+    Ok(())
+}
+
+/// A committed event past a chain's mark.
+#[derive(Debug)]
+pub struct PendingEvent {
+    /// Its id.
+    pub id: Uuid,
+    /// Its place in the chain.
+    pub chain_seq: i64,
+    /// Its audit type.
+    pub event_type: String,
+    /// The customer concerned.
+    pub customer_id: Option<Uuid>,
+    /// The partner concerned.
+    pub partner_id: Option<Uuid>,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Its payload.
+    pub payload: Value,
+    /// Partners linked to its customer when it happened.
+    pub linked: Vec<Uuid>,
+}
+
+/// The chain's committed events after `seq`, in order. A snapshot sees a gapless prefix of each
+/// chain (its events commit in `chain_seq` order under the head's lock), so nothing after the
+/// last one returned can be older than it.
+pub async fn events_after(
+    db: impl PgExecutor<'_>,
+    chain: Uuid,
+    seq: i64,
+    limit: i64,
+) -> Result<Vec<PendingEvent>> {
+    sqlx::query_as!(
+        PendingEvent,
+        r#"select e.id, e.chain_seq, e.event_type, e.customer_id, e.partner_id, e.occurred_at, e.payload,
+                  array(select cp.partner_id from customer_partners cp
+                        where cp.customer_id = $1 and e.customer_id = $1
+                          and cp.created_at <= e.occurred_at) as "linked!"
+           from events e
+           where e.chain_id = $1 and e.chain_seq > $2
+           order by e.chain_seq limit $3"#,
+        chain,
+        seq,
+        limit
+    )
+    .fetch_all(db)
+    .await
+    .context("webhooks::events_after")
+}
+
+/// Queues an event for an endpoint (once: the chain position is the key).
+#[allow(clippy::too_many_arguments)]
+pub async fn queue(
+    db: impl PgExecutor<'_>,
+    chain: Uuid,
+    endpoint: Uuid,
+    seq: i64,
+    event_id: Uuid,
+    event_type: &str,
+    body: &str,
+) -> Result<()> {
+    sqlx::query!(
+        "insert into webhook_deliveries (chain_id, endpoint_id, chain_seq, event_id, event_type, body)
+         values ($1, $2, $3, $4, $5, $6) on conflict do nothing",
+        chain,
+        endpoint,
+        seq,
+        event_id,
+        event_type,
+        body
+    )
+    .execute(db)
+    .await
+    .context("webhooks::queue")?;
+    Ok(())
+}
+
+/// Appends a notice to an audience's feed (a partner, or the nil id for the platform) under the
+/// row lock of its head, so feed numbers commit in order.
+pub async fn feed_append(
+    db: &mut sqlx::PgConnection,
+    audience: Uuid,
+    event_id: Uuid,
+    event_type: &str,
+    occurred_at: DateTime<Utc>,
+    data: &Value,
+) -> Result<()> {
+    let seq = sqlx::query_scalar!(
+        "insert into partner_feed_heads (partner_id, seq) values ($1, 1)
+         on conflict (partner_id) do update set seq = partner_feed_heads.seq + 1
+         returning seq",
+        audience
+    )
+    .fetch_one(&mut *db)
+    .await
+    .context("webhooks::feed_append")?;
+    sqlx::query!(
+        "insert into partner_feed (partner_id, seq, event_id, event_type, occurred_at, data)
+         values ($1, $2, $3, $4, $5, $6)",
+        audience,
+        seq,
+        event_id,
+        event_type,
+        occurred_at,
+        data
+    )
+    .execute(&mut *db)
+    .await
+    .context("webhooks::feed_append")?;
+    Ok(())
+}
+
+/// One entry of the pull feed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FeedEntry {
+    /// Its place in the feed: pass the last one seen as `after`.
+    pub seq: i64,
+    /// The audit event's id (the webhook's `webhook-id`).
+    pub id: Uuid,
+    /// The notice type, as in webhooks.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When it happened.
+    pub timestamp: DateTime<Utc>,
+    /// The same `data` as the webhook.
+    #[schema(value_type = Object)]
+    pub data: Value,
+}
+
+/// The feed of `audience` after `after`, oldest first.
+pub async fn feed_page(
+    db: impl PgExecutor<'_>,
+    audience: Uuid,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<FeedEntry>> {
+    sqlx::query_as!(
+        FeedEntry,
+        r#"select seq, event_id as id, event_type, occurred_at as timestamp, data
+           from partner_feed where partner_id = $1 and seq > $2 order by seq limit $3"#,
+        audience,
+        after,
+        limit
+    )
+    .fetch_all(db)
+    .await
+    .context("webhooks::feed_page")
+}
+
+/// A delivery leased to this instance for sending.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    /// Its chain.
+    pub chain_id: Uuid,
+    /// Its endpoint.
+    pub endpoint_id: Uuid,
+    /// Its place in the chain.
+    pub chain_seq: i64,
+    /// The event's id: `webhook-id`.
+    pub event_id: Uuid,
+    /// The body to send.
+    pub body: String,
+    /// This attempt's number, from 1.
+    pub attempts: i32,
+    /// The endpoint's URL.
+    pub url: String,
+    /// Its keys: the current, and the previous during an overlap.
+    pub secret: String,
+    /// The previous key while it still signs.
+    pub previous_secret: Option<String>,
+}
+
+/// Leases up to `limit` due deliveries to `owner` for `lease_secs`: pending, due, not leased (or
+/// the lease expired, e.g. its instance crashed), to an enabled endpoint, and with no earlier
+/// pending delivery of the same chain to the same endpoint (per customer in order). Rows another
+/// instance is leasing right now are skipped, never waited for.
+pub async fn lease(
+    db: impl PgExecutor<'_>,
+    owner: Uuid,
+    lease_secs: f64,
+    limit: i64,
+) -> Result<Vec<Leased>> {
+    sqlx::query_as!(
+        Leased,
+        r#"with due as (
+               select d.chain_id, d.endpoint_id, d.chain_seq -- fan-out: webhook dispatch
+               from webhook_deliveries d
+               join webhook_endpoints ep on ep.id = d.endpoint_id and ep.disabled_at is null
+               where d.state = 'pending' and d.next_attempt_at <= now()
+                 and (d.lease_until is null or d.lease_until < now())
+                 and not exists (
+                     select 1 from webhook_deliveries p
+                     where p.chain_id = d.chain_id and p.endpoint_id = d.endpoint_id
+                       and p.chain_seq < d.chain_seq and p.state = 'pending')
+               order by d.next_attempt_at
+               limit $3
+               for update of d skip locked
+           )
+           update webhook_deliveries d
+           set lease_owner = $1, lease_until = now() + make_interval(secs => $2), attempts = d.attempts + 1
+           from due, webhook_endpoints ep
+           where d.chain_id = due.chain_id and d.endpoint_id = due.endpoint_id
+             and d.chain_seq = due.chain_seq and ep.id = d.endpoint_id
+           returning d.chain_id, d.endpoint_id, d.chain_seq, d.event_id, d.body, d.attempts, ep.url,
+                     ep.secret,
+                     case when ep.previous_secret_until > now() then ep.previous_secret end as previous_secret"#,
+        owner,
+        lease_secs,
+        limit
+    )
+    .fetch_all(db)
+    .await
+    .context("webhooks::lease")
+}
+
+/// One attempt's outcome.
+#[derive(Debug)]
+pub struct Attempt<'a> {
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// How long it took.
+    pub latency_ms: i32,
+    /// The response status, if one came.
+    pub status: Option<i32>,
+    /// What went wrong, if anything.
+    pub error: Option<&'a str>,
+    /// The first bytes of the response body.
+    pub body_prefix: Option<&'a str>,
+}
+
+/// Records an attempt.
+pub async fn record_attempt(
+    db: impl PgExecutor<'_>,
+    delivery: &Leased,
+    attempt: &Attempt<'_>,
+) -> Result<()> {
+    sqlx::query!(
+        "insert into webhook_attempts (chain_id, endpoint_id, chain_seq, attempt, started_at, latency_ms, status, error, body_prefix)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9) on conflict do nothing",
+        delivery.chain_id,
+        delivery.endpoint_id,
+        delivery.chain_seq,
+        delivery.attempts,
+        attempt.started_at,
+        attempt.latency_ms,
+        attempt.status,
+        attempt.error,
+        attempt.body_prefix,
+    )
+    .execute(db)
+    .await
+    .context("webhooks::record_attempt")?;
+    Ok(())
+}
+
+/// Settles a delivery leased to `owner`: `delivered`, `failed`, or `pending` again at
+/// `next_attempt_at`. If the lease ran out and another instance took the delivery over, that
+/// instance settles it, not this one.
+pub async fn settle(
+    db: impl PgExecutor<'_>,
+    delivery: &Leased,
+    owner: Uuid,
+    state: &str,
+    next_attempt_at: Option<DateTime<Utc>>,
+) -> Result<()> {
+    sqlx::query!(
+        "update webhook_deliveries
+         set state = $4, lease_owner = null, lease_until = null,
+             next_attempt_at = coalesce($5, next_attempt_at),
+             delivered_at = case when $4 = 'delivered' then now() end
+         where chain_id = $1 and endpoint_id = $2 and chain_seq = $3 and lease_owner = $6",
+        delivery.chain_id,
+        delivery.endpoint_id,
+        delivery.chain_seq,
+        state,
+        next_attempt_at,
+        owner,
+    )
+    .execute(db)
+    .await
+    .context("webhooks::settle")?;
+    Ok(())
+}
+
+/// A recent delivery of an endpoint, with its attempts.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Delivery {
+    /// The event's id (`webhook-id`).
+    pub event_id: Uuid,
+    /// The notice type.
+    pub event_type: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// When the next attempt is due, while pending.
+    pub next_attempt_at: DateTime<Utc>,
+    /// When it was delivered.
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// Every attempt, oldest first: `{attempt, started_at, latency_ms, status, error, body_prefix}`.
+    #[schema(value_type = Vec<Object>)]
+    pub attempt_log: Value,
+}
+
+/// The endpoint's deliveries, newest first.
+pub async fn recent_deliveries(
+    db: impl PgExecutor<'_>,
+    endpoint: Uuid,
+    limit: i64,
+) -> Result<Vec<Delivery>> {
+    sqlx::query_as!(
+        Delivery,
+        r#"select d.event_id, d.event_type, d.state, d.attempts, d.created_at, d.next_attempt_at, -- fan-out: webhook dispatch
+                  d.delivered_at,
+                  coalesce((select jsonb_agg(jsonb_build_object('attempt', a.attempt, 'started_at', a.started_at,
+                                'latency_ms', a.latency_ms, 'status', a.status, 'error', a.error,
+                                'body_prefix', a.body_prefix) order by a.attempt)
+                            from webhook_attempts a
+                            where a.chain_id = d.chain_id and a.endpoint_id = d.endpoint_id
+                              and a.chain_seq = d.chain_seq), '[]'::jsonb) as "attempt_log!"
+           from webhook_deliveries d
+           where d.endpoint_id = $1
+           order by d.created_at desc limit $2"#,
+        endpoint,
+        limit
+    )
+    .fetch_all(db)
+    .await
+    .context("webhooks::recent_deliveries")
+}

@@ -1,0 +1,575 @@
+//! Webhook delivery in the background: the dispatcher turns committed events into deliveries and
+//! feed entries, the sender leases due deliveries and posts them, signed.
+//!
+//! **No event is missed.** Events are read per chain past the chain's mark, in `chain_seq` order.
+//! A chain's events are numbered under its head's row lock, held until commit, so they commit in
+//! `chain_seq` order and every snapshot sees a gapless prefix of each chain: an event whose
+//! transaction commits late is past the mark until it is seen, never skipped (a cursor over ids
+//! would skip it). The mark moves in the same transaction that queues the deliveries, under the
+//! mark's row lock, and deliveries are keyed by `(chain_id, endpoint_id, chain_seq)`: an event is
+//! queued once per endpoint whichever instance dispatches it.
+//!
+//! **Leases.** Sending happens outside any transaction: a short transaction leases due deliveries
+//! (`FOR UPDATE SKIP LOCKED`, so instances never queue on each other) until `now() + 2 × timeout +
+//! 5 s`; an instance that dies mid-send leaves the lease to expire, and another sends again (at
+//! least once). A delivery is due only when no earlier delivery of its chain to its endpoint is
+//! pending, so each endpoint hears about each customer in order.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use chrono::Utc;
+use http_body_util::{BodyExt, Full};
+use hyper_util::{
+    client::legacy::{
+        Client,
+        connect::{HttpConnector, dns::Name},
+    },
+    rt::TokioExecutor,
+};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{
+    app::webhooks::resolve,
+    db::{
+        self,
+        webhooks::{Attempt, Leased, Target},
+    },
+    domain::{
+        EventType, PartnerId,
+        webhook::{self, AllowList, Audience, EventFacts},
+    },
+    monitoring,
+};
+
+/// Response bytes kept per attempt.
+const BODY_PREFIX_BYTES: usize = 256;
+/// Chains dispatched per round, events per chain per transaction.
+const CHAINS_PER_ROUND: i64 = 200;
+const EVENTS_PER_CHAIN: i64 = 500;
+/// Deliveries leased per round.
+const LEASE_BATCH: i64 = 32;
+
+/// Delivery settings, from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Internal networks webhooks may reach.
+    pub allow_private: AllowList,
+    /// Waits before each retry; after the last one the delivery fails and the endpoint is disabled.
+    pub retry_schedule: Vec<Duration>,
+    /// Longest one attempt may take (connect, send, response head and body prefix).
+    pub timeout: Duration,
+    /// How often each loop looks for work when idle.
+    pub poll: Duration,
+}
+
+/// Resolves an endpoint's host and refuses internal addresses the allow-list does not permit, at
+/// connection time: the address connected to is the address checked, so DNS rebinding after
+/// registration gains nothing.
+#[derive(Debug, Clone)]
+struct GuardedResolver(Arc<AllowList>);
+
+impl tower_service::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let allow = self.0.clone();
+        Box::pin(async move {
+            let addresses = resolve(name.as_str(), 0).await?;
+            if let Some(ip) = addresses.iter().find(|ip| !allow.permits(**ip)) {
+                return Err(std::io::Error::other(format!(
+                    "{} resolves to the internal address {ip}",
+                    name.as_str()
+                )));
+            }
+            Ok(addresses
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect::<Vec<_>>()
+                .into_iter())
+        })
+    }
+}
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
+
+fn client(allow: &AllowList) -> anyhow::Result<HttpClient> {
+    let mut http = HttpConnector::new_with_resolver(GuardedResolver(Arc::new(allow.clone())));
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(https))
+}
+
+/// Runs the dispatcher and the sender until `shutdown` resolves. A send in flight then is
+/// abandoned; its lease expires and the delivery is sent again.
+pub async fn run(
+    pool: PgPool,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let client = match client(&settings.allow_private) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(?error, "no webhook client: webhooks are not delivered");
+            return shutdown.await;
+        }
+    };
+    let owner = Uuid::now_v7();
+    let work = async {
+        tokio::join!(
+            dispatch_loop(&pool, &settings),
+            send_loop(&pool, &settings, &client, owner)
+        )
+    };
+    tokio::select! {
+        _ = work => {}
+        () = shutdown => {}
+    }
+}
+
+/// How far back the quick look for chains with new events goes. An event whose transaction runs
+/// longer than this before committing is found by the next full sweep instead.
+const RECENT: Duration = Duration::from_secs(60);
+/// How often every chain is compared with its mark.
+const FULL_SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+async fn dispatch_loop(pool: &PgPool, settings: &Settings) -> Infallible {
+    let mut last_sweep: Option<Instant> = None;
+    loop {
+        let full = last_sweep.is_none_or(|at| at.elapsed() >= FULL_SWEEP_EVERY);
+        if full {
+            last_sweep = Some(Instant::now());
+        }
+        match dispatch_round(pool, full).await {
+            Ok(0) => tokio::time::sleep(settings.poll).await,
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(?error, "webhook dispatch failed; retrying");
+                tokio::time::sleep(settings.poll.max(Duration::from_secs(1))).await;
+            }
+        }
+    }
+}
+
+/// Turns the committed events of chains past their marks into feed entries and deliveries;
+/// returns how many events it took. A `full` round looks at every chain; the others only at
+/// chains with an event of the last [`RECENT`] seconds, which is cheap (a range of the events'
+/// primary key) and finds everything but events of transactions that took longer than that,
+/// which the next full round finds. Either way a chain is read from its mark, so what a round does
+/// not look at is delayed, never lost.
+pub async fn dispatch_round(pool: &PgPool, full: bool) -> anyhow::Result<usize> {
+    let chains = if full {
+        db::webhooks::chains_behind(pool, CHAINS_PER_ROUND).await?
+    } else {
+        let since = v7_floor(std::time::SystemTime::now() - RECENT);
+        db::webhooks::recent_chains_behind(pool, since, CHAINS_PER_ROUND).await?
+    };
+    if chains.is_empty() {
+        return Ok(0);
+    }
+    let targets = db::webhooks::enabled_targets(pool).await?;
+    let mut taken = 0;
+    for chain in chains {
+        let mut tx = pool.begin().await?;
+        let Some(mark) = db::webhooks::lock_mark(&mut tx, chain).await? else {
+            continue;
+        };
+        let events = db::webhooks::events_after(&mut *tx, chain, mark, EVENTS_PER_CHAIN).await?;
+        let Some(last) = events.last().map(|e| e.chain_seq) else {
+            tx.commit().await?;
+            continue;
+        };
+        for event in &events {
+            // A type this build does not know makes no notice.
+            let Ok(event_type) = event.event_type.parse::<EventType>() else {
+                continue;
+            };
+            let linked: Vec<PartnerId> = event.linked.iter().copied().map(PartnerId).collect();
+            let facts = EventFacts {
+                id: event.id,
+                event_type,
+                customer_id: event.customer_id,
+                partner_id: event.partner_id.map(PartnerId),
+                payload: &event.payload,
+            };
+            let occurred_at = event
+                .occurred_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            let mut queued = 0;
+            for notice in webhook::notices(&facts, &linked) {
+                let kind = notice.event_type.as_str();
+                db::webhooks::feed_append(
+                    &mut tx,
+                    notice.audience.key(),
+                    event.id,
+                    kind,
+                    event.occurred_at,
+                    &notice.data,
+                )
+                .await?;
+                let body = webhook::body(event.id, &occurred_at, &notice).to_string();
+                for target in targets.iter().filter(|t| wants(t, notice.audience, kind)) {
+                    db::webhooks::queue(
+                        &mut *tx,
+                        chain,
+                        target.id,
+                        event.chain_seq,
+                        event.id,
+                        kind,
+                        &body,
+                    )
+                    .await?;
+                    queued += 1;
+                }
+            }
+            let lag = (Utc::now() - event.occurred_at)
+                .to_std()
+                .unwrap_or_default();
+            monitoring::webhook_dispatched(queued, lag);
+        }
+        db::webhooks::set_mark(&mut *tx, chain, last).await?;
+        tx.commit().await?;
+        taken += events.len();
+    }
+    Ok(taken)
+}
+
+/// The smallest UUIDv7 of the millisecond of `at`: event ids at or after `at` sort above it.
+fn v7_floor(at: std::time::SystemTime) -> Uuid {
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    Uuid::from_bytes(bytes)
+}
+
+fn wants(target: &Target, audience: Audience, kind: &str) -> bool {
+    let ours = match audience {
+        Audience::Platform => target.partner_id.is_none(),
+        Audience::Partner(p) => target.partner_id == Some(p.0),
+    };
+    ours && (target.event_types.is_empty() || target.event_types.iter().any(|t| t == kind))
+}
+
+async fn send_loop(
+    pool: &PgPool,
+    settings: &Settings,
+    client: &HttpClient,
+    owner: Uuid,
+) -> Infallible {
+    // Long enough for an attempt and its recording; short enough that a crashed instance's
+    // deliveries are sent again within seconds.
+    let lease_secs = (settings.timeout * 2 + Duration::from_secs(5)).as_secs_f64();
+    loop {
+        let leased = match db::webhooks::lease(pool, owner, lease_secs, LEASE_BATCH).await {
+            Ok(leased) => leased,
+            Err(error) => {
+                tracing::warn!(?error, "leasing webhook deliveries failed; retrying");
+                tokio::time::sleep(settings.poll.max(Duration::from_secs(1))).await;
+                continue;
+            }
+        };
+        if leased.is_empty() {
+            tokio::time::sleep(settings.poll).await;
+            continue;
+        }
+        let sends = leased.iter().map(|d| async move {
+            if let Err(error) = deliver(pool, settings, client, owner, d).await {
+                // The lease expires and another round sends it again.
+                tracing::warn!(?error, event = %d.event_id, "recording a webhook attempt failed");
+            }
+        });
+        futures_util::future::join_all(sends).await;
+    }
+}
+
+/// What one attempt came to.
+struct Outcome {
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    error: Option<String>,
+    body_prefix: Option<String>,
+}
+
+/// What a test notice's one attempt came to.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TestOutcome {
+    /// The `webhook-id` sent (a fresh id: a test is no event).
+    pub id: Uuid,
+    /// The receiver's status, if it answered.
+    pub status: Option<u16>,
+    /// How long the attempt took.
+    pub latency_ms: u64,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+    /// The first 256 bytes of the answer.
+    pub body_prefix: Option<String>,
+}
+
+/// Sends one signed `webhook.test` notice to `url` now, with the same client, checks and timeout
+/// as deliveries; nothing is queued or retried.
+pub async fn send_test(
+    allow: &AllowList,
+    timeout: Duration,
+    url: String,
+    secret: String,
+    previous_secret: Option<String>,
+) -> anyhow::Result<TestOutcome> {
+    let client = client(allow)?;
+    let id = Uuid::now_v7();
+    let body = serde_json::json!({
+        "type": "webhook.test",
+        "version": webhook::PAYLOAD_VERSION,
+        "id": id,
+        "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "data": {},
+    })
+    .to_string();
+    let probe = Leased {
+        chain_id: Uuid::nil(),
+        endpoint_id: Uuid::nil(),
+        chain_seq: 0,
+        event_id: id,
+        body,
+        attempts: 1,
+        url,
+        secret,
+        previous_secret,
+    };
+    let clock = Instant::now();
+    let outcome = tokio::time::timeout(timeout, post(&client, allow, &probe))
+        .await
+        .unwrap_or_else(|_| Outcome {
+            status: None,
+            retry_after: None,
+            error: Some(format!("no answer within {timeout:?}")),
+            body_prefix: None,
+        });
+    Ok(TestOutcome {
+        id,
+        status: outcome.status,
+        latency_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+        error: outcome.error,
+        body_prefix: outcome.body_prefix,
+    })
+}
+
+async fn deliver(
+    pool: &PgPool,
+    settings: &Settings,
+    client: &HttpClient,
+    owner: Uuid,
+    delivery: &Leased,
+) -> anyhow::Result<()> {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let outcome = match tokio::time::timeout(
+        settings.timeout,
+        post(client, &settings.allow_private, delivery),
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => Outcome {
+            status: None,
+            retry_after: None,
+            error: Some(format!("no answer within {:?}", settings.timeout)),
+            body_prefix: None,
+        },
+    };
+    let latency = clock.elapsed();
+    let mut tx = pool.begin().await?;
+    db::webhooks::record_attempt(
+        &mut *tx,
+        delivery,
+        &Attempt {
+            started_at,
+            latency_ms: i32::try_from(latency.as_millis()).unwrap_or(i32::MAX),
+            status: outcome.status.map(i32::from),
+            error: outcome.error.as_deref(),
+            body_prefix: outcome.body_prefix.as_deref(),
+        },
+    )
+    .await?;
+    let result = match outcome.status {
+        Some(status) if (200..300).contains(&status) => {
+            db::webhooks::settle(&mut *tx, delivery, owner, "delivered", None).await?;
+            if let Some((secs, nanos)) = delivery.event_id.get_timestamp().map(|t| t.to_unix()) {
+                let committed = Duration::new(secs, nanos);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                monitoring::webhook_delivered(now.saturating_sub(committed));
+            }
+            "delivered"
+        }
+        Some(410) => {
+            db::webhooks::disable_endpoint(
+                &mut *tx,
+                delivery.endpoint_id,
+                "the endpoint answered 410 Gone",
+            )
+            .await?;
+            db::webhooks::settle(&mut *tx, delivery, owner, "pending", None).await?;
+            "gone"
+        }
+        _ => {
+            let attempts = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
+            match webhook::retry_delay(
+                &settings.retry_schedule,
+                attempts,
+                jitter(),
+                outcome.retry_after,
+            ) {
+                Some(wait) => {
+                    let at = Utc::now() + chrono::Duration::from_std(wait)?;
+                    db::webhooks::settle(&mut *tx, delivery, owner, "pending", Some(at)).await?;
+                    "retry"
+                }
+                None => {
+                    db::webhooks::settle(&mut *tx, delivery, owner, "failed", None).await?;
+                    db::webhooks::disable_endpoint(
+                        &mut *tx,
+                        delivery.endpoint_id,
+                        "deliveries kept failing for the whole retry schedule",
+                    )
+                    .await?;
+                    "failed"
+                }
+            }
+        }
+    };
+    tx.commit().await?;
+    monitoring::webhook_attempted(result, latency);
+    Ok(())
+}
+
+/// A uniform number in [0, 1).
+fn jitter() -> f64 {
+    let mut bytes = [0u8; 4];
+    let _ = getrandom::fill(&mut bytes);
+    f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
+}
+
+async fn post(client: &HttpClient, allow: &AllowList, delivery: &Leased) -> Outcome {
+    let failed = |error: String| Outcome {
+        status: None,
+        retry_after: None,
+        error: Some(error),
+        body_prefix: None,
+    };
+    // An IP literal does not go through the resolver: check it here.
+    if let Ok(url) = url::Url::parse(&delivery.url)
+        && let Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) = url.host()
+        && let Some(ip) = url
+            .host_str()
+            .and_then(|h| h.trim_matches(['[', ']']).parse::<IpAddr>().ok())
+        && !allow.permits(ip)
+    {
+        return failed(format!("{ip} is an internal address"));
+    }
+    let id = delivery.event_id.to_string();
+    let timestamp = Utc::now().timestamp();
+    let keys: Vec<Vec<u8>> = std::iter::once(&delivery.secret)
+        .chain(delivery.previous_secret.as_ref())
+        .filter_map(|s| webhook::secret_key(s))
+        .collect();
+    let signature = webhook::signature_header(&keys, &id, timestamp, &delivery.body);
+    let request = hyper::Request::post(&delivery.url)
+        .header("content-type", "application/json")
+        .header("user-agent", "partner-catalog-webhooks/1")
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(Full::new(Bytes::from(delivery.body.clone())));
+    let request = match request {
+        Ok(request) => request,
+        Err(error) => return failed(format!("cannot build the request: {error}")),
+    };
+    let response = match client.request(request).await {
+        Ok(response) => response,
+        Err(error) => {
+            let chain = anyhow::Error::new(error);
+            return failed(format!("{chain:#}"));
+        }
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut body = response.into_body();
+    let mut prefix = Vec::new();
+    while prefix.len() < BODY_PREFIX_BYTES {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    prefix.extend_from_slice(data);
+                }
+            }
+            _ => break,
+        }
+    }
+    prefix.truncate(BODY_PREFIX_BYTES);
+    let mut text = String::from_utf8_lossy(&prefix).into_owned();
+    while text.len() > BODY_PREFIX_BYTES {
+        text.pop();
+    }
+    Outcome {
+        status: Some(status),
+        retry_after,
+        error: (!(200..300).contains(&status)).then(|| format!("answered {status}")),
+        body_prefix: (!text.is_empty()).then_some(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::v7_floor;
+
+    #[test]
+    fn the_v7_floor_sorts_below_every_id_of_its_millisecond_and_above_earlier_ones() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_795_862_400_123);
+        let floor = v7_floor(at);
+        let same = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            1_795_862_400,
+            123_000_000,
+        ));
+        let earlier = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            1_795_862_400,
+            122_999_000,
+        ));
+        assert!(floor <= same && earlier < floor, "{earlier} {floor} {same}");
+        assert_eq!(floor.get_version_num(), 7);
+    }
+}

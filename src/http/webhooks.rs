@@ -1,0 +1,245 @@
+//! `/v1/webhook-endpoints`: where notices of changes are sent, signed (Standard Webhooks); and
+//! `/v1/partner-events`: the same notices as a feed to pull.
+
+use axum::{
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    ApiError, AppState, Code,
+    extract::{Json, Path, Query},
+    openapi::{AUTHENTICATED, JSON_BODY, PATH, QUERY, problems},
+    pagination::{Page, PageParams, VersionPageParams, page_size},
+};
+use crate::{
+    app::{self, RequestContext, webhooks::EndpointWithSecret},
+    db::webhooks::{Delivery, Endpoint, FeedEntry},
+    domain::{PartnerId, checked_text, webhook::WebhookEventType},
+};
+
+/// The webhook routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get))
+        .routes(routes!(disable))
+        .routes(routes!(rotate))
+        .routes(routes!(send_test))
+        .routes(routes!(deliveries))
+        .routes(routes!(feed))
+}
+
+/// An endpoint to register.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"url": "https://orders.example.com/hooks/catalog", "event_types": ["subscription.created", "customer.lockout_applies"]}))]
+struct CreateEndpoint {
+    /// `https://` URL; its host must resolve to public addresses (or ones the operator allows).
+    #[schema(max_length = 2000)]
+    url: String,
+    /// Notice types wanted; empty or absent: all.
+    #[serde(default)]
+    event_types: Vec<WebhookEventType>,
+    /// What it is for: up to 200 characters.
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    description: String,
+    /// For partner roles their own partner (the default); operators omit it for a platform-wide
+    /// endpoint.
+    partner_id: Option<PartnerId>,
+}
+
+problems!(
+    CreateProblems = [
+        AUTHENTICATED,
+        JSON_BODY,
+        &[
+            Code::InvalidField,
+            Code::InvalidWebhookUrl,
+            Code::PartnerNotFound
+        ]
+    ]
+);
+
+/// Register an endpoint: 201 with its signing secret (`whsec_…`), shown this once.
+#[utoipa::path(
+    post, path = "/v1/webhook-endpoints", tag = "webhooks", operation_id = "create_webhook_endpoint",
+    request_body = CreateEndpoint,
+    responses(
+        (status = 201, description = "Registered.", body = EndpointWithSecret,
+         headers(("Location" = String, description = "The endpoint's URL."))),
+        CreateProblems,
+    ),
+)]
+async fn create(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Json(body): Json<CreateEndpoint>,
+) -> Result<impl IntoResponse, ApiError> {
+    if body.url.chars().count() > 2000 {
+        return Err(ApiError::invalid_field("url", "at most 2000 characters"));
+    }
+    let description = if body.description.is_empty() {
+        String::new()
+    } else {
+        checked_text(&body.description, 200)
+            .ok_or_else(|| {
+                ApiError::invalid_field("description", "at most 200 printable characters")
+            })?
+            .to_owned()
+    };
+    let created = app::webhooks::create(
+        &state.pool,
+        &ctx,
+        &state.webhooks,
+        body.partner_id,
+        &body.url,
+        &body.event_types,
+        &description,
+    )
+    .await?;
+    let location = format!("/v1/webhook-endpoints/{}", created.endpoint.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(created),
+    ))
+}
+
+problems!(ListProblems = [AUTHENTICATED, QUERY]);
+
+/// List endpoints: a partner's own, or the platform's for operators.
+#[utoipa::path(
+    get, path = "/v1/webhook-endpoints", tag = "webhooks", operation_id = "list_webhook_endpoints",
+    params(PageParams),
+    responses((status = 200, description = "A page of endpoints.", body = Page<Endpoint>), ListProblems),
+)]
+async fn list(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Query(params): Query<PageParams>,
+) -> Result<Json<Page<Endpoint>>, ApiError> {
+    let (keyset, limit) = params.keyset()?;
+    let rows = app::webhooks::list(&state.pool, &ctx, keyset).await?;
+    Ok(Json(Page::from_rows(rows, limit, |e| e.id)))
+}
+
+problems!(OneProblems = [AUTHENTICATED, PATH, &[Code::WebhookEndpointNotFound]]);
+
+/// One endpoint.
+#[utoipa::path(
+    get, path = "/v1/webhook-endpoints/{endpoint_id}", tag = "webhooks", operation_id = "get_webhook_endpoint",
+    params(("endpoint_id" = Uuid, Path, description = "The endpoint's id.")),
+    responses((status = 200, description = "The endpoint.", body = Endpoint), OneProblems),
+)]
+async fn get(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Endpoint>, ApiError> {
+    Ok(Json(app::webhooks::get(&state.pool, &ctx, id).await?))
+}
+
+/// Disable an endpoint (idempotent): nothing more is queued for it or sent to it.
+#[utoipa::path(
+    post, path = "/v1/webhook-endpoints/{endpoint_id}/disable", tag = "webhooks", operation_id = "disable_webhook_endpoint",
+    params(("endpoint_id" = Uuid, Path, description = "The endpoint's id.")),
+    responses((status = 200, description = "The disabled endpoint.", body = Endpoint), OneProblems),
+)]
+async fn disable(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Endpoint>, ApiError> {
+    Ok(Json(app::webhooks::disable(&state.pool, &ctx, id).await?))
+}
+
+/// Rotate the signing secret: the new one is shown this once; for 24 hours both sign
+/// (`webhook-signature` carries two signatures).
+#[utoipa::path(
+    post, path = "/v1/webhook-endpoints/{endpoint_id}/rotate-secret", tag = "webhooks", operation_id = "rotate_webhook_secret",
+    params(("endpoint_id" = Uuid, Path, description = "The endpoint's id.")),
+    responses((status = 200, description = "The endpoint and its new secret.", body = EndpointWithSecret), OneProblems),
+)]
+async fn rotate(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<EndpointWithSecret>, ApiError> {
+    Ok(Json(app::webhooks::rotate(&state.pool, &ctx, id).await?))
+}
+
+/// Send a signed `webhook.test` notice now (`data` empty, a fresh `webhook-id`), to check the URL
+/// and the receiver's signature check; 200 with how it went, whatever the receiver answered.
+/// Nothing is queued or retried.
+#[utoipa::path(
+    post, path = "/v1/webhook-endpoints/{endpoint_id}/test", tag = "webhooks", operation_id = "test_webhook_endpoint",
+    params(("endpoint_id" = Uuid, Path, description = "The endpoint's id.")),
+    responses((status = 200, description = "How the attempt went.", body = crate::delivery::TestOutcome), OneProblems),
+)]
+async fn send_test(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<crate::delivery::TestOutcome>, ApiError> {
+    Ok(Json(
+        app::webhooks::send_test(&state.pool, &ctx, &state.webhooks, id).await?,
+    ))
+}
+
+/// How many recent deliveries to show.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct RecentParams {
+    /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+}
+
+problems!(DeliveriesProblems = [AUTHENTICATED, PATH, QUERY, &[Code::WebhookEndpointNotFound]]);
+
+/// The endpoint's recent deliveries, newest first, each with every attempt (status, latency,
+/// error, the first 256 bytes of the answer).
+#[utoipa::path(
+    get, path = "/v1/webhook-endpoints/{endpoint_id}/deliveries", tag = "webhooks", operation_id = "list_webhook_deliveries",
+    params(("endpoint_id" = Uuid, Path, description = "The endpoint's id."), RecentParams),
+    responses((status = 200, description = "Recent deliveries.", body = Vec<Delivery>), DeliveriesProblems),
+)]
+async fn deliveries(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path(id): Path<Uuid>,
+    Query(params): Query<RecentParams>,
+) -> Result<Json<Vec<Delivery>>, ApiError> {
+    let limit = page_size(params.limit)?;
+    Ok(Json(
+        app::webhooks::deliveries(&state.pool, &ctx, id, limit as i64).await?,
+    ))
+}
+
+problems!(FeedProblems = [AUTHENTICATED, QUERY]);
+
+/// The change feed: the notices the caller's webhooks get (its partner's; the platform's for
+/// operators), oldest first. Pass the last `next_cursor` as `after`; an empty page means nothing
+/// new yet. A cursor never skips a notice that commits late.
+#[utoipa::path(
+    get, path = "/v1/partner-events", tag = "webhooks", operation_id = "list_partner_events",
+    params(VersionPageParams),
+    responses((status = 200, description = "A page of the feed.", body = Page<FeedEntry, i64>), FeedProblems),
+)]
+async fn feed(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Query(params): Query<VersionPageParams>,
+) -> Result<Json<Page<FeedEntry, i64>>, ApiError> {
+    let (after, fetch, limit) = params.checked()?;
+    let rows = app::webhooks::feed(&state.pool, &ctx, after, fetch).await?;
+    Ok(Json(Page::from_rows(rows, limit, |e| e.seq)))
+}

@@ -1,0 +1,719 @@
+//! Webhooks: signed notices of committed events, delivered at least once, per customer in order,
+//! only to the partner they concern; retries, `410 Gone`, leases of crashed instances; the feed.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::IntoResponse,
+    routing::post,
+};
+use partner_catalog::domain::Role;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, issue_token, spawn_app};
+
+/// How a test receiver answers its n-th request (from 0).
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// 200 at once.
+    Ok,
+    /// 500 for the first `n` requests, then 200.
+    FailFirst(usize),
+    /// 410 Gone.
+    Gone,
+    /// Sleeps past the service's attempt timeout (2 s in tests) for the first `n`, then 200.
+    SlowFirst(usize),
+    /// 503 with `Retry-After: 1` for the first `n`, then 200.
+    BusyFirst(usize),
+}
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    id: String,
+    at: Instant,
+    verified: bool,
+    body: Value,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    behaviour: Behaviour,
+    secret: Arc<Mutex<Option<String>>>,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    /// Starts a receiver on 127.0.0.1; returns it and its URL.
+    async fn start(behaviour: Behaviour) -> (Self, String) {
+        let receiver = Self {
+            behaviour,
+            secret: Arc::default(),
+            got: Arc::default(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let app = Router::new()
+            .route("/hook", post(receive))
+            .with_state(receiver.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (receiver, url)
+    }
+
+    fn set_secret(&self, secret: &str) {
+        *self.secret.lock().unwrap() = Some(secret.to_owned());
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+async fn receive(
+    State(receiver): State<Receiver>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    // An independent implementation checks the signature: the `standardwebhooks` crate.
+    let verified = receiver
+        .secret
+        .lock()
+        .unwrap()
+        .as_deref()
+        .is_some_and(|secret| {
+            standardwebhooks::Webhook::new(secret)
+                .unwrap()
+                .verify(&body, &headers)
+                .is_ok()
+        });
+    let n = {
+        let mut got = receiver.got.lock().unwrap();
+        got.push(Received {
+            id: headers["webhook-id"].to_str().unwrap().to_owned(),
+            at: Instant::now(),
+            verified,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        });
+        got.len() - 1
+    };
+    match receiver.behaviour {
+        Behaviour::Ok => StatusCode::OK.into_response(),
+        Behaviour::FailFirst(k) if n < k => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "boom".repeat(200)).into_response()
+        }
+        Behaviour::FailFirst(_) => StatusCode::NO_CONTENT.into_response(),
+        Behaviour::Gone => StatusCode::GONE.into_response(),
+        Behaviour::SlowFirst(k) => {
+            if n < k {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+            }
+            StatusCode::OK.into_response()
+        }
+        Behaviour::BusyFirst(k) if n < k => {
+            (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")]).into_response()
+        }
+        Behaviour::BusyFirst(_) => StatusCode::OK.into_response(),
+    }
+}
+
+/// A request as `token` (not the helpers' default token).
+fn as_token(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    app.client
+        .request(method, format!("{}{path}", app.address))
+        .bearer_auth(token)
+}
+
+/// Registers an endpoint as `token`; returns its id and sets the receiver's secret.
+async fn register(
+    app: &TestApp,
+    token: &str,
+    receiver: &Receiver,
+    url: &str,
+    types: &[&str],
+) -> Uuid {
+    let reply = as_token(app, reqwest::Method::POST, "/v1/webhook-endpoints", token)
+        .json(&json!({"url": url, "event_types": types}))
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status();
+    let body: Value = reply.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    let secret = body["secret"].as_str().unwrap();
+    assert!(secret.starts_with("whsec_"), "{body}");
+    receiver.set_secret(secret);
+    body["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// Waits until every queued delivery is settled and every chain is dispatched.
+async fn settled(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (pending, behind): (i64, i64) = sqlx::query_as(
+            "select (select count(*) from webhook_deliveries d join webhook_endpoints e on e.id = d.endpoint_id
+                     where d.state = 'pending' and e.disabled_at is null),
+                    (select count(*) from event_chain_heads h left join webhook_chain_marks m using (chain_id)
+                     where h.seq > coalesce(m.seq, 0))",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if pending == 0 && behind == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} deliveries still pending, {behind} chains behind"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The first arrival of each event id, in arrival order.
+fn first_arrivals(got: &[Received]) -> Vec<Received> {
+    let mut seen = BTreeSet::new();
+    got.iter()
+        .filter(|r| seen.insert(r.id.clone()))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn every_committed_event_reaches_every_matching_endpoint_once_in_order_signed_and_scoped() {
+    let app = spawn_app().await;
+    let a = app.create_qualified_partner().await;
+    let b = app.create_qualified_partner().await;
+    let admin_a = issue_token(&app.pool, Role::GlobalAdmin, Some(a)).await;
+    let admin_b = issue_token(&app.pool, Role::GlobalAdmin, Some(b)).await;
+    let (ra, url_a) = Receiver::start(Behaviour::Ok).await;
+    let (rb, url_b) = Receiver::start(Behaviour::FailFirst(2)).await;
+    let (rp, url_p) = Receiver::start(Behaviour::Ok).await;
+    let ea = register(&app, &admin_a, &ra, &url_a, &[]).await;
+    let eb = register(&app, &admin_b, &rb, &url_b, &[]).await;
+    let ep = register(&app, &app.operator, &rp, &url_p, &[]).await;
+    // A second instance delivers too: the leases keep them from sending the same attempt twice.
+    app.spawn_instance().await;
+
+    // Customers of a, of b, and one of both where b's GCC purchase locks a out.
+    let ca = app.create_customer(&[]).await;
+    let cb = app.create_customer(&[]).await;
+    let cab = app.create_customer(&["gcc"]).await;
+    app.link(ca, a).await;
+    app.link(cb, b).await;
+    app.link(cab, a).await;
+    app.link(cab, b).await;
+    let commercial = app.create_offer("commercial", "license_based").await;
+    let gcc = app.create_offer("gcc", "license_based").await;
+    let mut subs_a = Vec::new();
+    for i in 0..5 {
+        subs_a.push(
+            app.purchase(ca, a, commercial, &format!("a-{i}"))
+                .await
+                .id(),
+        );
+    }
+    let sb = app.purchase(cb, b, commercial, "b-1").await.id();
+    let gcc_b = app.purchase(cab, b, gcc, "b-gcc").await.id();
+    app.set_qualifications(ca, &["education"]).await;
+    let reply = app
+        .put_if_match(
+            &format!("/v1/customers/{ca}/subscriptions/{}/status", subs_a[0]),
+            "*",
+            json!({"status": "suspended", "reason": "unpaid"}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{:#}", reply.body);
+    settled(&app).await;
+
+    // Every delivery queued for an endpoint arrived there, signed.
+    for (endpoint, receiver) in [(ea, &ra), (eb, &rb), (ep, &rp)] {
+        let queued: Vec<Uuid> =
+            sqlx::query_scalar("select event_id from webhook_deliveries where endpoint_id = $1")
+                .bind(endpoint)
+                .fetch_all(&app.pool)
+                .await
+                .unwrap();
+        let got = receiver.got();
+        let arrived: BTreeSet<String> = got.iter().map(|r| r.id.clone()).collect();
+        assert!(!queued.is_empty());
+        for id in &queued {
+            assert!(arrived.contains(&id.to_string()), "{id} never arrived");
+        }
+        assert!(got.iter().all(|r| r.verified), "a signature did not verify");
+    }
+
+    // Every committed event that concerns a partner reached it.
+    let about_a: Vec<Uuid> = sqlx::query_scalar(
+        "select id from events where partner_id = $1
+           and event_type in ('subscription_created', 'subscription_status_changed', 'customer_partner_linked')",
+    )
+    .bind(a)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let got_a: BTreeMap<String, Value> = ra
+        .got()
+        .into_iter()
+        .map(|r| (r.id.clone(), r.body))
+        .collect();
+    assert_eq!(
+        about_a.len(),
+        5 + 2 + 1,
+        "5 purchases, 2 links, 1 status change"
+    );
+    for id in &about_a {
+        assert!(got_a.contains_key(&id.to_string()), "{id} missed");
+    }
+    let types_a: BTreeSet<&str> = got_a
+        .values()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    for wanted in [
+        "subscription.created",
+        "subscription.status_changed",
+        "customer.qualifications_changed",
+        "customer.linked",
+        "customer.lockout_applies",
+    ] {
+        assert!(types_a.contains(wanted), "{wanted} not in {types_a:?}");
+    }
+    // The lockout says it applies, not who caused it; a never sees any of b's ids.
+    let lockout = got_a
+        .values()
+        .find(|b| b["type"] == "customer.lockout_applies")
+        .unwrap();
+    assert_eq!(lockout["data"], json!({"customer_id": cab}));
+    assert_eq!(lockout["version"], 1);
+    let all_a = serde_json::to_string(&got_a).unwrap();
+    let all_b =
+        serde_json::to_string(&rb.got().into_iter().map(|r| r.body).collect::<Vec<_>>()).unwrap();
+    for foreign in [
+        b.to_string(),
+        cb.to_string(),
+        sb.to_string(),
+        gcc_b.to_string(),
+    ] {
+        assert!(!all_a.contains(&foreign), "a learnt {foreign}");
+    }
+    for foreign in [a.to_string(), ca.to_string()]
+        .into_iter()
+        .chain(subs_a.iter().map(Uuid::to_string))
+    {
+        assert!(!all_b.contains(&foreign), "b learnt {foreign}");
+    }
+    // b's endpoint failed twice first: those deliveries were retried (with the same webhook-id)
+    // until 204, and every attempt is recorded, with a small prefix of the answer only.
+    let attempts: Vec<(Uuid, Option<i32>, Option<String>)> = sqlx::query_as(
+        "select d.event_id, a.status, a.body_prefix
+         from webhook_attempts a join webhook_deliveries d using (chain_id, endpoint_id, chain_seq)
+         where d.endpoint_id = $1 order by d.event_id, a.attempt",
+    )
+    .bind(eb)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let failed: Vec<_> = attempts.iter().filter(|a| a.1 == Some(500)).collect();
+    assert_eq!(failed.len(), 2);
+    assert!(failed.iter().all(|a| a.2.as_ref().unwrap().len() == 256));
+    for (event, _, _) in &failed {
+        let last = attempts.iter().rfind(|a| a.0 == *event).unwrap();
+        assert_eq!(last.1, Some(204));
+        let sent = rb
+            .got()
+            .iter()
+            .filter(|r| r.id == event.to_string())
+            .count();
+        assert!(sent >= 2, "{event} retried under its own id");
+    }
+    let queued_b: i64 =
+        sqlx::query_scalar("select count(*) from webhook_deliveries where endpoint_id = $1")
+            .bind(eb)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts.len() as i64, queued_b + 2);
+
+    // Per customer in order: each endpoint got each customer's events in chain order.
+    for receiver in [&ra, &rb, &rp] {
+        let order: Vec<(Uuid, i64)> = {
+            let ids: Vec<Uuid> = first_arrivals(&receiver.got())
+                .iter()
+                .map(|r| r.id.parse().unwrap())
+                .collect();
+            let mut out = Vec::new();
+            for id in ids {
+                let row: (Uuid, i64) =
+                    sqlx::query_as("select chain_id, chain_seq from events where id = $1")
+                        .bind(id)
+                        .fetch_one(&app.pool)
+                        .await
+                        .unwrap();
+                out.push(row);
+            }
+            out
+        };
+        let mut last: BTreeMap<Uuid, i64> = BTreeMap::new();
+        for (chain, seq) in order {
+            let before = last.insert(chain, seq).unwrap_or(0);
+            assert!(seq > before, "chain {chain}: {seq} arrived after {before}");
+        }
+    }
+
+    // The platform endpoint hears of everything, with every id.
+    let got_p: BTreeSet<String> = rp.got().into_iter().map(|r| r.id).collect();
+    for id in &about_a {
+        assert!(got_p.contains(&id.to_string()));
+    }
+
+    // The pull feed has the same notices as a's webhooks, in pages.
+    let sales_a = app.sales_token(a).await;
+    let mut feed = BTreeMap::new();
+    let mut after = 0;
+    loop {
+        let page: Value = as_token(
+            &app,
+            reqwest::Method::GET,
+            &format!("/v1/partner-events?limit=3&after={after}"),
+            &sales_a,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        for item in page["items"].as_array().unwrap() {
+            feed.insert(
+                item["id"].as_str().unwrap().to_owned(),
+                item["type"].clone(),
+            );
+            after = item["seq"].as_i64().unwrap();
+        }
+        if page["next_cursor"].is_null() {
+            break;
+        }
+    }
+    let webhooks: BTreeMap<String, Value> = got_a
+        .iter()
+        .map(|(id, body)| (id.clone(), body["type"].clone()))
+        .collect();
+    assert_eq!(feed, webhooks);
+
+    // Deliveries and attempts are visible to the endpoint's owner, and to no other partner.
+    let deliveries = as_token(
+        &app,
+        reqwest::Method::GET,
+        &format!("/v1/webhook-endpoints/{eb}/deliveries"),
+        &admin_b,
+    )
+    .send()
+    .await
+    .unwrap();
+    let deliveries: Value = deliveries.json().await.unwrap();
+    assert!(
+        deliveries
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["state"] == "delivered" && !d["attempt_log"].as_array().unwrap().is_empty())
+    );
+    let foreign = as_token(
+        &app,
+        reqwest::Method::GET,
+        &format!("/v1/webhook-endpoints/{eb}/deliveries"),
+        &admin_a,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(foreign.status(), 404);
+    let body: Value = foreign.json().await.unwrap();
+    assert_eq!(body["code"], "webhook_endpoint_not_found");
+}
+
+#[tokio::test]
+async fn gone_disables_the_endpoint_and_slow_or_busy_receivers_are_retried_after_backing_off() {
+    let app = spawn_app().await;
+    let a = app.create_qualified_partner().await;
+    let admin = issue_token(&app.pool, Role::GlobalAdmin, Some(a)).await;
+    let (gone, url_gone) = Receiver::start(Behaviour::Gone).await;
+    let (slow, url_slow) = Receiver::start(Behaviour::SlowFirst(1)).await;
+    let (busy, url_busy) = Receiver::start(Behaviour::BusyFirst(1)).await;
+    let eg = register(&app, &admin, &gone, &url_gone, &["customer.linked"]).await;
+    register(&app, &admin, &slow, &url_slow, &["customer.linked"]).await;
+    register(&app, &admin, &busy, &url_busy, &["customer.linked"]).await;
+    let c = app.create_customer(&[]).await;
+    app.link(c, a).await;
+    settled(&app).await;
+
+    let endpoint: Value = as_token(
+        &app,
+        reqwest::Method::GET,
+        &format!("/v1/webhook-endpoints/{eg}"),
+        &admin,
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        endpoint["disabled_reason"], "the endpoint answered 410 Gone",
+        "{endpoint}"
+    );
+    assert_eq!(gone.got().len(), 1, "nothing more is sent after 410");
+
+    // The slow receiver's first attempt timed out (recorded), the retry arrived.
+    let got = slow.got();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].id, got[1].id);
+    let error: Option<String> = sqlx::query_scalar(
+        "select a.error from webhook_attempts a join webhook_deliveries d using (chain_id, endpoint_id, chain_seq)
+         join webhook_endpoints e on e.id = d.endpoint_id where e.url like $1 and a.attempt = 1",
+    )
+    .bind(format!("{url_slow}%"))
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(error.unwrap().contains("no answer within"));
+
+    // Retry-After: 1 is honoured although the schedule says 200 ms.
+    let got = busy.got();
+    assert_eq!(got.len(), 2);
+    let waited = got[1].at - got[0].at;
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+}
+
+#[tokio::test]
+async fn a_crashed_instances_lease_is_taken_over_and_its_delivery_sent() {
+    let app = spawn_app().await;
+    let a = app.create_qualified_partner().await;
+    let admin = issue_token(&app.pool, Role::GlobalAdmin, Some(a)).await;
+    let (receiver, url) = Receiver::start(Behaviour::Ok).await;
+    let endpoint = register(&app, &admin, &receiver, &url, &["customer.linked"]).await;
+    let c = app.create_customer(&[]).await;
+    app.link(c, a).await;
+    settled(&app).await;
+    assert_eq!(receiver.got().len(), 1);
+    // As if an instance had leased the delivery and died before sending: it is pending, leased
+    // to a process that is gone, and its lease has run out.
+    let event: Uuid = sqlx::query_scalar(
+        "update webhook_deliveries set state = 'pending', attempts = 1, lease_owner = gen_random_uuid(),
+                lease_until = now() - interval '1 second', delivered_at = null
+         where endpoint_id = $1 returning event_id",
+    )
+    .bind(endpoint)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    settled(&app).await;
+    let got = receiver.got();
+    assert_eq!(got.len(), 2, "sent again, at least once");
+    assert_eq!(got[1].id, event.to_string());
+    assert!(got.iter().all(|r| r.verified));
+}
+
+#[tokio::test]
+async fn a_rotated_secret_and_the_previous_one_both_verify_during_the_overlap() {
+    let app = spawn_app().await;
+    let a = app.create_qualified_partner().await;
+    let admin = issue_token(&app.pool, Role::GlobalAdmin, Some(a)).await;
+    let (old, url) = Receiver::start(Behaviour::Ok).await;
+    let endpoint = register(&app, &admin, &old, &url, &["customer.linked"]).await;
+    let old_secret = old.secret.lock().unwrap().clone().unwrap();
+    let rotated: Value = as_token(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/webhook-endpoints/{endpoint}/rotate-secret"),
+        &admin,
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let new_secret = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, old_secret);
+    assert!(rotated["previous_secret_until"].is_string());
+    // A test notice is signed with both secrets too.
+    let tested: Value = as_token(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/webhook-endpoints/{endpoint}/test"),
+        &admin,
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(tested["status"], 200, "{tested}");
+    let test = old.got().pop().unwrap();
+    assert!(test.verified);
+    assert_eq!(test.body["type"], "webhook.test");
+    assert_eq!(test.id, tested["id"].as_str().unwrap());
+    old.got.lock().unwrap().clear();
+    let c = app.create_customer(&[]).await;
+    app.link(c, a).await;
+    settled(&app).await;
+    // The receiver verifies with the old secret; check the new one too.
+    assert!(old.got().iter().all(|r| r.verified) && !old.got().is_empty());
+    old.set_secret(&new_secret);
+    app.link(app.create_customer(&[]).await, a).await;
+    settled(&app).await;
+    assert!(old.got().iter().all(|r| r.verified) && old.got().len() == 2);
+}
+
+#[tokio::test]
+async fn endpoints_resolving_to_internal_addresses_are_refused_unless_allowed() {
+    let app = spawn_app().await;
+    let strict = app
+        .spawn_instance_with(|c| c.webhook_allow_private = Default::default())
+        .await;
+    let a = app.create_qualified_partner().await;
+    let admin = issue_token(&app.pool, Role::GlobalAdmin, Some(a)).await;
+    let try_url = |base: String, url: &'static str| {
+        let client = app.client.clone();
+        let admin = admin.clone();
+        async move {
+            let reply = client
+                .post(format!("{base}/v1/webhook-endpoints"))
+                .bearer_auth(admin)
+                .json(&json!({"url": url}))
+                .send()
+                .await
+                .unwrap();
+            let status = reply.status();
+            let body: Value = reply.json().await.unwrap();
+            (status, body["code"].as_str().unwrap_or_default().to_owned())
+        }
+    };
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "https://127.0.0.1/hook",
+        "https://10.0.0.1/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/hook",
+        "https://localhost/hook",
+        "ftp://127.0.0.1/hook",
+        "not a url",
+    ] {
+        let (status, code) = try_url(strict.clone(), url).await;
+        assert_eq!(
+            (status.as_u16(), code.as_str()),
+            (422, "invalid_webhook_url"),
+            "{url}"
+        );
+    }
+    // The test instance allows 127.0.0.0/8, and http:// only there.
+    let (status, _) = try_url(app.address.clone(), "http://127.0.0.1:9/hook").await;
+    assert_eq!(status, 201);
+    for url in [
+        "https://10.0.0.1/hook",
+        "http://169.254.169.254/",
+        "https://user:pw@127.0.0.1/hook",
+    ] {
+        let (status, code) = try_url(app.address.clone(), url).await;
+        assert_eq!(
+            (status.as_u16(), code.as_str()),
+            (422, "invalid_webhook_url"),
+            "{url}"
+        );
+    }
+    assert_eq!(app.count("webhook_endpoints").await, 1);
+}
+
+#[tokio::test]
+async fn only_global_admins_and_operators_manage_endpoints_and_partners_see_only_their_own() {
+    let app = spawn_app().await;
+    let a = app.create_qualified_partner().await;
+    let b = app.create_qualified_partner().await;
+    let admin_a = issue_token(&app.pool, Role::GlobalAdmin, Some(a)).await;
+    let admin_b = issue_token(&app.pool, Role::GlobalAdmin, Some(b)).await;
+    let (receiver, url) = Receiver::start(Behaviour::Ok).await;
+    let ea = register(&app, &admin_a, &receiver, &url, &[]).await;
+    let sales = app.sales_token(a).await;
+    let call = |method: reqwest::Method, path: String, token: String, body: Option<Value>| {
+        let mut request = as_token(&app, method, &path, &token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let reply = request.send().await.unwrap();
+            let status = reply.status().as_u16();
+            let body: Value = reply.json().await.unwrap_or(Value::Null);
+            (status, body)
+        }
+    };
+    let (status, body) = call(
+        reqwest::Method::POST,
+        "/v1/webhook-endpoints".into(),
+        sales.clone(),
+        Some(json!({"url": url})),
+    )
+    .await;
+    assert_eq!((status, body["code"].clone()), (403, json!("forbidden")));
+    for (method, path) in [
+        (reqwest::Method::GET, format!("/v1/webhook-endpoints/{ea}")),
+        (
+            reqwest::Method::POST,
+            format!("/v1/webhook-endpoints/{ea}/disable"),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/webhook-endpoints/{ea}/rotate-secret"),
+        ),
+    ] {
+        let (status, body) = call(method, path, admin_b.clone(), None).await;
+        assert_eq!(
+            (status, body["code"].clone()),
+            (404, json!("webhook_endpoint_not_found"))
+        );
+    }
+    let (status, body) = call(
+        reqwest::Method::POST,
+        "/v1/webhook-endpoints".into(),
+        admin_b.clone(),
+        Some(json!({"url": url, "partner_id": a})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (404, json!("partner_not_found"))
+    );
+    let (_, listed) = call(
+        reqwest::Method::GET,
+        "/v1/webhook-endpoints".into(),
+        admin_b.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(listed["items"], json!([]));
+    let (status, disabled) = call(
+        reqwest::Method::POST,
+        format!("/v1/webhook-endpoints/{ea}/disable"),
+        admin_a.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(disabled["disabled_reason"], "disabled by its owner");
+    assert!(disabled.get("secret").is_none());
+}
