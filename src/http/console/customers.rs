@@ -25,8 +25,9 @@ use crate::{
         customers::{Customer, CustomerEvidence, CustomerFilter, QualificationRecord},
     },
     domain::{
-        Action, CustomerId, CustomerQualification, DisplayName, Evidenced, PartnerId,
-        PurchaseDecision, Reason, SpecialQualification, SubscriptionId, SubscriptionStatus,
+        Action, CustomerId, CustomerQualification, DisplayName, Evidenced, ExternalReference,
+        PartnerId, PurchaseDecision, Reason, SpecialQualification, SubscriptionId,
+        SubscriptionStatus,
     },
     http::AppState,
 };
@@ -770,6 +771,8 @@ struct NewCustomerPage {
     chrome: view::Chrome,
     name: String,
     name_error: Option<String>,
+    external_reference: String,
+    reference_error: Option<String>,
     inputs: Vec<QualificationInput>,
     reason: String,
     reason_error: Option<String>,
@@ -779,7 +782,7 @@ struct NewCustomerPage {
 impl NewCustomerPage {
     fn new(
         staff: &Staff,
-        name: String,
+        (name, external_reference): (String, String),
         form: &QualificationForm,
         errors: &BTreeMap<String, String>,
     ) -> Self {
@@ -787,6 +790,8 @@ impl NewCustomerPage {
             chrome: staff.chrome("/customers"),
             name,
             name_error: errors.get("name").cloned(),
+            external_reference,
+            reference_error: errors.get("external_reference").cloned(),
             inputs: form.inputs(errors),
             reason: form.reason.clone(),
             reason_error: errors.get("reason").cloned(),
@@ -799,7 +804,7 @@ async fn new_customer(staff: Staff) -> Result<Response, ConsoleError> {
     staff.ctx.require(Action::ManageCustomers)?;
     render(&NewCustomerPage::new(
         &staff,
-        String::new(),
+        (String::new(), String::new()),
         &QualificationForm::default(),
         &BTreeMap::new(),
     ))
@@ -810,13 +815,19 @@ async fn create_customer(
     posted: Posted<Fields>,
 ) -> Result<Response, ConsoleError> {
     let Posted { staff, form } = posted;
-    let raw_name = form
-        .iter()
-        .find(|(k, _)| k == "name")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+    let field = |key: &str| {
+        form.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let typed = (field("name"), field("external_reference"));
     let submitted = QualificationForm::from_fields(&form);
-    let name = DisplayName::parse(&raw_name);
+    let name = DisplayName::parse(&typed.0);
+    let reference = match typed.1.trim() {
+        "" => Ok(None),
+        raw => ExternalReference::parse(raw).map(Some),
+    };
     // Evidence is checked with the rest, so one answer names every field to fix.
     let change = qualification_change(&submitted).and_then(|change| {
         app::customers::initial_evidence(&change)
@@ -828,23 +839,39 @@ async fn create_customer(
                 other => BTreeMap::from([("qualifications".to_owned(), other.to_string())]),
             })
     });
-    let (name, change) = match (name, change) {
-        (Ok(name), Ok(change)) => (name, change),
-        (name, change) => {
+    let (name, change, external_reference) = match (name, change, reference) {
+        (Ok(name), Ok(change), Ok(reference)) => (name, change, reference),
+        (name, change, reference) => {
             let mut errors = change.err().unwrap_or_default();
             if let Err(e) = name {
                 errors.insert("name".into(), format!("The name {e}."));
             }
-            let page = NewCustomerPage::new(&staff, raw_name, &submitted, &errors);
+            if let Err(e) = reference {
+                errors.insert("external_reference".into(), view::sentence(&e.to_string()));
+            }
+            let page = NewCustomerPage::new(&staff, typed, &submitted, &errors);
             return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
-    // The form has no external reference (yet): a customer created here has none.
     let draft = app::customers::CustomerDraft {
         name,
         change,
-        external_reference: None,
+        external_reference,
     };
-    let customer = app::customers::create(&state.pool, &staff.ctx, draft).await?;
+    let customer = match app::customers::create(&state.pool, &staff.ctx, draft).await {
+        Ok(customer) => customer,
+        Err(app::Error::ExternalReferenceTaken {
+            reference,
+            customer,
+        }) => {
+            let errors = BTreeMap::from([(
+                "external_reference".to_owned(),
+                format!("Customer {customer} already has the external reference {reference}."),
+            )]);
+            let page = NewCustomerPage::new(&staff, typed, &submitted, &errors);
+            return render_status(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Redirect::to(&format!("/customers/{}", customer.id)).into_response())
 }

@@ -330,6 +330,24 @@ async fn back_office_creates_customers_links_partners_and_changes_subscription_s
         .await;
     assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.html);
     let location = created.location.unwrap();
+    let with_reference = &[
+        ("name", "Contoso Academy"),
+        ("external_reference", "CRM-42"),
+        ("reason", "new"),
+    ];
+    let first = staff.post("/customers/new", with_reference).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.html);
+    let again = staff.post("/customers/new", with_reference).await;
+    assert_eq!(again.status, StatusCode::UNPROCESSABLE_ENTITY);
+    again
+        .assert_contains("id=\"external_reference-error\"")
+        .assert_contains("already has the external reference CRM-42");
+    let holders: i64 =
+        sqlx::query_scalar("select count(*) from customers where external_reference = 'CRM-42'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(holders, 1);
     let customer: uuid::Uuid = location.trim_start_matches("/customers/").parse().unwrap();
 
     let partner = app.create_qualified_partner().await;
