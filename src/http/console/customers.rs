@@ -14,7 +14,7 @@ use axum::{
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
-use super::{ConsoleError, Posted, Staff, parse_id, render, render_status, view};
+use super::{ConsoleError, Posted, Staff, actor_names, parse_id, render, render_status, view};
 use crate::{
     app::{
         self, Precondition,
@@ -313,29 +313,6 @@ struct CustomerParams {
     done: Option<String>,
 }
 
-/// Actors as shown: a name with role and partner for users and tokens, `system` as is. Partner
-/// users see names only of their own partner's people; of anyone else, the role alone.
-async fn actor_names(
-    state: &AppState,
-    staff: &Staff,
-    actors: &[String],
-) -> Result<BTreeMap<String, String>, ConsoleError> {
-    let names = app::users::principal_names(&state.pool, actors).await?;
-    Ok(names
-        .into_iter()
-        .map(|p| {
-            let shown = match staff.partner() {
-                Some(own) if p.partner_id != Some(own) => format!("{} staff", p.role),
-                _ => {
-                    let partner = p.partner_name.map(|n| format!(", {n}")).unwrap_or_default();
-                    format!("{} ({}{partner})", p.name, p.role)
-                }
-            };
-            (p.id.to_string(), shown)
-        })
-        .collect())
-}
-
 /// Offers and partners are reference data: few enough to list in one page of choices.
 const CHOICES: i64 = 500;
 
@@ -403,7 +380,7 @@ async fn customer_page(
     .map(|o| (o.id, o.name))
     .collect::<BTreeMap<_, _>>();
     let actors: Vec<String> = history.iter().map(|h| h.actor.clone()).collect();
-    let names = actor_names(state, staff, &actors).await?;
+    let names = actor_names(state, staff, actors.iter().map(String::as_str)).await?;
     let name_of = |p: PartnerId| {
         partner_names
             .get(&p)
@@ -668,7 +645,7 @@ async fn change_qualifications(
         }
         Err(app::Error::CustomerVersionMismatch(current)) => {
             let customer = app::customers::get(&state.pool, &staff.ctx, id).await?;
-            let names = actor_names(&state, &staff, std::slice::from_ref(&current.actor)).await?;
+            let names = actor_names(&state, &staff, [current.actor.as_str()]).await?;
             let page = ConflictPage {
                 chrome: staff.chrome("/customers"),
                 id: id.to_string(),

@@ -397,6 +397,43 @@ pub fn render_status(status: StatusCode, page: &impl Template) -> Result<Respons
     Ok((status, render(page)?).into_response())
 }
 
+/// How the actors among `ids` (events' and histories' `actor`) are shown to `staff`: users and
+/// tokens by name and role (and partner), `system` as the command line. Partner users see their own
+/// partner's people by name and anyone else by role alone, so staff names and other partners stay
+/// private.
+pub async fn actor_names<'a>(
+    state: &AppState,
+    staff: &Staff,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<std::collections::HashMap<String, String>, ConsoleError> {
+    let ids: Vec<String> = ids
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let mut names: std::collections::HashMap<String, String> =
+        app::users::principal_names(&state.pool, &ids)
+            .await?
+            .into_iter()
+            .map(|p| {
+                let shown = match staff.partner() {
+                    Some(own) if p.partner_id != Some(own) => format!("{} staff", p.role),
+                    _ => {
+                        let partner = p.partner_name.map(|n| format!(", {n}")).unwrap_or_default();
+                        match p.username {
+                            Some(_) => format!("{} ({}{partner})", p.name, p.role),
+                            None => format!("token “{}” ({}{partner})", p.name, p.role),
+                        }
+                    }
+                };
+                (p.id.to_string(), shown)
+            })
+            .collect();
+    names.insert("system".to_owned(), "system (command line)".to_owned());
+    Ok(names)
+}
+
 /// An id from a path, or 404: a mistyped id is a page that does not exist.
 pub fn parse_id(raw: &str) -> Result<Uuid, ConsoleError> {
     raw.parse().map_err(|_| ConsoleError::NotFound)

@@ -17,7 +17,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 use uuid::Uuid;
 
 use super::{
-    ConsoleError, Posted, Staff, parse_id, render, render_status,
+    ConsoleError, Posted, Staff, actor_names, parse_id, render, render_status,
     view::{self, Chrome},
 };
 use crate::{
@@ -637,36 +637,6 @@ struct FormErrors {
 enum Retry {
     Qualifications(QualificationSubmission, FormErrors),
     Providers(ProviderSubmission, FormErrors),
-}
-
-/// Readable names of the actors among `ids`, for staff: a partner user sees ids only, as in the
-/// API (the names are of the reseller's staff, not the partner's business).
-async fn actor_names<'a>(
-    state: &AppState,
-    staff: &Staff,
-    ids: impl Iterator<Item = &'a str>,
-) -> Result<HashMap<String, String>, ConsoleError> {
-    if staff.partner().is_some() {
-        return Ok(HashMap::new());
-    }
-    let ids: Vec<String> = ids
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    let mut names: HashMap<String, String> = app::users::principal_names(&state.pool, &ids)
-        .await?
-        .into_iter()
-        .map(|p| {
-            let shown = match p.username {
-                Some(_) => format!("{} ({})", p.name, p.role),
-                None => format!("token “{}” ({})", p.name, p.role),
-            };
-            (p.id.to_string(), shown)
-        })
-        .collect();
-    names.insert("system".to_owned(), "system (command line)".to_owned());
-    Ok(names)
 }
 
 fn actor(id: &str, names: &HashMap<String, String>) -> ActorView {
