@@ -55,6 +55,14 @@ impl RequestContext {
         }
     }
 
+    /// Passes if the principal's role permits any of `actions`; else the first one's refusal.
+    pub fn require_any(&self, actions: &[Action]) -> Result<()> {
+        match actions.iter().find(|&&action| self.require(action).is_ok()) {
+            Some(_) => Ok(()),
+            None => actions.first().map_or(Ok(()), |&first| self.require(first)),
+        }
+    }
+
     /// The partner whose data alone the caller may see, for partner roles.
     pub fn partner_scope(&self) -> Option<PartnerId> {
         self.principal.as_ref().and_then(Principal::partner_scope)

@@ -204,9 +204,7 @@ pub async fn list(
     ctx: &RequestContext,
     page: Keyset,
 ) -> Result<Vec<PrincipalSummary>> {
-    if ctx.require(Action::ReadAudit).is_err() {
-        ctx.require(Action::ManageAccess)?;
-    }
+    ctx.require_any(&[Action::ManageAccess, Action::ReadAudit])?;
     let now = Utc::now();
     Ok(db::principals::list(pool, ctx.partner_scope(), page)
         .await?

@@ -190,30 +190,17 @@ async fn manageable(
 
 /// A page of accounts: all for operators and auditors, their partner's for global admins.
 pub async fn list(pool: &PgPool, ctx: &RequestContext, page: Keyset) -> Result<Vec<User>> {
-    require_any(ctx, &[Action::ManageAccess, Action::ReadAudit])?;
+    ctx.require_any(&[Action::ManageAccess, Action::ReadAudit])?;
     Ok(db::users::list(pool, ctx.partner_scope(), page).await?)
 }
 
 /// One account, as [`list`] would show it.
 pub async fn get(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<User, AccountError> {
-    require_any(ctx, &[Action::ManageAccess, Action::ReadAudit])?;
+    ctx.require_any(&[Action::ManageAccess, Action::ReadAudit])?;
     db::users::get(pool, id)
         .await?
         .filter(|u| ctx.partner_scope().is_none() || u.partner_id == ctx.partner_scope())
         .ok_or(AccountError::UserNotFound(id))
-}
-
-/// Passes if the caller may take any of `actions`; else the first one's refusal.
-fn require_any(ctx: &RequestContext, actions: &[Action]) -> Result<()> {
-    let mut refusal = Ok(());
-    for action in actions {
-        match ctx.require(*action) {
-            Ok(()) => return Ok(()),
-            Err(e) if refusal.is_ok() => refusal = Err(e),
-            Err(_) => {}
-        }
-    }
-    refusal
 }
 
 /// Disables (ending its sessions) or enables an account. Nobody disables their own.

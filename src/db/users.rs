@@ -371,7 +371,7 @@ pub async fn revoke_sessions(db: impl PgExecutor<'_>, user: Uuid, which: Session
 }
 
 /// How a principal is shown to people: its kind, a name, and its role and partner.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrincipalName {
     /// The principal's id.
     pub id: Uuid,
