@@ -212,22 +212,22 @@ pub async fn dispatch_round(pool: &PgPool, full: bool) -> anyhow::Result<usize> 
                 partner_id: event.partner_id.map(PartnerId),
                 payload: &event.payload,
             };
-            let occurred_at = event
-                .occurred_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
             let mut queued = 0;
             for notice in webhook::notices(&facts, &linked) {
                 let kind = notice.event_type.as_str();
                 db::webhooks::feed_append(
                     &mut tx,
                     notice.audience.key(),
+                    chain,
+                    event.chain_seq,
                     event.id,
                     kind,
                     event.occurred_at,
                     &notice.data,
                 )
                 .await?;
-                let body = webhook::body(event.id, &occurred_at, &notice).to_string();
+                let body =
+                    webhook::body(event.id, event.occurred_at, notice.event_type, &notice.data);
                 for target in targets.iter().filter(|t| wants(t, notice.audience, kind)) {
                     db::webhooks::queue(
                         &mut *tx,
@@ -356,6 +356,7 @@ pub async fn send_test(
         event_id: id,
         body,
         attempts: 1,
+        retry_base: 0,
         url,
         secret,
         previous_secret,
@@ -438,7 +439,8 @@ async fn deliver(
             "gone"
         }
         _ => {
-            let attempts = u32::try_from(delivery.attempts).unwrap_or(u32::MAX);
+            let attempts =
+                u32::try_from(delivery.attempts - delivery.retry_base).unwrap_or(u32::MAX);
             match webhook::retry_delay(
                 &settings.retry_schedule,
                 attempts,

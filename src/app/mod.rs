@@ -126,6 +126,9 @@ pub enum Error {
     /// No webhook endpoint with this id (within the caller's scope).
     #[error("webhook endpoint {0} does not exist")]
     WebhookEndpointNotFound(uuid::Uuid),
+    /// The endpoint has no notice of this event to send again.
+    #[error("event {0} made no notice for this webhook endpoint")]
+    WebhookEventNotFound(uuid::Uuid),
     /// A webhook URL that cannot be registered.
     #[error("{0}")]
     InvalidWebhookUrl(String),

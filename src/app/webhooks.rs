@@ -14,11 +14,11 @@ use crate::{
     db::{
         self, Keyset,
         events::NewEvent,
-        webhooks::{Delivery, Endpoint, FeedEntry, NewEndpoint},
+        webhooks::{Delivery, Endpoint, FeedEntry, NewEndpoint, Redelivery},
     },
     domain::{
         Action, EventType, PartnerId,
-        webhook::{AllowList, SECRET_PREFIX, WebhookEventType},
+        webhook::{self, AllowList, SECRET_PREFIX, WebhookEventType},
     },
 };
 
@@ -181,15 +181,32 @@ pub async fn disable(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<En
     let mut tx = pool.begin().await?;
     let endpoint = visible(&mut *tx, ctx, id).await?;
     if db::webhooks::disable_endpoint(&mut *tx, id, "disabled by its owner").await? {
-        db::events::append(
-            &mut *tx,
-            &ctx.actor,
-            NewEvent {
-                event_type: EventType::WebhookEndpointDisabled,
-                customer_id: None,
-                partner_id: endpoint.partner_id,
-                payload: json!({"endpoint_id": id}),
-            },
+        audit(
+            &mut tx,
+            ctx,
+            &endpoint,
+            EventType::WebhookEndpointDisabled,
+            json!({"endpoint_id": id}),
+        )
+        .await?;
+    }
+    let endpoint = visible(&mut *tx, ctx, id).await?;
+    tx.commit().await?;
+    Ok(endpoint)
+}
+
+/// Enables a disabled endpoint (idempotent): its pending deliveries are sent again. Notices of
+/// what happened while it was disabled were not queued for it: [`redeliver`] the range.
+pub async fn enable(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<Endpoint> {
+    let mut tx = pool.begin().await?;
+    let endpoint = visible(&mut *tx, ctx, id).await?;
+    if db::webhooks::enable_endpoint(&mut *tx, id).await? {
+        audit(
+            &mut tx,
+            ctx,
+            &endpoint,
+            EventType::WebhookEndpointEnabled,
+            json!({"endpoint_id": id}),
         )
         .await?;
     }
@@ -200,15 +217,122 @@ pub async fn disable(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<En
 
 /// A new secret, shown once; the old one keeps signing for [`ROTATION_OVERLAP`].
 pub async fn rotate(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<EndpointWithSecret> {
-    visible(pool, ctx, id).await?;
+    let mut tx = pool.begin().await?;
+    let endpoint = visible(&mut *tx, ctx, id).await?;
     let (shown, stored) = new_secret()?;
     let until: DateTime<Utc> =
         Utc::now() + chrono::Duration::from_std(ROTATION_OVERLAP).expect("the overlap is a day");
-    db::webhooks::rotate_secret(pool, id, &stored, until).await?;
+    db::webhooks::rotate_secret(&mut *tx, id, &stored, until).await?;
+    audit(
+        &mut tx,
+        ctx,
+        &endpoint,
+        EventType::WebhookSecretRotated,
+        json!({"endpoint_id": id}),
+    )
+    .await?;
+    let endpoint = visible(&mut *tx, ctx, id).await?;
+    tx.commit().await?;
     Ok(EndpointWithSecret {
-        endpoint: visible(pool, ctx, id).await?,
+        endpoint,
         secret: shown,
     })
+}
+
+/// Most notices one redelivery queues; a longer range is taken in several calls.
+pub const REDELIVERY_LIMIT: i64 = 1000;
+
+/// What a redelivery queued.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Redelivered {
+    /// Notices queued, due now.
+    pub queued: u64,
+    /// Set when the range held more notices than one call takes (1,000): ask again with this as
+    /// `since` for the rest.
+    pub next_since: Option<DateTime<Utc>>,
+}
+
+/// Sends the endpoint its notices again: of one event, or of the events that happened in a range
+/// (at most [`REDELIVERY_LIMIT`] a call). Notices come from its audience's feed, so this also
+/// reaches events that were never queued for it (it was disabled, or registered later), and
+/// only ever its own partner's. Each is due now, with a fresh retry schedule.
+pub async fn redeliver(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    id: Uuid,
+    which: Redelivery,
+) -> Result<Redelivered> {
+    let mut tx = pool.begin().await?;
+    let endpoint = visible(&mut *tx, ctx, id).await?;
+    let audience = endpoint.partner_id.map_or(Uuid::nil(), |p| p.0);
+    let mut notices = db::webhooks::notices_to_redeliver(
+        &mut *tx,
+        audience,
+        &endpoint.event_types,
+        which,
+        REDELIVERY_LIMIT + 1,
+    )
+    .await?;
+    if let Redelivery::Event(event) = which
+        && notices.is_empty()
+    {
+        return Err(Error::WebhookEventNotFound(event));
+    }
+    let next_since = (notices.len() as i64 > REDELIVERY_LIMIT)
+        .then(|| notices.pop().map(|n| n.occurred_at))
+        .flatten();
+    let bodies: Vec<String> = notices
+        .iter()
+        .map(|n| {
+            let event_type = n
+                .event_type
+                .parse::<WebhookEventType>()
+                .map_err(|e| Error::Internal(anyhow::anyhow!("feed entry {}: {e}", n.event_id)))?;
+            Ok(webhook::body(
+                n.event_id,
+                n.occurred_at,
+                event_type,
+                &n.data,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let queued = db::webhooks::requeue(&mut *tx, id, &notices, &bodies).await?;
+    let scope = match which {
+        Redelivery::Event(event) => json!({"event_id": event}),
+        Redelivery::Range { since, until } => json!({"since": since, "until": until}),
+    };
+    audit(
+        &mut tx,
+        ctx,
+        &endpoint,
+        EventType::WebhookRedeliveryRequested,
+        json!({"endpoint_id": id, "which": scope, "queued": queued}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redelivered { queued, next_since })
+}
+
+/// Records a change to an endpoint on its partner's chain (the catalog chain for the platform's).
+async fn audit(
+    tx: &mut sqlx::PgConnection,
+    ctx: &RequestContext,
+    endpoint: &Endpoint,
+    event_type: EventType,
+    payload: serde_json::Value,
+) -> Result<()> {
+    db::events::append(
+        tx,
+        &ctx.actor,
+        NewEvent {
+            event_type,
+            customer_id: None,
+            partner_id: endpoint.partner_id,
+            payload,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 impl Default for Settings {

@@ -125,6 +125,20 @@ pub async fn disable_endpoint(db: impl PgExecutor<'_>, id: Uuid, reason: &str) -
     Ok(done.rows_affected() == 1)
 }
 
+/// Enables a disabled endpoint; whether it was disabled. Its pending deliveries are sent again;
+/// what happened while it was disabled was not queued for it (see [`notices_to_redeliver`]).
+pub async fn enable_endpoint(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
+    let done = sqlx::query!(
+        "update webhook_endpoints set disabled_at = null, disabled_reason = null
+         where id = $1 and disabled_at is not null",
+        id
+    )
+    .execute(db)
+    .await
+    .context("webhooks::enable_endpoint")?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Replaces the signing key; the old one keeps signing until `overlap_until`.
 pub async fn rotate_secret(
     db: impl PgExecutor<'_>,
@@ -330,9 +344,12 @@ pub async fn queue(
 
 /// Appends a notice to an audience's feed (a partner, or the nil id for the platform) under the
 /// row lock of its head, so feed numbers commit in order.
+#[allow(clippy::too_many_arguments)]
 pub async fn feed_append(
     db: &mut sqlx::PgConnection,
     audience: Uuid,
+    chain: Uuid,
+    chain_seq: i64,
     event_id: Uuid,
     event_type: &str,
     occurred_at: DateTime<Utc>,
@@ -348,10 +365,12 @@ pub async fn feed_append(
     .await
     .context("webhooks::feed_append")?;
     sqlx::query!(
-        "insert into partner_feed (partner_id, seq, event_id, event_type, occurred_at, data)
-         values ($1, $2, $3, $4, $5, $6)",
+        "insert into partner_feed (partner_id, seq, chain_id, chain_seq, event_id, event_type, occurred_at, data)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
         audience,
         seq,
+        chain,
+        chain_seq,
         event_id,
         event_type,
         occurred_at,
@@ -361,6 +380,105 @@ pub async fn feed_append(
     .await
     .context("webhooks::feed_append")?;
     Ok(())
+}
+
+/// Which notices of an audience to send an endpoint again.
+#[derive(Debug, Clone, Copy)]
+pub enum Redelivery {
+    /// The notice of one event.
+    Event(Uuid),
+    /// The notices of events that happened in `[since, until)`, oldest first.
+    Range {
+        /// From this instant on.
+        since: DateTime<Utc>,
+        /// Before this instant.
+        until: DateTime<Utc>,
+    },
+}
+
+/// A notice of the feed, with its event's place in the chain.
+#[derive(Debug)]
+pub struct FeedNotice {
+    /// The event's chain.
+    pub chain_id: Uuid,
+    /// Its place in the chain.
+    pub chain_seq: i64,
+    /// The event's id.
+    pub event_id: Uuid,
+    /// The notice type.
+    pub event_type: String,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The notice's `data`.
+    pub data: Value,
+}
+
+/// Up to `limit` notices of `audience` that `which` selects, of the types wanted (empty: all),
+/// oldest first.
+pub async fn notices_to_redeliver(
+    db: impl PgExecutor<'_>,
+    audience: Uuid,
+    event_types: &[String],
+    which: Redelivery,
+    limit: i64,
+) -> Result<Vec<FeedNotice>> {
+    let (event, since, until) = match which {
+        Redelivery::Event(id) => (Some(id), None, None),
+        Redelivery::Range { since, until } => (None, Some(since), Some(until)),
+    };
+    sqlx::query_as!(
+        FeedNotice,
+        r#"select chain_id, chain_seq, event_id, event_type, occurred_at, data
+           from partner_feed
+           where partner_id = $1
+             and (cardinality($2::text[]) = 0 or event_type = any($2))
+             and ($3::uuid is null or event_id = $3)
+             and ($4::timestamptz is null or occurred_at >= $4)
+             and ($5::timestamptz is null or occurred_at < $5)
+           order by occurred_at, seq limit $6"#,
+        audience,
+        event_types,
+        event,
+        since,
+        until,
+        limit
+    )
+    .fetch_all(db)
+    .await
+    .context("webhooks::notices_to_redeliver")
+}
+
+/// Queues notices for an endpoint again, due now, each with a fresh retry schedule: new
+/// deliveries for notices never queued for it, and delivered, failed or pending ones made pending
+/// again (their attempts stay on record). One in flight loses its lease, so its outcome does not
+/// settle it: it is sent again. `bodies` pairs with `notices`.
+pub async fn requeue(
+    db: impl PgExecutor<'_>,
+    endpoint: Uuid,
+    notices: &[FeedNotice],
+    bodies: &[String],
+) -> Result<u64> {
+    let chains: Vec<Uuid> = notices.iter().map(|n| n.chain_id).collect();
+    let seqs: Vec<i64> = notices.iter().map(|n| n.chain_seq).collect();
+    let ids: Vec<Uuid> = notices.iter().map(|n| n.event_id).collect();
+    let types: Vec<String> = notices.iter().map(|n| n.event_type.clone()).collect();
+    let done = sqlx::query!(
+        "insert into webhook_deliveries (chain_id, endpoint_id, chain_seq, event_id, event_type, body)
+         select c, $1, s, i, t, b from unnest($2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[]) as n(c, s, i, t, b)
+         on conflict (chain_id, endpoint_id, chain_seq) do update
+         set state = 'pending', next_attempt_at = now(), retry_base = webhook_deliveries.attempts,
+             delivered_at = null, lease_owner = null, lease_until = null",
+        endpoint,
+        &chains,
+        &seqs,
+        &ids,
+        &types,
+        bodies,
+    )
+    .execute(db)
+    .await
+    .context("webhooks::requeue")?;
+    Ok(done.rows_affected())
 }
 
 /// One entry of the pull feed.
@@ -415,6 +533,8 @@ pub struct Leased {
     pub body: String,
     /// This attempt's number, from 1.
     pub attempts: i32,
+    /// Attempts before the last redelivery: the retry schedule counts those after it.
+    pub retry_base: i32,
     /// The endpoint's URL.
     pub url: String,
     /// Its keys: the current, and the previous during an overlap.
@@ -454,7 +574,7 @@ pub async fn lease(
            from due, webhook_endpoints ep
            where d.chain_id = due.chain_id and d.endpoint_id = due.endpoint_id
              and d.chain_seq = due.chain_seq and ep.id = d.endpoint_id
-           returning d.chain_id, d.endpoint_id, d.chain_seq, d.event_id, d.body, d.attempts, ep.url,
+           returning d.chain_id, d.endpoint_id, d.chain_seq, d.event_id, d.body, d.attempts, d.retry_base, ep.url,
                      ep.secret,
                      case when ep.previous_secret_until > now() then ep.previous_secret end as previous_secret"#,
         owner,

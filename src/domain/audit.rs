@@ -33,6 +33,8 @@ super::wire_enum!(
         WebhookEndpointCreated => "webhook_endpoint_created",
         WebhookEndpointDisabled => "webhook_endpoint_disabled",
         WebhookSecretRotated => "webhook_secret_rotated",
+        WebhookEndpointEnabled => "webhook_endpoint_enabled",
+        WebhookRedeliveryRequested => "webhook_redelivery_requested",
     }
 );
 

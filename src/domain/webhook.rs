@@ -4,6 +4,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
+use chrono::{DateTime, SecondsFormat, Utc};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -197,21 +198,29 @@ pub fn notices(event: &EventFacts<'_>, linked: &[PartnerId]) -> Vec<Notice> {
         | E::UserPasswordChanged
         | E::WebhookEndpointCreated
         | E::WebhookEndpointDisabled
-        | E::WebhookSecretRotated => {}
+        | E::WebhookSecretRotated
+        | E::WebhookEndpointEnabled
+        | E::WebhookRedeliveryRequested => {}
     }
     out
 }
 
 /// The body sent for a notice: `{"type", "version", "id", "timestamp", "data"}`, where `id` is the
-/// audit event's id and `timestamp` when it happened (RFC 3339).
-pub fn body(event_id: Uuid, occurred_at: &str, notice: &Notice) -> Value {
+/// audit event's id and `timestamp` when it happened (RFC 3339, microseconds, UTC).
+pub fn body(
+    event_id: Uuid,
+    occurred_at: DateTime<Utc>,
+    event_type: WebhookEventType,
+    data: &Value,
+) -> String {
     json!({
-        "type": notice.event_type.as_str(),
+        "type": event_type.as_str(),
         "version": PAYLOAD_VERSION,
         "id": event_id,
-        "timestamp": occurred_at,
-        "data": notice.data,
+        "timestamp": occurred_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        "data": data,
     })
+    .to_string()
 }
 
 /// A signing secret's key bytes from its stored (or `whsec_`-prefixed) base64 form.

@@ -164,6 +164,7 @@ impl From<app::Error> for ApiError {
             E::Forbidden { .. } => Self::new(Code::Forbidden, detail),
             E::TokenNotFound(_) => Self::new(Code::TokenNotFound, detail),
             E::WebhookEndpointNotFound(_) => Self::new(Code::WebhookEndpointNotFound, detail),
+            E::WebhookEventNotFound(_) => Self::new(Code::WebhookEventNotFound, detail),
             E::InvalidWebhookUrl(_) => Self::new(Code::InvalidWebhookUrl, detail),
             E::InvalidTokenRequest(_) => Self::new(Code::InvalidTokenRequest, detail),
             E::CustomerNotFound(_) => Self::new(Code::CustomerNotFound, detail),

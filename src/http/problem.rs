@@ -53,6 +53,7 @@ problem_codes! {
     SubscriptionNotFound = "subscription_not_found", NOT_FOUND, "No such subscription of this customer.";
     TokenNotFound = "token_not_found", NOT_FOUND, "No such token (or another partner's).";
     WebhookEndpointNotFound = "webhook_endpoint_not_found", NOT_FOUND, "No such webhook endpoint (or another partner's).";
+    WebhookEventNotFound = "webhook_event_not_found", NOT_FOUND, "The event made no notice for this endpoint (another partner's, a type it does not want, or no such event).";
     NotRecordedAt = "not_recorded_at", NOT_FOUND, "`as_of` is before the customer or partner existed.";
     RouteNotFound = "route_not_found", NOT_FOUND, "No such route.";
     MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, "The route does not accept this method.";

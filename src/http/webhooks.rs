@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     app::{self, RequestContext, webhooks::EndpointWithSecret},
-    db::webhooks::{Delivery, Endpoint, FeedEntry},
+    db::webhooks::{Delivery, Endpoint, FeedEntry, Redelivery},
     domain::{PartnerId, checked_text, webhook::WebhookEventType},
 };
 
@@ -29,6 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create, list))
         .routes(routes!(get))
         .routes(routes!(disable))
+        .routes(routes!(enable))
+        .routes(routes!(redeliver))
         .routes(routes!(rotate))
         .routes(routes!(send_test))
         .routes(routes!(deliveries))
@@ -158,6 +160,90 @@ async fn disable(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Endpoint>, ApiError> {
     Ok(Json(app::webhooks::disable(&state.pool, &ctx, id).await?))
+}
+
+/// Enable a disabled endpoint (idempotent): its pending deliveries are sent again. What happened
+/// while it was disabled was not queued for it: redeliver that range.
+#[utoipa::path(
+    post, path = "/v1/webhook-endpoints/{endpoint_id}/enable", tag = "webhooks", operation_id = "enable_webhook_endpoint",
+    params(("endpoint_id" = Uuid, Path, description = "The endpoint's id.")),
+    responses((status = 200, description = "The enabled endpoint.", body = Endpoint), OneProblems),
+)]
+async fn enable(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Endpoint>, ApiError> {
+    Ok(Json(app::webhooks::enable(&state.pool, &ctx, id).await?))
+}
+
+/// What to send again: one event's notice, or those of the events in a time range.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"since": "2026-11-27T08:00:00Z", "until": "2026-11-27T12:00:00Z"}))]
+struct RedeliverRequest {
+    /// The audit event (the `webhook-id` received) whose notice to send again.
+    event_id: Option<Uuid>,
+    /// Notices of events that happened at or after this instant; with `until`, instead of
+    /// `event_id`.
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// And before this instant (default: now).
+    until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+problems!(
+    RedeliverProblems = [
+        AUTHENTICATED,
+        PATH,
+        JSON_BODY,
+        &[
+            Code::InvalidField,
+            Code::WebhookEndpointNotFound,
+            Code::WebhookEventNotFound
+        ]
+    ]
+);
+
+/// Send notices again, due now, each with a fresh retry schedule: one event's (`event_id`), or
+/// those of events that happened in `[since, until)`, up to 1,000 a call (`next_since` says where
+/// to go on). Notices never queued for the endpoint (it was disabled, or registered later) are
+/// sent too; a partner's endpoint only ever gets its own partner's. Per customer, order holds.
+#[utoipa::path(
+    post, path = "/v1/webhook-endpoints/{endpoint_id}/redeliver", tag = "webhooks", operation_id = "redeliver_webhooks",
+    params(("endpoint_id" = Uuid, Path, description = "The endpoint's id.")),
+    request_body = RedeliverRequest,
+    responses((status = 202, description = "Queued.", body = app::webhooks::Redelivered), RedeliverProblems),
+)]
+async fn redeliver(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path(id): Path<Uuid>,
+    Json(body): Json<RedeliverRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let which = match (body.event_id, body.since, body.until) {
+        (Some(event), None, None) => Redelivery::Event(event),
+        (None, Some(since), until) => {
+            let until = until.unwrap_or_else(chrono::Utc::now);
+            if until <= since {
+                return Err(ApiError::invalid_field("until", "must be after `since`"));
+            }
+            Redelivery::Range { since, until }
+        }
+        (Some(_), _, _) => {
+            return Err(ApiError::invalid_field(
+                "event_id",
+                "either `event_id` or a range (`since`, `until`), not both",
+            ));
+        }
+        (None, None, _) => {
+            return Err(ApiError::invalid_field(
+                "since",
+                "name an `event_id` or the start of a range",
+            ));
+        }
+    };
+    let done = app::webhooks::redeliver(&state.pool, &ctx, id, which).await?;
+    Ok((StatusCode::ACCEPTED, Json(done)))
 }
 
 /// Rotate the signing secret: the new one is shown this once; for 24 hours both sign

@@ -551,6 +551,14 @@ async fn a_rotated_secret_and_the_previous_one_both_verify_during_the_overlap() 
     let new_secret = rotated["secret"].as_str().unwrap().to_owned();
     assert_ne!(new_secret, old_secret);
     assert!(rotated["previous_secret_until"].is_string());
+    let rotations: i64 = sqlx::query_scalar(
+        "select count(*) from events where event_type = 'webhook_secret_rotated' and payload->>'endpoint_id' = $1",
+    )
+    .bind(endpoint.to_string())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(rotations, 1, "a rotation is audited");
     // A test notice is signed with both secrets too.
     let tested: Value = as_token(
         &app,
@@ -716,4 +724,169 @@ async fn only_global_admins_and_operators_manage_endpoints_and_partners_see_only
     assert_eq!(status, 200);
     assert_eq!(disabled["disabled_reason"], "disabled by its owner");
     assert!(disabled.get("secret").is_none());
+}
+
+/// The state and attempt count of `endpoint`'s delivery of `event`.
+async fn delivery_of(app: &TestApp, endpoint: Uuid, event: Uuid) -> (String, i32) {
+    sqlx::query_as(
+        "select state, attempts from webhook_deliveries where endpoint_id = $1 and event_id = $2",
+    )
+    .bind(endpoint)
+    .bind(event)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+/// The id of the latest event of `event_type` about `customer`.
+async fn latest_event(app: &TestApp, customer: Uuid, event_type: &str) -> Uuid {
+    sqlx::query_scalar(
+        "select id from events where customer_id = $1 and event_type = $2 order by id desc limit 1",
+    )
+    .bind(customer)
+    .bind(event_type)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_failed_endpoint_is_enabled_and_redelivered_what_it_missed_with_a_fresh_schedule() {
+    let app = spawn_app().await;
+    let started = chrono::Utc::now();
+    let a = app.create_qualified_partner().await;
+    let b = app.create_qualified_partner().await;
+    let admin = issue_token(&app.pool, Role::GlobalAdmin, Some(a)).await;
+    let admin_b = issue_token(&app.pool, Role::GlobalAdmin, Some(b)).await;
+    // Fails its first 6 requests: the whole schedule (4 attempts in tests), then 2 more.
+    let (receiver, url) = Receiver::start(Behaviour::FailFirst(6)).await;
+    let endpoint = register(&app, &admin, &receiver, &url, &["customer.linked"]).await;
+    let post = |path: String, token: String, body: Value| {
+        let request = as_token(&app, reqwest::Method::POST, &path, &token).json(&body);
+        async move {
+            let reply = request.send().await.unwrap();
+            let status = reply.status().as_u16();
+            (status, reply.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let redeliver = format!("/v1/webhook-endpoints/{endpoint}/redeliver");
+
+    let first = app.create_customer(&[]).await;
+    app.link(first, a).await;
+    let e1 = latest_event(&app, first, "customer_partner_linked").await;
+    settled(&app).await;
+    assert_eq!(delivery_of(&app, endpoint, e1).await, ("failed".into(), 4));
+    let reason: Option<String> =
+        sqlx::query_scalar("select disabled_reason from webhook_endpoints where id = $1")
+            .bind(endpoint)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        reason.as_deref(),
+        Some("deliveries kept failing for the whole retry schedule")
+    );
+
+    // While it is disabled, a's second customer is linked (not queued for it), and b's customer
+    // (never a's business).
+    let second = app.create_customer(&[]).await;
+    app.link(second, a).await;
+    let e2 = latest_event(&app, second, "customer_partner_linked").await;
+    let theirs = app.create_customer(&[]).await;
+    app.link(theirs, b).await;
+    let foreign = latest_event(&app, theirs, "customer_partner_linked").await;
+    settled(&app).await;
+    assert_eq!(receiver.got().len(), 4);
+
+    // Enabling sends nothing by itself: the failed delivery stays failed.
+    let (status, enabled) = post(
+        format!("/v1/webhook-endpoints/{endpoint}/enable"),
+        admin.clone(),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{enabled}");
+    assert!(enabled["disabled_at"].is_null() && enabled["disabled_reason"].is_null());
+    settled(&app).await;
+    assert_eq!(receiver.got().len(), 4);
+
+    // The failed event again: its schedule starts over, so two more failures are retried (with
+    // the attempts counted since the start, it would fail at once) and the third try arrives.
+    let (status, done) = post(redeliver.clone(), admin.clone(), json!({"event_id": e1})).await;
+    assert_eq!((status, &done["queued"]), (202, &json!(1)), "{done}");
+    assert!(done["next_since"].is_null());
+    settled(&app).await;
+    assert_eq!(
+        delivery_of(&app, endpoint, e1).await,
+        ("delivered".into(), 7)
+    );
+    let got = receiver.got();
+    assert_eq!(got.len(), 7);
+    assert!(got.iter().all(|r| r.id == e1.to_string() && r.verified));
+
+    // The range since the start: both of a's events (the one missed while disabled is queued now),
+    // never b's, and the redelivered one under its own id again.
+    let (status, done) = post(redeliver.clone(), admin.clone(), json!({"since": started})).await;
+    assert_eq!((status, &done["queued"]), (202, &json!(2)), "{done}");
+    settled(&app).await;
+    let got = receiver.got();
+    let ids: BTreeSet<String> = got[7..].iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids, BTreeSet::from([e1.to_string(), e2.to_string()]));
+    assert!(
+        got.iter()
+            .all(|r| r.verified && r.id != foreign.to_string())
+    );
+    assert_eq!(delivery_of(&app, endpoint, e2).await.0, "delivered");
+
+    // Another partner's event is no notice of this endpoint; another partner's admin does not
+    // see the endpoint; a request naming both an event and a range, or neither, is refused.
+    for (token, body, expected) in [
+        (
+            admin.clone(),
+            json!({"event_id": foreign}),
+            (404, "webhook_event_not_found"),
+        ),
+        (
+            admin_b.clone(),
+            json!({"event_id": e1}),
+            (404, "webhook_endpoint_not_found"),
+        ),
+        (
+            admin.clone(),
+            json!({"event_id": e1, "since": started}),
+            (422, "invalid_field"),
+        ),
+        (admin.clone(), json!({}), (422, "invalid_field")),
+        (
+            admin.clone(),
+            json!({"since": chrono::Utc::now(), "until": started}),
+            (422, "invalid_field"),
+        ),
+    ] {
+        let (status, reply) = post(redeliver.clone(), token, body.clone()).await;
+        assert_eq!(
+            (status, reply["code"].as_str().unwrap()),
+            expected,
+            "{body}"
+        );
+    }
+
+    // Enabling and each redelivery are on the audit record, by whom.
+    let audited: Vec<(String, String)> = sqlx::query_as(
+        "select event_type, actor from events
+         where event_type in ('webhook_endpoint_enabled', 'webhook_redelivery_requested')
+         order by id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let types: Vec<&str> = audited.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "webhook_endpoint_enabled",
+            "webhook_redelivery_requested",
+            "webhook_redelivery_requested"
+        ]
+    );
 }
