@@ -199,6 +199,7 @@ pub async fn dispatch_round(pool: &PgPool, full: bool) -> anyhow::Result<usize> 
             tx.commit().await?;
             continue;
         };
+        let mut audiences = Vec::new();
         for event in &events {
             // A type this build does not know makes no notice.
             let Ok(event_type) = event.event_type.parse::<EventType>() else {
@@ -214,6 +215,9 @@ pub async fn dispatch_round(pool: &PgPool, full: bool) -> anyhow::Result<usize> 
             };
             let mut queued = 0;
             for notice in webhook::notices(&facts, &linked) {
+                if !audiences.contains(&notice.audience.key()) {
+                    audiences.push(notice.audience.key());
+                }
                 let kind = notice.event_type.as_str();
                 db::webhooks::feed_append(
                     &mut tx,
@@ -248,6 +252,9 @@ pub async fn dispatch_round(pool: &PgPool, full: bool) -> anyhow::Result<usize> 
             monitoring::webhook_dispatched(queued, lag);
         }
         db::webhooks::set_mark(&mut *tx, chain, last).await?;
+        if !audiences.is_empty() {
+            db::webhooks::announce_feeds(&mut *tx, &audiences).await?;
+        }
         tx.commit().await?;
         taken += events.len();
     }

@@ -125,6 +125,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(address = %self.local_addr(), "partner-catalog listening");
+        let feed_bell = app::webhooks::FeedBell::default();
         let router = http::router(http::AppState {
             pool: self.pool.clone(),
             tokens: Default::default(),
@@ -135,10 +136,12 @@ impl Application {
                 allow_private: self.webhooks.allow_private.clone(),
                 timeout: self.webhooks.timeout,
             }),
+            feed_bell: feed_bell.clone(),
         });
         // Both listeners, the import worker and the webhook delivery stop on the same signal.
         let shutdown = shutdown.shared();
         let imports = tokio::spawn(app::import::jobs::work(self.pool.clone(), shutdown.clone()));
+        tokio::spawn(feed_bell.listen(self.pool.clone(), shutdown.clone()));
         let deliveries = tokio::spawn(delivery::run(
             self.pool.clone(),
             self.webhooks,

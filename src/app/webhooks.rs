@@ -7,6 +7,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{PgExecutor, PgPool};
+use tokio::sync::broadcast::{self, error::RecvError};
 use uuid::Uuid;
 
 use super::{Error, RequestContext, Result};
@@ -378,13 +379,105 @@ pub async fn deliveries(
 }
 
 /// The caller's feed after `after`: its partner's for partner roles, the platform's for operators.
+/// While nothing is new it waits up to `wait` for the next dispatch that adds to it (long-poll),
+/// holding no database connection meanwhile.
 pub async fn feed(
     pool: &PgPool,
     ctx: &RequestContext,
+    bell: &FeedBell,
     after: i64,
     limit: i64,
+    wait: Duration,
 ) -> Result<Vec<FeedEntry>> {
     ctx.require(Action::ReadEventFeed)?;
     let audience = ctx.partner_scope().map_or(Uuid::nil(), |p| p.0);
-    Ok(db::webhooks::feed_page(pool, audience, after, limit).await?)
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribed before the first read: a dispatch committing after that read rings this waiter.
+    let mut rings = bell.0.subscribe();
+    loop {
+        let page = db::webhooks::feed_page(pool, audience, after, limit).await?;
+        if !page.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(page);
+        }
+        // Read again when the audience's feed grows, when rings were missed, and in any case
+        // every few seconds (should the listener be reconnecting).
+        let recheck = deadline.min(tokio::time::Instant::now() + FEED_RECHECK);
+        loop {
+            match tokio::time::timeout_at(recheck, rings.recv()).await {
+                Ok(Ok(Ring::Grew(grown))) if grown != audience => continue,
+                Ok(Ok(Ring::Closing) | Err(RecvError::Closed)) => return Ok(page),
+                Ok(Ok(Ring::Grew(_) | Ring::Missed) | Err(RecvError::Lagged(_))) | Err(_) => break,
+            }
+        }
+    }
+}
+
+/// How often a long-polling reader reads its feed again without being rung.
+const FEED_RECHECK: Duration = Duration::from_secs(5);
+
+/// What the bell says.
+#[derive(Debug, Clone, Copy)]
+enum Ring {
+    /// This audience's feed grew (a partner's id, or the nil id for the platform's).
+    Grew(Uuid),
+    /// Announcements may have been missed (the listener reconnected): every waiter reads again.
+    Missed,
+    /// The instance is stopping: waiters answer now.
+    Closing,
+}
+
+/// Rings long-polling readers of the feed when it grows. Every dispatch announces the audiences
+/// whose feeds it added to (`NOTIFY` at its commit), and each instance listens, so a reader
+/// wakes whichever instance dispatched.
+#[derive(Debug, Clone)]
+pub struct FeedBell(broadcast::Sender<Ring>);
+
+impl Default for FeedBell {
+    fn default() -> Self {
+        Self(broadcast::channel(1024).0)
+    }
+}
+
+impl FeedBell {
+    /// Listens to the dispatchers' announcements until `shutdown`, then rings `Closing`. After a
+    /// lost connection it listens again; meanwhile readers fall back to reading every few seconds.
+    pub async fn listen(self, pool: PgPool, shutdown: impl std::future::Future<Output = ()>) {
+        let listening = async {
+            loop {
+                let mut listener = match db::webhooks::feed_listener(&pool).await {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        tracing::warn!(?error, "cannot listen for feed announcements; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(note)) => {
+                            if let Ok(audience) = note.payload().parse() {
+                                let _ = self.0.send(Ring::Grew(audience));
+                            }
+                        }
+                        // The connection was lost: announcements may have been missed.
+                        Ok(None) => {
+                            let _ = self.0.send(Ring::Missed);
+                        }
+                        Err(error) => {
+                            tracing::warn!(
+                                ?error,
+                                "feed announcements interrupted; listening again"
+                            );
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = listening => {}
+            () = shutdown => {}
+        }
+        let _ = self.0.send(Ring::Closing);
+    }
 }

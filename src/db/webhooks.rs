@@ -481,6 +481,35 @@ pub async fn requeue(
     Ok(done.rows_affected())
 }
 
+/// The channel on which a dispatch announces, at its commit, the audiences whose feeds grew.
+pub const FEED_CHANNEL: &str = "partner_feed";
+
+/// Announces, when the transaction commits, that the feeds of `audiences` grew (PostgreSQL sends
+/// a notification only on commit, and each distinct one once).
+pub async fn announce_feeds(db: impl PgExecutor<'_>, audiences: &[Uuid]) -> Result<()> {
+    sqlx::query!(
+        "select pg_notify($1, a::text) from unnest($2::uuid[]) as a",
+        FEED_CHANNEL,
+        audiences
+    )
+    .fetch_all(db)
+    .await
+    .context("webhooks::announce_feeds")?;
+    Ok(())
+}
+
+/// A connection listening to [`FEED_CHANNEL`].
+pub async fn feed_listener(pool: &sqlx::PgPool) -> Result<sqlx::postgres::PgListener> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+        .await
+        .context("webhooks::feed_listener")?;
+    listener
+        .listen(FEED_CHANNEL)
+        .await
+        .context("webhooks::feed_listener")?;
+    Ok(listener)
+}
+
 /// One entry of the pull feed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FeedEntry {

@@ -78,6 +78,8 @@ pub struct AppState {
     pub console: console::Settings,
     /// What registering webhook endpoints needs.
     pub webhooks: std::sync::Arc<crate::app::webhooks::Settings>,
+    /// Wakes long-polling readers of the change feed.
+    pub feed_bell: crate::app::webhooks::FeedBell,
 }
 
 /// The whole API. Every route is registered with its OpenAPI operation, so the served contract

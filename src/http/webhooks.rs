@@ -1,6 +1,8 @@
 //! `/v1/webhook-endpoints`: where notices of changes are sent, signed (Standard Webhooks); and
 //! `/v1/partner-events`: the same notices as a feed to pull.
 
+use std::time::Duration;
+
 use axum::{
     extract::State,
     http::{StatusCode, header},
@@ -15,7 +17,7 @@ use super::{
     ApiError, AppState, Code,
     extract::{Json, Path, Query},
     openapi::{AUTHENTICATED, JSON_BODY, PATH, QUERY, problems},
-    pagination::{Page, PageParams, VersionPageParams, page_size},
+    pagination::{Page, PageParams, page_size},
 };
 use crate::{
     app::{self, RequestContext, webhooks::EndpointWithSecret},
@@ -310,22 +312,64 @@ async fn deliveries(
     ))
 }
 
+/// Longest a feed request may wait for news.
+const MAX_FEED_WAIT_SECS: u32 = 25;
+
+/// A page of the feed, and how long to wait for one if nothing is new.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct FeedParams {
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// The `next_cursor` (a `seq`) of the previous page; 0 or absent: from the start.
+    after: Option<i64>,
+    /// Seconds to hold the request while nothing is new (long-poll), 0 to 25 (default 0): it
+    /// answers as soon as a notice is added, or empty when the time is up. Never longer than the
+    /// service's request time limit.
+    #[param(minimum = 0, maximum = 25)]
+    wait: Option<u32>,
+}
+
 problems!(FeedProblems = [AUTHENTICATED, QUERY]);
 
 /// The change feed: the notices the caller's webhooks get (its partner's; the platform's for
 /// operators), oldest first. Pass the last `next_cursor` as `after`; an empty page means nothing
-/// new yet. A cursor never skips a notice that commits late.
+/// new yet (with `wait`, after waiting for news that long). A cursor never skips a notice that
+/// commits late.
 #[utoipa::path(
     get, path = "/v1/partner-events", tag = "webhooks", operation_id = "list_partner_events",
-    params(VersionPageParams),
+    params(FeedParams),
     responses((status = 200, description = "A page of the feed.", body = Page<FeedEntry, i64>), FeedProblems),
 )]
 async fn feed(
     State(state): State<AppState>,
     ctx: RequestContext,
-    Query(params): Query<VersionPageParams>,
+    Query(params): Query<FeedParams>,
 ) -> Result<Json<Page<FeedEntry, i64>>, ApiError> {
-    let (after, fetch, limit) = params.checked()?;
-    let rows = app::webhooks::feed(&state.pool, &ctx, after, fetch).await?;
+    let limit = page_size(params.limit)?;
+    let wait = params.wait.unwrap_or(0);
+    if wait > MAX_FEED_WAIT_SECS {
+        return Err(ApiError::invalid_query(format!(
+            "wait must be between 0 and {MAX_FEED_WAIT_SECS} seconds"
+        )));
+    }
+    // Answered, empty, a second before the request's time limit would answer 503.
+    let wait = Duration::from_secs(wait.into()).min(
+        state
+            .limits
+            .request_timeout
+            .saturating_sub(Duration::from_secs(1)),
+    );
+    let rows = app::webhooks::feed(
+        &state.pool,
+        &ctx,
+        &state.feed_bell,
+        params.after.unwrap_or(0),
+        limit as i64 + 1,
+        wait,
+    )
+    .await?;
     Ok(Json(Page::from_rows(rows, limit, |e| e.seq)))
 }

@@ -83,6 +83,7 @@ async fn the_contract_lists_every_route_the_router_serves() {
             secure_cookies: partner_catalog::config::SecureCookies::Never,
         },
         webhooks: Default::default(),
+        feed_bell: Default::default(),
     };
     let served = served_paths(&router(state.clone()));
     assert!(served.len() > 20, "paths read from the router: {served:?}");

@@ -890,3 +890,56 @@ async fn a_failed_endpoint_is_enabled_and_redelivered_what_it_missed_with_a_fres
         ]
     );
 }
+
+#[tokio::test]
+async fn a_long_poll_of_the_feed_answers_when_its_partner_hears_news_and_not_for_anothers() {
+    let app = spawn_app().await;
+    let a = app.create_qualified_partner().await;
+    let b = app.create_qualified_partner().await;
+    let sales_a = app.sales_token(a).await;
+    let sales_b = app.sales_token(b).await;
+    let poll = |token: String, query: &'static str| {
+        let request = as_token(
+            &app,
+            reqwest::Method::GET,
+            &format!("/v1/partner-events?{query}"),
+            &token,
+        );
+        async move {
+            let started = Instant::now();
+            let reply = request.send().await.unwrap();
+            let status = reply.status().as_u16();
+            (
+                status,
+                reply.json::<Value>().await.unwrap(),
+                started.elapsed(),
+            )
+        }
+    };
+    // Nothing yet: without `wait` the answer is an empty page at once.
+    let (status, page, _) = poll(sales_a.clone(), "after=0").await;
+    assert_eq!((status, &page["items"]), (200, &json!([])));
+    let (status, page, _) = poll(sales_a.clone(), "wait=26").await;
+    assert_eq!(
+        (status, page["code"].as_str()),
+        (400, Some("invalid_query_parameter"))
+    );
+
+    // Both wait; a customer is linked to a. a's request answers with the notice well before the
+    // readers' 5 s re-check (it is rung), b's waits its 2 s out and answers empty.
+    let waiting_a = tokio::spawn(poll(sales_a.clone(), "after=0&wait=20"));
+    let waiting_b = tokio::spawn(poll(sales_b.clone(), "after=0&wait=2"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let customer = app.create_customer(&[]).await;
+    app.link(customer, a).await;
+    let (status, page, took) = waiting_a.await.unwrap();
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{page}");
+    assert_eq!(items[0]["type"], "customer.linked");
+    assert_eq!(items[0]["data"]["customer_id"], json!(customer));
+    assert!(took < Duration::from_secs(4), "answered after {took:?}");
+    let (status, page, took) = waiting_b.await.unwrap();
+    assert_eq!((status, &page["items"]), (200, &json!([])));
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+}
