@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Purchases per second, service against the database's own limit (issue 6, BENCHMARKS.md).
+# Purchases per second, service against the database's own limit (issues 6 and 15, BENCHMARKS.md).
 #
-# Seeds one dataset (loadgen seed) into a template database, then for each scenario (spread, hot,
-# mixed) runs on a fresh copy of it: pgbench with the same transactions as raw SQL
-# (scripts/bench/*.sql), then the release service driven by the load generator over HTTP. Prints
-# one table with the ratio service/pgbench per scenario.
+# Seeds one dataset (loadgen seed) into a template database, then for each client count and
+# scenario (spread, hot, mixed) runs on fresh copies of it, one after the other:
+#   - pgbench with the service's transactions as raw SQL, statement for statement
+#     (scripts/bench/{purchase,decide,qualification}.sql: one round trip per statement);
+#   - pgbench with the same durable work in ONE round trip per transaction, a function call
+#     (scripts/bench/one_trip.sql, *_1rt.sql): the database's limit;
+#   - the release service driven by the load generator over HTTP.
+# Prints one table with service/statements and service/one-trip per scenario and client count.
 #
-# Usage: scripts/bench.sh            CLIENTS=32 SECONDS_PER_RUN=20 SCENARIOS="spread hot mixed"
+# Usage: scripts/bench.sh   CLIENTS="8 32" SECONDS_PER_RUN=20 SCENARIOS="spread hot mixed"
 #        (PROFILE=debug builds without optimizations: CI's smoke run, not a measurement)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-clients=${CLIENTS:-32}
+client_counts=${CLIENTS:-8 32}
 seconds=${SECONDS_PER_RUN:-20}
 scenarios=${SCENARIOS:-spread hot mixed}
 pool=${DATABASE_MAX_CONNECTIONS:-16}
@@ -46,6 +50,7 @@ dropdb --if-exists "$db" >/dev/null
 dropdb --if-exists "$template" >/dev/null
 DATABASE_URL="$server/$template" "$bin" migrate >/dev/null
 "$loadgen" --database-url "$server/$template" seed
+psql -q -v ON_ERROR_STOP=1 -f scripts/bench/one_trip.sql "$template"
 
 fresh_copy() {
     dropdb --if-exists "$db" >/dev/null
@@ -61,26 +66,41 @@ pgbench_percentiles() {
 }
 
 printf '%s\n' "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(psql -Atc 'select version()' | cut -d, -f1)"
+# Runs pgbench on a fresh copy: `pgbench_run LABEL SCRIPT…`; sets tps, failed and p50 p95 p99 max.
+pgbench_run() {
+    local label=$1; shift
+    fresh_copy
+    echo "== $scenario, $label: pgbench ($clients clients, ${seconds} s), load $(cut -d' ' -f1-3 /proc/loadavg)"
+    rm -f "$out"/pgbench_log.*
+    pgbench -n -M prepared -c "$clients" -j 2 -T "$seconds" -D customers=$customers -D partners=10 \
+        "$@" -l --log-prefix="$out/pgbench_log" "$db" > "$out/pgbench-$scenario-$label.txt" 2>&1 \
+        || { cat "$out/pgbench-$scenario-$label.txt"; exit 1; }
+    tps=$(awk '/^tps = / {print $3}' "$out/pgbench-$scenario-$label.txt" | tail -1)
+    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out/pgbench-$scenario-$label.txt")
+    read -r p50 p95 p99 pmax <<< "$(pgbench_percentiles)"
+    echo "pgbench ($label): $tps tps, p50 $p50 p95 $p95 p99 $p99 max $pmax ms, failed ${failed:-0}"
+}
+
 rows=()
+for clients in $client_counts; do
 for scenario in $scenarios; do
     case $scenario in
-        spread) scripts=(-f scripts/bench/purchase.sql); customers=10000 ;;
-        hot) scripts=(-f scripts/bench/purchase.sql); customers=5 ;;
-        mixed) scripts=(-f scripts/bench/purchase.sql@50 -f scripts/bench/decide.sql@49
-                        -f scripts/bench/qualification.sql@1); customers=10000 ;;
+        spread) statements=(-f scripts/bench/purchase.sql); one_trip=(-f scripts/bench/purchase_1rt.sql)
+                customers=10000 ;;
+        hot) statements=(-f scripts/bench/purchase.sql); one_trip=(-f scripts/bench/purchase_1rt.sql)
+             customers=5 ;;
+        mixed) statements=(-f scripts/bench/purchase.sql@50 -f scripts/bench/decide.sql@49
+                           -f scripts/bench/qualification.sql@1)
+               one_trip=(-f scripts/bench/purchase_1rt.sql@50 -f scripts/bench/decide_1rt.sql@49
+                         -f scripts/bench/qualification_1rt.sql@1)
+               customers=10000 ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
 
-    fresh_copy
-    echo "== $scenario: pgbench ($clients clients, ${seconds} s), load $(cut -d' ' -f1-3 /proc/loadavg)"
-    rm -f "$out"/pgbench_log.*
-    pgbench -n -M prepared -c "$clients" -j 2 -T "$seconds" -D customers=$customers -D partners=10 \
-        "${scripts[@]}" -l --log-prefix="$out/pgbench_log" "$db" > "$out/pgbench-$scenario.txt" 2>&1 \
-        || { cat "$out/pgbench-$scenario.txt"; exit 1; }
-    pg_tps=$(awk '/^tps = / {print $3}' "$out/pgbench-$scenario.txt" | tail -1)
-    pg_failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$out/pgbench-$scenario.txt")
-    read -r pg50 pg95 pg99 pgmax <<< "$(pgbench_percentiles)"
-    echo "pgbench: $pg_tps tps, p50 $pg50 p95 $pg95 p99 $pg99 max $pgmax ms, failed ${pg_failed:-0}"
+    pgbench_run statements "${statements[@]}"
+    pg_tps=$tps pg50=$p50 pg95=$p95 pg99=$p99 pgmax=$pmax
+    pgbench_run one-trip "${one_trip[@]}"
+    rt_tps=$tps rt99=$p99
 
     fresh_copy
     echo "== $scenario: service ($clients clients, pool $pool, ${seconds} s), load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -94,10 +114,13 @@ for scenario in $scenarios; do
     result=$(grep '^RESULT' "$out/loadgen-$scenario.txt")
     get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< "$result"; }
     ratio=$(awk -v a="$(get rps)" -v b="$pg_tps" 'BEGIN { printf "%.2f", a / b }')
-    rows+=("| $scenario | $clients | $(get rps) | $(get p50) / $(get p95) / $(get p99) / $(get max) | $(get statuses) | $(get 5xx) | $(get deadlocks) | $(get gcc_violations) | $rss | ${pg_tps%.*} | $pg50 / $pg95 / $pg99 / $pgmax | **$ratio** |")
+    limit=$(awk -v a="$(get rps)" -v b="$rt_tps" 'BEGIN { printf "%.2f", a / b }')
+    p99_ratio=$(awk -v a="$(get p99)" -v b="$rt99" 'BEGIN { printf "%.2f", a / b }')
+    rows+=("| $scenario | $clients | $(get rps) | $(get p50) / $(get p95) / $(get p99) / $(get max) | $(get statuses) | $(get 5xx) | $(get deadlocks) | $(get gcc_violations) | $rss | ${pg_tps%.*} | $pg50 / $pg95 / $pg99 / $pgmax | ${rt_tps%.*} | $rt99 | **$ratio** | **$limit** | $p99_ratio |")
+done
 done
 
 echo
-echo "| scenario | clients | service req/s | service ms p50 / p95 / p99 / max | statuses | 5xx | deadlocks | GCC violations | service peak RSS MiB | pgbench tx/s | pgbench ms p50 / p95 / p99 / max | service / pgbench |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| scenario | clients | service req/s | service ms p50 / p95 / p99 / max | statuses | 5xx | deadlocks | GCC violations | service peak RSS MiB | statements tx/s | statements ms p50 / p95 / p99 / max | one-trip tx/s | one-trip ms p99 | service / statements | service / one-trip | p99 service / one-trip |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
