@@ -179,34 +179,32 @@ pub async fn get(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<Endpoi
 
 /// Disables an endpoint (idempotent): nothing more is sent to it.
 pub async fn disable(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<Endpoint> {
-    let mut tx = pool.begin().await?;
-    let endpoint = visible(&mut *tx, ctx, id).await?;
-    if db::webhooks::disable_endpoint(&mut *tx, id, "disabled by its owner").await? {
-        audit(
-            &mut tx,
-            ctx,
-            &endpoint,
-            EventType::WebhookEndpointDisabled,
-            json!({"endpoint_id": id}),
-        )
-        .await?;
-    }
-    let endpoint = visible(&mut *tx, ctx, id).await?;
-    tx.commit().await?;
-    Ok(endpoint)
+    switch(pool, ctx, id, false).await
 }
 
 /// Enables a disabled endpoint (idempotent): its pending deliveries are sent again. Notices of
 /// what happened while it was disabled were not queued for it: [`redeliver`] the range.
 pub async fn enable(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<Endpoint> {
+    switch(pool, ctx, id, true).await
+}
+
+/// Enables or disables an endpoint, audited when that changes anything.
+async fn switch(pool: &PgPool, ctx: &RequestContext, id: Uuid, enable: bool) -> Result<Endpoint> {
     let mut tx = pool.begin().await?;
     let endpoint = visible(&mut *tx, ctx, id).await?;
-    if db::webhooks::enable_endpoint(&mut *tx, id).await? {
+    let (changed, event_type) = if enable {
+        let changed = db::webhooks::enable_endpoint(&mut *tx, id).await?;
+        (changed, EventType::WebhookEndpointEnabled)
+    } else {
+        let changed = db::webhooks::disable_endpoint(&mut *tx, id, "disabled by its owner").await?;
+        (changed, EventType::WebhookEndpointDisabled)
+    };
+    if changed {
         audit(
             &mut tx,
             ctx,
             &endpoint,
-            EventType::WebhookEndpointEnabled,
+            event_type,
             json!({"endpoint_id": id}),
         )
         .await?;
