@@ -52,6 +52,9 @@ pub(super) fn router() -> Router<AppState> {
         .route("/webhooks/{id}/redeliver", post(redeliver))
 }
 
+/// Messages by form field, shown next to each.
+type FieldErrors = BTreeMap<&'static str, String>;
+
 /// Endpoints per page: a partner has a handful.
 const PAGE: i64 = 100;
 /// Partners an operator chooses from (as on the Access page).
@@ -264,7 +267,7 @@ struct NewPage {
     form: EndpointForm,
     types: Vec<TypeChoice>,
     partners: Vec<PartnerChoice>,
-    errors: BTreeMap<&'static str, String>,
+    errors: FieldErrors,
 }
 
 impl NewPage {
@@ -272,7 +275,7 @@ impl NewPage {
         state: &AppState,
         staff: &Staff,
         form: EndpointForm,
-        errors: BTreeMap<&'static str, String>,
+        errors: FieldErrors,
     ) -> Result<Self, ConsoleError> {
         Ok(Self {
             chrome: staff.chrome("/webhooks"),
@@ -390,7 +393,7 @@ async fn show_again(
     state: &AppState,
     staff: &Staff,
     form: EndpointForm,
-    errors: BTreeMap<&'static str, String>,
+    errors: FieldErrors,
 ) -> Result<Response, ConsoleError> {
     let page = NewPage::load(state, staff, form, errors).await?;
     render_status(StatusCode::UNPROCESSABLE_ENTITY, &page)
@@ -572,8 +575,9 @@ struct EndpointPage {
     redelivered: Option<RedeliveredView>,
     deliveries: Vec<DeliveryRow>,
     range: RangeForm,
-    errors: BTreeMap<&'static str, String>,
+    errors: FieldErrors,
     limit: i64,
+    recent: i64,
 }
 
 impl EndpointPage {
@@ -616,6 +620,7 @@ impl EndpointPage {
             range: RangeForm::default(),
             errors: BTreeMap::new(),
             limit: REDELIVERY_LIMIT,
+            recent: RECENT_DELIVERIES,
         })
     }
 }
@@ -723,7 +728,7 @@ fn instant(raw: &str) -> Option<DateTime<Utc>> {
 fn range(
     form: &RedeliverForm,
     now: DateTime<Utc>,
-) -> Result<(DateTime<Utc>, DateTime<Utc>), BTreeMap<&'static str, String>> {
+) -> Result<(DateTime<Utc>, DateTime<Utc>), FieldErrors> {
     const INSTANT: &str = "Enter a date and time (UTC).";
     let mut errors = BTreeMap::new();
     let since = match form.since.trim() {
