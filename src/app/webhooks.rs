@@ -168,8 +168,23 @@ async fn visible(db: impl PgExecutor<'_>, ctx: &RequestContext, id: Uuid) -> Res
 
 /// A page of endpoints: the partner's for partner roles, the platform's for operators.
 pub async fn list(pool: &PgPool, ctx: &RequestContext, page: Keyset) -> Result<Vec<Endpoint>> {
+    list_of(pool, ctx, None, page).await
+}
+
+/// A page of the endpoints of `partner` (operators may name any; partner roles only their own,
+/// another is 404), or without one those of [`list`].
+pub async fn list_of(
+    pool: &PgPool,
+    ctx: &RequestContext,
+    partner: Option<PartnerId>,
+    page: Keyset,
+) -> Result<Vec<Endpoint>> {
+    if let Some(partner) = partner {
+        ctx.check_partner(partner)?;
+    }
     ctx.require(Action::ManageWebhooks)?;
-    Ok(db::webhooks::list_endpoints(pool, ctx.partner_scope(), page).await?)
+    let owner = ctx.partner_scope().or(partner);
+    Ok(db::webhooks::list_endpoints(pool, owner, page).await?)
 }
 
 /// One endpoint.

@@ -1,7 +1,10 @@
 //! The console in a real browser: what back-office staff, partner users and auditors do, as they
 //! do it, with the screenshots of the README.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
 
 use fantoccini::{Locator, elements::Element};
 use partner_catalog::{
@@ -510,6 +513,19 @@ async fn every_input_has_a_label_and_pages_fit_a_phone() {
     world
         .user("audrey", "Audrey Auditor", Role::Auditor, None)
         .await;
+    let endpoint = app::webhooks::create(
+        &world.pool,
+        &system(),
+        &webhook_settings(),
+        None,
+        "http://127.0.0.1:9/hooks/a-rather-long-path-that-should-wrap-on-a-phone",
+        &[],
+        "Back-office integration",
+    )
+    .await
+    .unwrap()
+    .endpoint
+    .id;
     let pages = [
         ("jdoe", "/".to_owned()),
         ("jdoe", "/customers?q=fab".to_owned()),
@@ -524,6 +540,9 @@ async fn every_input_has_a_label_and_pages_fit_a_phone() {
         ("jdoe", "/import".to_owned()),
         ("ops", "/offers".to_owned()),
         ("ops", "/access".to_owned()),
+        ("ops", "/webhooks".to_owned()),
+        ("ops", "/webhooks/new".to_owned()),
+        ("ops", format!("/webhooks/{endpoint}")),
         ("audrey", format!("/audit?customer_id={customer}")),
         ("audrey", "/access".to_owned()),
     ];
@@ -666,4 +685,153 @@ async fn back_office_imports_a_file_after_fixing_its_bad_line() {
             .await
             .unwrap();
     assert_eq!(references, ["CRM-1", "CRM-2"]);
+}
+
+/// Webhook settings as the test service has them: receivers on 127.0.0.1 allowed.
+fn webhook_settings() -> app::webhooks::Settings {
+    app::webhooks::Settings {
+        allow_private: "127.0.0.0/8".parse().unwrap(),
+        timeout: std::time::Duration::from_secs(2),
+    }
+}
+
+/// What a test receiver got: each request's `webhook-id` and whether its signature verified with
+/// the secret it was given.
+#[derive(Clone, Default)]
+struct Receiver {
+    secret: Arc<Mutex<Option<String>>>,
+    got: Arc<Mutex<Vec<(String, bool)>>>,
+}
+
+impl Receiver {
+    /// Starts a receiver answering 200 on 127.0.0.1; returns it and its URL.
+    async fn start() -> (Self, String) {
+        let receiver = Self::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks/catalog", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .route(
+                "/hooks/catalog",
+                axum::routing::post(
+                    |axum::extract::State(r): axum::extract::State<Receiver>,
+                     headers: axum::http::HeaderMap,
+                     body: axum::body::Bytes| async move {
+                        let verified = r.secret.lock().unwrap().as_deref().is_some_and(|s| {
+                            standardwebhooks::Webhook::new(s)
+                                .unwrap()
+                                .verify(&body, &headers)
+                                .is_ok()
+                        });
+                        let id = headers["webhook-id"].to_str().unwrap().to_owned();
+                        r.got.lock().unwrap().push((id, verified));
+                        "received"
+                    },
+                ),
+            )
+            .with_state(receiver.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, url)
+    }
+
+    fn got(&self) -> Vec<(String, bool)> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn a_global_admin_registers_a_webhook_sees_it_delivered_and_sends_it_again() {
+    let world = world().await;
+    world
+        .user("gina", "Gina Admin", Role::GlobalAdmin, Some(world.partner))
+        .await;
+    let (receiver, url) = Receiver::start().await;
+    let browser = Browser::new().await;
+    sign_in(&browser, &world, "gina").await;
+    follow(&browser, "nav a[href='/webhooks']").await;
+    follow(&browser, "#register").await;
+    fill(&browser, "#url", &url).await;
+    click(&browser, "input[name=event_type][value='customer.linked']").await;
+    fill(&browser, "#description", "Contoso order system").await;
+    follow(&browser, "form[action='/webhooks'] button").await;
+
+    // The secret, once: the receiver keeps it, the console never shows it again.
+    let secret = text(&browser, "#secret").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let notice = text(&browser, "#issued-secret").await;
+    assert!(notice.contains("it is not shown again"), "{notice}");
+    *receiver.secret.lock().unwrap() = Some(secret.clone());
+    follow(&browser, "main p a").await;
+    assert_eq!(text(&browser, "h1").await, "Webhook endpoint");
+    assert!(!browser.source().await.unwrap().contains(&secret));
+
+    // A change the endpoint hears of: a customer linked to the partner.
+    let customer = world
+        .customer("Fabrikam University", &[], Some(world.partner))
+        .await;
+    let event: uuid::Uuid = sqlx::query_scalar(
+        "select id from events where customer_id = $1 and event_type = 'customer_partner_linked'",
+    )
+    .bind(customer.0)
+    .fetch_one(&world.pool)
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        browser.refresh().await.unwrap();
+        let states = browser
+            .find_all(Locator::Css("tr.delivery td.delivery-state"))
+            .await
+            .unwrap();
+        if let Some(state) = states.first()
+            && state.text().await.unwrap() == "delivered"
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let row = text(&browser, "tr.delivery").await;
+    assert!(
+        row.contains(&event.to_string()) && row.contains("customer.linked"),
+        "{row}"
+    );
+    click(&browser, "tr.delivery details summary").await;
+    assert_eq!(text(&browser, "tr.delivery .attempt-status").await, "200");
+    browser.screenshot("webhook-endpoint").await;
+    assert_eq!(receiver.got(), [(event.to_string(), true)]);
+
+    // Send again: queued at once, and the receiver gets it again under the same id.
+    follow(&browser, "tr.delivery form.send-again button").await;
+    let queued = text(&browser, "#redelivered").await;
+    assert!(queued.contains("1 notice queued"), "{queued}");
+    let deadline = std::time::Instant::now() + WAIT;
+    while receiver.got().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "not sent again");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(receiver.got(), vec![(event.to_string(), true); 2]);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (state, attempts): (String, i32) =
+            sqlx::query_as("select state, attempts from webhook_deliveries where event_id = $1")
+                .bind(event)
+                .fetch_one(&world.pool)
+                .await
+                .unwrap();
+        if (state.as_str(), attempts) == ("delivered", 2) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{state} {attempts}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // The page with its deliveries open fits a phone, every input labelled.
+    browser.refresh().await.unwrap();
+    browser.set_window_size(390, 844).await.unwrap();
+    click(&browser, "tr.delivery details summary").await;
+    assert!(!overflows(&browser).await, "wider than a phone");
+    assert_eq!(unlabelled_inputs(&browser).await, Vec::<String>::new());
+    browser
+        .assert_requests_stay_on(&world.service.address)
+        .await;
 }

@@ -41,7 +41,7 @@ struct Task {
     text: &'static str,
 }
 
-const TASKS: [(Action, Task); 9] = [
+const TASKS: [(Action, Task); 10] = [
     (
         Action::ManageCustomers,
         Task {
@@ -112,6 +112,14 @@ const TASKS: [(Action, Task); 9] = [
             href: "/access",
             title: "Principals",
             text: "See every user and token that can act, with role and partner (never secrets).",
+        },
+    ),
+    (
+        Action::ManageWebhooks,
+        Task {
+            href: "/webhooks",
+            title: "Webhooks",
+            text: "Register the endpoints that hear about changes, rotate their secrets, send a test, see every delivery and send notices again.",
         },
     ),
 ];

@@ -18,6 +18,7 @@ mod import;
 mod offers;
 mod partners;
 mod view;
+mod webhooks;
 
 pub use import::upload_router;
 
@@ -67,6 +68,7 @@ pub fn router() -> Router<AppState> {
         .merge(access::router())
         .merge(audit::router())
         .merge(import::router())
+        .merge(webhooks::router())
         .layer(axum::middleware::from_fn(same_origin_writes))
 }
 
@@ -330,6 +332,7 @@ impl ConsoleError {
                 | E::SubscriptionNotFound(..)
                 | E::OfferNotFound(_)
                 | E::TokenNotFound(_)
+                | E::WebhookEndpointNotFound(_)
                 | E::NotRecordedAt(..) => (StatusCode::NOT_FOUND, "Not found.".into()),
                 E::DatabaseUnavailable(source) => {
                     tracing::warn!(statement = source.statement, error = %source.source, "database unavailable");

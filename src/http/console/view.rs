@@ -32,13 +32,14 @@ pub struct Chrome {
 }
 
 /// The sections of the console and the action that opens each.
-const SECTIONS: [(&str, &str, Action); 6] = [
+const SECTIONS: [(&str, &str, Action); 7] = [
     ("/customers", "Customers", Action::ReadCustomers),
     ("/partners", "Partners", Action::ReadPartners),
     ("/offers", "Offers", Action::ReadOffers),
     ("/import", "Import", Action::ManageCustomers),
     ("/audit", "Audit", Action::ReadAudit),
     ("/access", "Access", Action::ManageAccess),
+    ("/webhooks", "Webhooks", Action::ManageWebhooks),
 ];
 
 impl Chrome {

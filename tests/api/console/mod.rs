@@ -8,6 +8,7 @@ mod customers;
 mod import;
 mod offers;
 mod partners;
+mod webhooks;
 
 use partner_catalog::{
     app::{RequestContext, users},
