@@ -188,8 +188,10 @@ struct RedeliverRequest {
     event_id: Option<Uuid>,
     /// Notices of events that happened at or after this instant; with `until`, instead of
     /// `event_id`.
+    #[serde(default, deserialize_with = "super::extract::optional_instant")]
     since: Option<chrono::DateTime<chrono::Utc>>,
     /// And before this instant (default: now).
+    #[serde(default, deserialize_with = "super::extract::optional_instant")]
     until: Option<chrono::DateTime<chrono::Utc>>,
 }
 

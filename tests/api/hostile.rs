@@ -615,6 +615,22 @@ async fn no_hostile_value_in_any_field_answers_5xx_or_writes_on_refusal() {
         ),
         base(
             M::POST,
+            "/v1/webhook-endpoints/{endpoint_id}/enable",
+            &[("endpoint_id", &w)],
+            &[],
+            None,
+            &op,
+        ),
+        base(
+            M::POST,
+            "/v1/webhook-endpoints/{endpoint_id}/redeliver",
+            &[("endpoint_id", &w)],
+            &[],
+            Some(json!({"since": "2026-01-01T00:00:00Z", "until": "2027-01-01T00:00:00Z"})),
+            &op,
+        ),
+        base(
+            M::POST,
             "/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
             &[("endpoint_id", &w)],
             &[],

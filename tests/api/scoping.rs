@@ -255,6 +255,18 @@ fn calls(ids: &Ids) -> Vec<Call> {
         ),
         call(
             M::POST,
+            "/v1/webhook-endpoints/{endpoint_id}/enable",
+            format!("/v1/webhook-endpoints/{eb}/enable"),
+            None,
+        ),
+        call(
+            M::POST,
+            "/v1/webhook-endpoints/{endpoint_id}/redeliver",
+            format!("/v1/webhook-endpoints/{eb}/redeliver"),
+            Some(json!({"since": "2026-01-01T00:00:00Z"})),
+        ),
+        call(
+            M::POST,
             "/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
             format!("/v1/webhook-endpoints/{eb}/rotate-secret"),
             None,
