@@ -15,7 +15,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -722,6 +722,8 @@ fn instant(raw: &str) -> Option<DateTime<Utc>> {
             .find_map(|format| NaiveDateTime::parse_from_str(raw, format).ok())
             .map(|t| t.and_utc())
         })
+        // The years PostgreSQL and RFC 3339 both hold; others would fail in the database.
+        .filter(|t| (1..=9999).contains(&t.year()))
 }
 
 /// The range asked for (`until` defaults to `now`), or the messages for its fields.
@@ -843,6 +845,8 @@ mod tests {
             ),
             ("2026-11-27T12:00:00+02:00", Some("2026-11-27T10:00:00Z")),
             ("2026-11-27", None),
+            ("-4714-01-01T00:00", None),
+            ("10000-01-01T00:00:00Z", None),
             ("yesterday", None),
             ("", None),
         ] {
