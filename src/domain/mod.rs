@@ -27,7 +27,7 @@ pub use offer::{OfferTerms, ProductKind, Segment, SubscriptionStatus};
 pub use partner::{PartnerKind, PartnerProfile, ResellerQualification};
 pub use principal::{PrincipalKind, PrincipalState};
 pub use purchase::{PurchaseContext, PurchaseDecision, RuleViolation, decide};
-pub use text::checked_text;
+pub use text::{checked_text, listing};
 pub use user::{
     ExternalReference, FREE_SIGN_IN_FAILURES, InvalidExternalReference, InvalidUsername,
     NewPassword, Username, WeakPassword, sign_in_delay,
