@@ -87,7 +87,8 @@ impl CreateCustomer {
     pub fn parse(self) -> Result<CustomerDraft> {
         let invalid = |field: &'static str, message: String| Error::InvalidField { field, message };
         let name = DisplayName::parse(&self.name).map_err(|e| invalid("name", e.to_string()))?;
-        let qualifications = CustomerQualification::from_set(self.special_qualifications)?;
+        let qualifications =
+            super::policy_in_force().qualification_set(self.special_qualifications)?;
         let reason = Reason::parse(Some(self.reason.as_deref().unwrap_or("customer created")))
             .map_err(|e| invalid("reason", e.to_string()))?;
         let external_reference = self
@@ -127,7 +128,7 @@ pub fn initial_evidence(change: &QualificationChange) -> Result<CustomerEvidence
     Ok(evidence_after_change(
         &[],
         &CustomerEvidence::new(),
-        change.qualifications.qualifications(),
+        &change.qualifications.qualifications(),
         &change.evidence,
     )?)
 }
@@ -315,9 +316,9 @@ pub async fn set_qualifications(
     let before = current.special_qualifications;
     let after = change.qualifications;
     let evidence = evidence_after_change(
-        before.qualifications(),
+        &before.qualifications(),
         &current.evidence,
-        after.qualifications(),
+        &after.qualifications(),
         &change.evidence,
     )?;
     let version = db::customers::set_qualifications(&mut *tx, id, after).await?;

@@ -9,6 +9,7 @@ mod ids;
 mod import;
 mod offer;
 mod partner;
+mod policy;
 mod principal;
 mod purchase;
 mod text;
@@ -17,7 +18,7 @@ pub mod webhook;
 
 pub use access::{Action, Actor, Principal, Role, permits};
 pub use audit::EventType;
-pub use customer::{CustomerQualification, InvalidQualificationSet, SpecialQualification};
+pub use customer::{CustomerQualification, SpecialQualification};
 pub use evidence::{
     EvidenceError, Evidenced, InvalidReason, MAX_EVIDENCE_CHARS, Reason, evidence_after_change,
 };
@@ -25,6 +26,7 @@ pub use ids::{CustomerId, ImportJobId, OfferId, PartnerId, SubscriptionId};
 pub use import::{FileFormat, ImportJobStatus, UTF8_BOM, percent_done};
 pub use offer::{OfferTerms, ProductKind, Segment, SubscriptionStatus};
 pub use partner::{PartnerKind, PartnerProfile, ResellerQualification};
+pub use policy::{InvalidQualificationSet, Policy, PolicyVersion};
 pub use principal::{PrincipalKind, PrincipalState};
 pub use purchase::{PurchaseContext, PurchaseDecision, RuleViolation, decide};
 pub use text::{checked_text, listing};
