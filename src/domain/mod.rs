@@ -26,7 +26,10 @@ pub use ids::{CustomerId, ImportJobId, OfferId, PartnerId, SubscriptionId};
 pub use import::{FileFormat, ImportJobStatus, UTF8_BOM, percent_done};
 pub use offer::{OfferTerms, ProductKind, Segment, SubscriptionStatus};
 pub use partner::{PartnerKind, PartnerProfile, ResellerQualification};
-pub use policy::{InvalidQualificationSet, Policy, PolicyVersion};
+pub use policy::{
+    InvalidPolicy, InvalidQualificationSet, Policy, PolicyDocument, PolicyProblem, PolicyVersion,
+    QualificationSetDocument, SpecialSegmentDocument,
+};
 pub use principal::{PrincipalKind, PrincipalState};
 pub use purchase::{PurchaseContext, PurchaseDecision, RuleViolation, decide};
 pub use text::{checked_text, listing};
