@@ -502,6 +502,9 @@ pub(crate) mod files {
 
     /// The rule book as a file.
     pub const V1_RULE_BOOK: &str = include_str!("../../policies/v1-rule-book.json");
+    /// The worked example: January 2024, a customer may be both education and nonprofit.
+    pub const V2_EDUCATION_NONPROFIT: &str =
+        include_str!("../../policies/2024-01-education-nonprofit.json");
 
     /// Reads and checks a policy file.
     pub fn document(text: &str) -> PolicyDocument {
@@ -532,6 +535,9 @@ mod tests {
         (r3::EDUCATION_STATE_OWNED_ENTITY, &[Commercial, Education]),
         (r3::GCC_STATE_OWNED_ENTITY, &[Gcc]),
     ];
+
+    const EDUCATION_NONPROFIT: CustomerQualification =
+        CustomerQualification::of(&[Q::Education, Q::Nonprofit]);
 
     fn v1_document() -> PolicyDocument {
         PolicyDocument::from(&Policy::rule_book())
@@ -605,11 +611,69 @@ mod tests {
 
     #[test]
     fn policies_round_trip_through_their_document() {
-        for policy in [Policy::rule_book(), files::policy(files::V1_RULE_BOOK)] {
+        for policy in [
+            Policy::rule_book(),
+            files::policy(files::V2_EDUCATION_NONPROFIT),
+        ] {
             let json = serde_json::to_string(&PolicyDocument::from(&policy)).unwrap();
             let doc: PolicyDocument = serde_json::from_str(&json).unwrap();
             assert_eq!(Policy::try_from(doc), Ok(policy));
         }
+    }
+
+    #[test]
+    fn the_2024_file_is_version_1_plus_education_with_nonprofit() {
+        let v1 = Policy::rule_book();
+        let v2 = files::policy(files::V2_EDUCATION_NONPROFIT);
+        assert_eq!(v2.version().get(), 2);
+        for set in CustomerQualification::all() {
+            if set == EDUCATION_NONPROFIT {
+                assert!(!v1.accepts(set));
+                assert!(v2.accepts(set));
+                assert_eq!(
+                    v2.purchasable_segments(set),
+                    [Commercial, Education, Nonprofit]
+                );
+            } else {
+                assert_eq!(v2.accepts(set), v1.accepts(set), "{set}");
+                assert_eq!(
+                    v2.purchasable_segments(set),
+                    v1.purchasable_segments(set),
+                    "{set}"
+                );
+            }
+        }
+        // Nothing else changed: R1, R2 (partner side) and R4 are those of version 1.
+        for terms in OfferTerms::all() {
+            assert_eq!(v2.is_sellable(terms), v1.is_sellable(terms), "{terms:?}");
+        }
+        for &segment in Segment::ALL {
+            assert_eq!(
+                v2.reseller_qualification_for(segment),
+                v1.reseller_qualification_for(segment)
+            );
+            assert_eq!(
+                v2.indirect_reseller_needs_provider(segment),
+                v1.indirect_reseller_needs_provider(segment)
+            );
+        }
+        assert_eq!(v2.gcc_lockout_segments(), v1.gcc_lockout_segments());
+    }
+
+    #[test]
+    fn an_invalid_set_names_the_sets_of_the_policy_in_force() {
+        let v2 = files::policy(files::V2_EDUCATION_NONPROFIT);
+        assert_eq!(
+            v2.qualification_set([Q::Education, Q::Nonprofit]),
+            Ok(EDUCATION_NONPROFIT)
+        );
+        let err = v2.qualification_set([Q::Nonprofit, Q::Gcc]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "{gcc, nonprofit} is not a valid qualification set; valid sets are {}, {nonprofit}, \
+             {education}, {gcc}, {state_owned_entity}, {education, state_owned_entity}, \
+             {gcc, state_owned_entity} and {education, nonprofit}"
+        );
     }
 
     /// Changes the set at `index` of a document.

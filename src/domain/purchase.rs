@@ -582,4 +582,234 @@ mod tests {
         }
         assert_eq!(decided, 16 * 16 * 3 * 8 * 2 * 2 * 2);
     }
+
+    // Version 2, the repository's worked example: January 2024, education with nonprofit.
+
+    use super::super::policy::files;
+
+    const EDUCATION_NONPROFIT: CustomerQualification = CustomerQualification::of(&[
+        SpecialQualification::Education,
+        SpecialQualification::Nonprofit,
+    ]);
+
+    fn v2() -> Policy {
+        files::policy(files::V2_EDUCATION_NONPROFIT)
+    }
+
+    #[test]
+    fn v2_education_with_nonprofit_buys_commercial_education_and_nonprofit_until_gcc_history() {
+        let policy = v2();
+        let partner = fully_qualified();
+        let cases: [(Segment, bool, &[&str]); 8] = [
+            (Commercial, false, &[]),
+            (Education, false, &[]),
+            (Nonprofit, false, &[]),
+            (
+                Gcc,
+                false,
+                &["customer_not_qualified", "segment_not_allowed"],
+            ),
+            // R4 unchanged: GCC history still locks the customer out.
+            (Commercial, true, &["gcc_lockout"]),
+            (Education, true, &["gcc_lockout"]),
+            (Nonprofit, true, &["gcc_lockout"]),
+            (
+                Gcc,
+                true,
+                &["customer_not_qualified", "segment_not_allowed"],
+            ),
+        ];
+        for (segment, history, expected) in cases {
+            let decision = decide_under(
+                &policy,
+                EDUCATION_NONPROFIT,
+                license_based(segment),
+                &partner,
+                history,
+            );
+            assert_eq!(
+                codes(&decision),
+                expected,
+                "{segment}, GCC history {history}"
+            );
+        }
+        // Under version 1 the same customer may buy nothing.
+        for &segment in Segment::ALL {
+            let decision = decide_for(EDUCATION_NONPROFIT, license_based(segment), &partner, false);
+            assert!(
+                codes(&decision).contains(&"segment_not_allowed"),
+                "{segment}"
+            );
+        }
+    }
+
+    #[test]
+    fn v2_decides_every_other_set_as_v1_does() {
+        let (v1, v2) = (Policy::rule_book(), v2());
+        let partners = [
+            fully_qualified(),
+            partner(PartnerKind::IndirectReseller, &[], false),
+            partner(
+                PartnerKind::IndirectReseller,
+                ResellerQualification::ALL,
+                true,
+            ),
+            partner(
+                PartnerKind::IndirectReseller,
+                ResellerQualification::ALL,
+                false,
+            ),
+        ];
+        for customer in CustomerQualification::all().filter(|&c| c != EDUCATION_NONPROFIT) {
+            for offer in OfferTerms::all() {
+                for partner in &partners {
+                    for history in [false, true] {
+                        assert_eq!(
+                            decide_under(&v2, customer, offer, partner, history),
+                            decide_under(&v1, customer, offer, partner, history),
+                            "{customer:?} {offer:?} {partner:?} {history}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn v2_still_asks_partners_for_the_programs_of_education_and_nonprofit() {
+        let policy = v2();
+        for (segment, required) in [
+            (Education, ResellerQualification::Education),
+            (Nonprofit, ResellerQualification::Nonprofit),
+        ] {
+            let without = partner(PartnerKind::DirectBillPartner, &[], false);
+            assert_eq!(
+                decide_under(
+                    &policy,
+                    EDUCATION_NONPROFIT,
+                    license_based(segment),
+                    &without,
+                    false
+                ),
+                PurchaseDecision::Denied(vec![RuleViolation::ResellerNotQualified { required }])
+            );
+        }
+        let alone = partner(
+            PartnerKind::IndirectReseller,
+            ResellerQualification::ALL,
+            false,
+        );
+        assert_eq!(
+            codes(&decide_under(
+                &policy,
+                EDUCATION_NONPROFIT,
+                license_based(Education),
+                &alone,
+                false
+            )),
+            ["indirect_reseller_without_provider"]
+        );
+    }
+
+    #[test]
+    fn r1_is_data_perpetual_education_software_needs_a_policy_that_lists_it() {
+        let perpetual = |segment| OfferTerms {
+            segment,
+            product_kind: ProductKind::PerpetualSoftware,
+        };
+        let partner = fully_qualified();
+        // The 2024 file leaves R1 as it was.
+        let v2 = v2();
+        assert_eq!(
+            codes(&decide_under(
+                &v2,
+                EDUCATION_NONPROFIT,
+                perpetual(Education),
+                &partner,
+                false
+            )),
+            ["offer_not_license_based"]
+        );
+        // The current documentation: education offers also as perpetual software.
+        let mut doc = crate::domain::PolicyDocument::from(&v2);
+        doc.version = 3;
+        for special in &mut doc.special_segments {
+            if special.segment == Education {
+                special.product_kinds.push(ProductKind::PerpetualSoftware);
+            }
+        }
+        let v3 = Policy::try_from(doc).expect("a valid policy");
+        assert!(
+            decide_under(
+                &v3,
+                EDUCATION_NONPROFIT,
+                perpetual(Education),
+                &partner,
+                false
+            )
+            .is_allowed()
+        );
+        assert!(
+            decide_under(&v3, C::EDUCATION, perpetual(Education), &partner, false).is_allowed()
+        );
+        // Only for education, and still not as software subscriptions or Azure.
+        for (customer, offer) in [
+            (EDUCATION_NONPROFIT, perpetual(Nonprofit)),
+            (C::GCC, perpetual(Gcc)),
+            (
+                C::EDUCATION,
+                OfferTerms {
+                    segment: Education,
+                    product_kind: ProductKind::SoftwareSubscription,
+                },
+            ),
+            (
+                C::EDUCATION,
+                OfferTerms {
+                    segment: Education,
+                    product_kind: ProductKind::Azure,
+                },
+            ),
+        ] {
+            assert_eq!(
+                codes(&decide_under(&v3, customer, offer, &partner, false)),
+                ["offer_not_license_based"],
+                "{customer:?} {offer:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn r2_is_data_a_policy_may_drop_the_education_reseller_authorization() {
+        let mut doc = crate::domain::PolicyDocument::from(&Policy::rule_book());
+        doc.version = 3;
+        for special in &mut doc.special_segments {
+            if special.segment == Education {
+                special.reseller_qualification_required = false;
+            }
+        }
+        let policy = Policy::try_from(doc).expect("a valid policy");
+        let unauthorized = partner(PartnerKind::DirectBillPartner, &[], false);
+        assert!(
+            decide_under(
+                &policy,
+                C::EDUCATION,
+                license_based(Education),
+                &unauthorized,
+                false
+            )
+            .is_allowed()
+        );
+        // Nonprofit and GCC still need theirs.
+        assert_eq!(
+            codes(&decide_under(
+                &policy,
+                C::NONPROFIT,
+                license_based(Nonprofit),
+                &unauthorized,
+                false
+            )),
+            ["reseller_not_qualified"]
+        );
+    }
 }
