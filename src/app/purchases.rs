@@ -401,6 +401,7 @@ pub async fn eligibility(
     let Some(facts) = facts else {
         return Ok(None);
     };
+    let policy = policy_in_force();
     let every: Vec<_> = OfferTerms::all().collect();
     let offers =
         db::offers::list_with_terms(&mut *tx, &every, at, Keyset { after: None, limit }).await?;
@@ -408,7 +409,7 @@ pub async fn eligibility(
         offers
             .into_iter()
             .map(|offer| {
-                let decision = decide(policy_in_force(), &context(&facts, offer.terms()));
+                let decision = decide(policy, &context(&facts, offer.terms()));
                 (offer, decision)
             })
             .collect(),
@@ -438,8 +439,9 @@ pub async fn eligible_offers(
     let Some(facts) = facts else {
         return Ok(Vec::new());
     };
+    let policy = policy_in_force();
     let allowed: Vec<_> = OfferTerms::all()
-        .filter(|&terms| decide(policy_in_force(), &context(&facts, terms)).is_allowed())
+        .filter(|&terms| decide(policy, &context(&facts, terms)).is_allowed())
         .collect();
     Ok(db::offers::list_with_terms(&mut *tx, &allowed, at, page).await?)
 }
