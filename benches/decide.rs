@@ -8,8 +8,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use partner_catalog::domain::{
-    CustomerQualification, OfferTerms, PartnerKind, PartnerProfile, ProductKind, PurchaseContext,
-    ResellerQualification, Segment, decide,
+    CustomerQualification, OfferTerms, PartnerKind, PartnerProfile, Policy, ProductKind,
+    PurchaseContext, ResellerQualification, Segment, SpecialQualification, decide,
 };
 
 fn partner(kind: PartnerKind, quals: &[ResellerQualification]) -> PartnerProfile {
@@ -33,7 +33,7 @@ fn bench_decide(c: &mut Criterion) {
     let allowed = PurchaseContext {
         partner: &qualified,
         customer_related_to_partner: true,
-        customer: CustomerQualification::Education,
+        customer: CustomerQualification::of(&[SpecialQualification::Education]),
         customer_has_gcc_history: false,
         offer: OfferTerms {
             segment: Segment::Education,
@@ -43,7 +43,7 @@ fn bench_decide(c: &mut Criterion) {
     let denied = PurchaseContext {
         partner: &unqualified,
         customer_related_to_partner: false,
-        customer: CustomerQualification::Commercial,
+        customer: CustomerQualification::EMPTY,
         customer_has_gcc_history: true,
         offer: OfferTerms {
             segment: Segment::Education,
@@ -51,15 +51,18 @@ fn bench_decide(c: &mut Criterion) {
         },
     };
 
-    c.bench_function("decide/allowed", |b| b.iter(|| decide(black_box(&allowed))));
+    let policy = Policy::rule_book();
+    c.bench_function("decide/allowed", |b| {
+        b.iter(|| decide(&policy, black_box(&allowed)))
+    });
     c.bench_function("decide/denied_every_rule", |b| {
-        b.iter(|| decide(black_box(&denied)))
+        b.iter(|| decide(&policy, black_box(&denied)))
     });
     c.bench_function("decide/all_offer_terms", |b| {
         b.iter(|| {
             OfferTerms::all()
                 .filter(|&offer| {
-                    decide(black_box(&PurchaseContext { offer, ..allowed })).is_allowed()
+                    decide(&policy, black_box(&PurchaseContext { offer, ..allowed })).is_allowed()
                 })
                 .count()
         })

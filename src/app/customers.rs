@@ -20,7 +20,7 @@ use crate::{
     },
     domain::{
         Action, CustomerId, CustomerQualification, DisplayName, EventType, ExternalReference,
-        PartnerId, Reason, SpecialQualification, SubscriptionId, evidence_after_change,
+        PartnerId, Reason, SpecialQualification, SubscriptionId, evidence_after_change, listing,
     },
 };
 
@@ -87,7 +87,8 @@ impl CreateCustomer {
     pub fn parse(self) -> Result<CustomerDraft> {
         let invalid = |field: &'static str, message: String| Error::InvalidField { field, message };
         let name = DisplayName::parse(&self.name).map_err(|e| invalid("name", e.to_string()))?;
-        let qualifications = CustomerQualification::from_set(self.special_qualifications)?;
+        let qualifications =
+            super::policy_in_force().qualification_set(self.special_qualifications)?;
         let reason = Reason::parse(Some(self.reason.as_deref().unwrap_or("customer created")))
             .map_err(|e| invalid("reason", e.to_string()))?;
         let external_reference = self
@@ -109,8 +110,10 @@ impl CreateCustomer {
 }
 
 impl CustomerDraft {
-    /// The customer to write, with a new id, once its evidence is checked.
+    /// The customer to write, with a new id, once its set and evidence are checked.
     pub fn into_new(self) -> Result<NewCustomer> {
+        // Drafts are built by callers too, not only by `parse`: the use case has the last word.
+        super::policy_in_force().qualification_set(self.change.qualifications.iter())?;
         Ok(NewCustomer {
             id: CustomerId::new(),
             evidence: initial_evidence(&self.change)?,
@@ -127,7 +130,7 @@ pub fn initial_evidence(change: &QualificationChange) -> Result<CustomerEvidence
     Ok(evidence_after_change(
         &[],
         &CustomerEvidence::new(),
-        change.qualifications.qualifications(),
+        &change.qualifications.qualifications(),
         &change.evidence,
     )?)
 }
@@ -312,12 +315,13 @@ pub async fn set_qualifications(
     if !precondition.holds(current.version) {
         return Err(Error::CustomerVersionMismatch(Box::new(current)));
     }
+    let policy = super::policy_in_force();
     let before = current.special_qualifications;
-    let after = change.qualifications;
+    let after = policy.qualification_set(change.qualifications.iter())?;
     let evidence = evidence_after_change(
-        before.qualifications(),
+        &before.qualifications(),
         &current.evidence,
-        after.qualifications(),
+        &after.qualifications(),
         &change.evidence,
     )?;
     let version = db::customers::set_qualifications(&mut *tx, id, after).await?;
@@ -349,14 +353,18 @@ pub async fn set_qualifications(
     )
     .await?;
     let mut warnings = Vec::new();
+    let locked_out = policy.gcc_lockout_segments();
     if !after.has(SpecialQualification::Gcc)
+        && !locked_out.is_empty()
         && db::subscriptions::has_gcc_history(&mut *tx, id).await?
     {
         warnings.push(Warning {
             code: "gcc_lockout_still_applies",
-            message: "The customer has a GCC subscription in its history, so it still may not buy \
-                      commercial, education or nonprofit subscriptions (R4)."
-                .into(),
+            message: format!(
+                "The customer has a GCC subscription in its history, so it still may not buy \
+                 {} subscriptions (R4).",
+                listing(locked_out, "or")
+            ),
         });
     }
     let record = db::customers::qualifications_at(&mut *tx, id, None)

@@ -13,15 +13,24 @@ pub mod tokens;
 pub mod users;
 pub mod webhooks;
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 
 use crate::{
     db::{self, customers::QualificationRecord, partners::Partner},
     domain::{
         Action, Actor, CustomerId, EvidenceError, InvalidQualificationSet, OfferId, PartnerId,
-        Principal, ProductKind, Role, Segment, SubscriptionId, SubscriptionStatus, permits,
+        Policy, Principal, ProductKind, Role, Segment, SubscriptionId, SubscriptionStatus, permits,
     },
 };
+
+/// The policy version every use case decides under: the one place that says which. For now
+/// always the rule book (version 1); stored, published versions will be read here (issue 14).
+pub fn policy_in_force() -> &'static Policy {
+    static RULE_BOOK: LazyLock<Policy> = LazyLock::new(Policy::rule_book);
+    &RULE_BOOK
+}
 
 /// Who is acting, and through which request: every use case gets one, every event records it.
 #[derive(Debug, Clone)]
@@ -160,7 +169,7 @@ pub enum Error {
         /// The customer that has it.
         customer: CustomerId,
     },
-    /// A qualification set outside the seven of R3.
+    /// A qualification set the policy in force does not list (R3).
     #[error(transparent)]
     InvalidQualificationSet(#[from] InvalidQualificationSet),
     /// R1 at offer creation.

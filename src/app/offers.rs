@@ -9,7 +9,7 @@ use crate::{
     domain::{Action, DisplayName, EventType, OfferId, OfferTerms, ProductKind, Segment},
 };
 
-/// Creates an offer; special offers must be license based (R1).
+/// Creates an offer; a special offer must be of a product kind the policy sells in its segment (R1).
 pub async fn create(
     pool: &PgPool,
     ctx: &RequestContext,
@@ -17,7 +17,7 @@ pub async fn create(
     terms: OfferTerms,
 ) -> Result<Offer> {
     ctx.require(Action::ManageOffers)?;
-    if !terms.is_sellable() {
+    if !super::policy_in_force().is_sellable(terms) {
         return Err(Error::OfferNotLicenseBased {
             segment: terms.segment,
             product_kind: terms.product_kind,

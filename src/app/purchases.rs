@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{Error, RequestContext, Result, customers::authorize};
+use super::{Error, RequestContext, Result, customers::authorize, policy_in_force};
 use crate::{
     db::{
         self, Keyset,
@@ -265,7 +265,7 @@ pub async fn purchase(
     if ctx.partner_scope().is_some() && !facts.related {
         return Err(Error::CustomerNotFound(request.customer_id));
     }
-    let (outcome, event) = match decide(&context(&facts, offer.terms())) {
+    let (outcome, event) = match decide(policy_in_force(), &context(&facts, offer.terms())) {
         PurchaseDecision::Allowed => {
             let subscription = db::subscriptions::insert(
                 &mut *tx,
@@ -375,7 +375,7 @@ pub async fn decide_only(
     let facts = db::purchases::load(&mut tx, customer, partner, Locking::None)
         .await?
         .map_err(|m| not_found(m, customer, partner))?;
-    Ok(decide(&context(&facts, offer.terms())))
+    Ok(decide(policy_in_force(), &context(&facts, offer.terms())))
 }
 
 /// Every offer (up to `limit`) with the decision a purchase of it by `partner` for `customer`
@@ -401,6 +401,7 @@ pub async fn eligibility(
     let Some(facts) = facts else {
         return Ok(None);
     };
+    let policy = policy_in_force();
     let every: Vec<_> = OfferTerms::all().collect();
     let offers =
         db::offers::list_with_terms(&mut *tx, &every, at, Keyset { after: None, limit }).await?;
@@ -408,7 +409,7 @@ pub async fn eligibility(
         offers
             .into_iter()
             .map(|offer| {
-                let decision = decide(&context(&facts, offer.terms()));
+                let decision = decide(policy, &context(&facts, offer.terms()));
                 (offer, decision)
             })
             .collect(),
@@ -438,8 +439,9 @@ pub async fn eligible_offers(
     let Some(facts) = facts else {
         return Ok(Vec::new());
     };
+    let policy = policy_in_force();
     let allowed: Vec<_> = OfferTerms::all()
-        .filter(|&terms| decide(&context(&facts, terms)).is_allowed())
+        .filter(|&terms| decide(policy, &context(&facts, terms)).is_allowed())
         .collect();
     Ok(db::offers::list_with_terms(&mut *tx, &allowed, at, page).await?)
 }

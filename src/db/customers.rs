@@ -33,7 +33,7 @@ pub struct Customer {
 }
 
 fn qualification_texts(set: CustomerQualification) -> Vec<&'static str> {
-    texts(set.qualifications(), SpecialQualification::as_str)
+    texts(&set.qualifications(), SpecialQualification::as_str)
 }
 
 /// `query_as!` of a [`Customer`]: the one select list of `customers c`, then `$rest` of the

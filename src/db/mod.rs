@@ -197,7 +197,8 @@ macro_rules! uuid_column {
 }
 uuid_column!(PartnerId, CustomerId, OfferId, SubscriptionId, ImportJobId);
 
-/// The stored `text[]` is checked against the seven sets of R3 by the database, and again here.
+/// The stored `text[]`. The database checks it against the seven sets of R3; which sets are valid
+/// is otherwise the policy's call, so a set recorded under another version still reads back.
 impl Type<Postgres> for CustomerQualification {
     fn type_info() -> PgTypeInfo {
         <Vec<String> as Type<Postgres>>::type_info()
@@ -207,7 +208,7 @@ impl Type<Postgres> for CustomerQualification {
 impl<'r> Decode<'r, Postgres> for CustomerQualification {
     fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
         let set = <Vec<SpecialQualification> as Decode<Postgres>>::decode(value)?;
-        Ok(CustomerQualification::from_set(set)?)
+        Ok(set.into_iter().collect())
     }
 }
 

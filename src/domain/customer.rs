@@ -1,6 +1,5 @@
-//! A customer's special qualifications and the purchase matrix (R3).
-
-use std::collections::BTreeSet;
+//! A customer's special qualifications, as a set. Which sets are valid and what each may buy is
+//! the policy's call (R3, [`super::Policy`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +17,7 @@ wire_enum!(
 
 impl SpecialQualification {
     /// The qualification a customer needs to buy offers of `segment`; `None` for commercial.
+    /// Structural (R2, customer side): policies decide which sets exist, not what a segment needs.
     pub fn required_for(segment: Segment) -> Option<Self> {
         match segment {
             Segment::Commercial => None,
@@ -26,32 +26,22 @@ impl SpecialQualification {
             Segment::Gcc => Some(Self::Gcc),
         }
     }
+
+    /// This qualification's bit in a [`CustomerQualification`].
+    const fn bit(self) -> u8 {
+        1 << self as u8
+    }
 }
 
-/// One of the seven qualification sets of R3; no other combination can be represented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(
-    try_from = "Vec<SpecialQualification>",
-    into = "Vec<SpecialQualification>"
-)]
-pub enum CustomerQualification {
-    /// No special qualification: a plain commercial customer.
-    Commercial,
-    /// A registered nonprofit.
-    Nonprofit,
-    /// A qualified education user.
-    Education,
-    /// A Government Community Cloud customer.
-    Gcc,
-    /// A state owned entity that meets the eligibility criteria.
-    StateOwnedEntity,
-    /// An education institution that is also a state owned entity.
-    EducationStateOwnedEntity,
-    /// A GCC customer that is also a state owned entity.
-    GccStateOwnedEntity,
-}
+/// A customer's set of special qualifications, empty for a plain commercial customer. Any
+/// combination can be represented; whether it is a valid set is decided by a policy
+/// ([`super::Policy::accepts`]). Serialized as the sorted list of names, as stored.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(from = "Vec<SpecialQualification>", into = "Vec<SpecialQualification>")]
+pub struct CustomerQualification(u8);
 
-// The API contract: a set of special qualifications; only the seven sets of R3 are accepted.
+// The API contract: a set of special qualifications. The description names the sets of the rule
+// book (version 1), the policy every deployment runs until another one is in force.
 impl utoipa::PartialSchema for CustomerQualification {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ArrayBuilder::new()
@@ -81,112 +71,134 @@ impl utoipa::ToSchema for CustomerQualification {
     }
 }
 
-/// A combination of special qualifications outside the seven sets of R3.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{{{}}} is not a valid qualification set; valid sets are {{}}, {{nonprofit}}, {{education}}, {{gcc}}, \
-     {{state_owned_entity}}, {{education, state_owned_entity}} and {{gcc, state_owned_entity}}",
-    .0.iter().map(|q| q.as_str()).collect::<Vec<_>>().join(", ")
-)]
-pub struct InvalidQualificationSet(pub BTreeSet<SpecialQualification>);
-
 impl CustomerQualification {
-    /// The seven valid sets.
-    pub const ALL: [CustomerQualification; 7] = [
-        Self::Commercial,
-        Self::Nonprofit,
-        Self::Education,
-        Self::Gcc,
-        Self::StateOwnedEntity,
-        Self::EducationStateOwnedEntity,
-        Self::GccStateOwnedEntity,
-    ];
+    /// No special qualification: a plain commercial customer.
+    pub const EMPTY: Self = Self(0);
 
-    /// Parses a set of qualifications (order and repetition do not matter).
-    pub fn from_set(
-        qualifications: impl IntoIterator<Item = SpecialQualification>,
-    ) -> Result<Self, InvalidQualificationSet> {
-        let set: BTreeSet<_> = qualifications.into_iter().collect();
-        Self::ALL
-            .into_iter()
-            .find(|candidate| candidate.qualifications().iter().eq(set.iter()))
-            .ok_or(InvalidQualificationSet(set))
+    /// The set of `qualifications` (repeats do not matter); usable in constants.
+    pub const fn of(qualifications: &[SpecialQualification]) -> Self {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < qualifications.len() {
+            bits |= qualifications[i].bit();
+            i += 1;
+        }
+        Self(bits)
     }
 
-    /// The qualifications of this set, sorted as stored.
-    pub fn qualifications(self) -> &'static [SpecialQualification] {
-        use SpecialQualification as Q;
-        match self {
-            Self::Commercial => &[],
-            Self::Nonprofit => &[Q::Nonprofit],
-            Self::Education => &[Q::Education],
-            Self::Gcc => &[Q::Gcc],
-            Self::StateOwnedEntity => &[Q::StateOwnedEntity],
-            Self::EducationStateOwnedEntity => &[Q::Education, Q::StateOwnedEntity],
-            Self::GccStateOwnedEntity => &[Q::Gcc, Q::StateOwnedEntity],
-        }
+    /// Every combination of special qualifications, valid or not, the empty set first.
+    pub fn all() -> impl Iterator<Item = Self> {
+        let combinations = 1u8 << SpecialQualification::ALL.len();
+        (0..combinations).map(Self)
     }
 
     /// Whether the set holds `qualification`.
     pub fn has(self, qualification: SpecialQualification) -> bool {
-        self.qualifications().contains(&qualification)
+        self.0 & qualification.bit() != 0
     }
 
-    /// R3: the offer segments a customer with this set may buy.
-    pub fn purchasable_segments(self) -> &'static [Segment] {
-        use Segment as S;
-        match self {
-            Self::Commercial | Self::StateOwnedEntity => &[S::Commercial],
-            Self::Nonprofit => &[S::Commercial, S::Nonprofit],
-            Self::Education | Self::EducationStateOwnedEntity => &[S::Commercial, S::Education],
-            Self::Gcc | Self::GccStateOwnedEntity => &[S::Gcc],
-        }
+    /// The qualifications of this set, sorted as stored.
+    pub fn iter(self) -> impl Iterator<Item = SpecialQualification> {
+        SpecialQualification::ALL
+            .iter()
+            .copied()
+            .filter(move |q| self.has(*q))
     }
 
-    /// The set as text, e.g. `{education, state_owned_entity}`.
-    pub fn describe(self) -> String {
-        let names: Vec<_> = self.qualifications().iter().map(|q| q.as_str()).collect();
-        format!("{{{}}}", names.join(", "))
+    /// The qualifications of this set, sorted as stored.
+    pub fn qualifications(self) -> Vec<SpecialQualification> {
+        self.iter().collect()
     }
 }
 
-impl TryFrom<Vec<SpecialQualification>> for CustomerQualification {
-    type Error = InvalidQualificationSet;
+impl FromIterator<SpecialQualification> for CustomerQualification {
+    fn from_iter<I: IntoIterator<Item = SpecialQualification>>(iter: I) -> Self {
+        Self(iter.into_iter().fold(0, |bits, q| bits | q.bit()))
+    }
+}
 
-    fn try_from(value: Vec<SpecialQualification>) -> Result<Self, Self::Error> {
-        Self::from_set(value)
+/// The set as text, e.g. `{education, state_owned_entity}`.
+impl std::fmt::Display for CustomerQualification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.iter().map(SpecialQualification::as_str).collect();
+        write!(f, "{{{}}}", names.join(", "))
+    }
+}
+
+// Test failures name the set, not its bits.
+impl std::fmt::Debug for CustomerQualification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl From<Vec<SpecialQualification>> for CustomerQualification {
+    fn from(value: Vec<SpecialQualification>) -> Self {
+        value.into_iter().collect()
     }
 }
 
 impl From<CustomerQualification> for Vec<SpecialQualification> {
     fn from(value: CustomerQualification) -> Self {
-        value.qualifications().to_vec()
+        value.qualifications()
     }
+}
+
+/// The seven sets of R3 by name, for tests of the rule book.
+#[cfg(test)]
+pub(crate) mod r3 {
+    use super::{CustomerQualification as C, SpecialQualification::*};
+
+    pub const COMMERCIAL: C = C::EMPTY;
+    pub const NONPROFIT: C = C::of(&[Nonprofit]);
+    pub const EDUCATION: C = C::of(&[Education]);
+    pub const GCC: C = C::of(&[Gcc]);
+    pub const STATE_OWNED_ENTITY: C = C::of(&[StateOwnedEntity]);
+    pub const EDUCATION_STATE_OWNED_ENTITY: C = C::of(&[Education, StateOwnedEntity]);
+    pub const GCC_STATE_OWNED_ENTITY: C = C::of(&[Gcc, StateOwnedEntity]);
+    /// All seven, in the order of the rule book's table.
+    pub const ALL: [C; 7] = [
+        COMMERCIAL,
+        NONPROFIT,
+        EDUCATION,
+        GCC,
+        STATE_OWNED_ENTITY,
+        EDUCATION_STATE_OWNED_ENTITY,
+        GCC_STATE_OWNED_ENTITY,
+    ];
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::Policy;
     use super::*;
-    use CustomerQualification as C;
     use SpecialQualification::*;
+    use r3 as C;
 
     #[test]
     fn the_seven_sets_parse_in_any_order_and_with_repeats() {
-        let cases: [(&[SpecialQualification], C); 10] = [
-            (&[], C::Commercial),
-            (&[Nonprofit], C::Nonprofit),
-            (&[Education], C::Education),
-            (&[Gcc], C::Gcc),
-            (&[StateOwnedEntity], C::StateOwnedEntity),
-            (&[Education, StateOwnedEntity], C::EducationStateOwnedEntity),
-            (&[StateOwnedEntity, Education], C::EducationStateOwnedEntity),
-            (&[Gcc, StateOwnedEntity], C::GccStateOwnedEntity),
-            (&[StateOwnedEntity, Gcc, Gcc], C::GccStateOwnedEntity),
-            (&[Education, Education], C::Education),
+        let policy = Policy::rule_book();
+        let cases: [(&[SpecialQualification], CustomerQualification); 10] = [
+            (&[], C::COMMERCIAL),
+            (&[Nonprofit], C::NONPROFIT),
+            (&[Education], C::EDUCATION),
+            (&[Gcc], C::GCC),
+            (&[StateOwnedEntity], C::STATE_OWNED_ENTITY),
+            (
+                &[Education, StateOwnedEntity],
+                C::EDUCATION_STATE_OWNED_ENTITY,
+            ),
+            (
+                &[StateOwnedEntity, Education],
+                C::EDUCATION_STATE_OWNED_ENTITY,
+            ),
+            (&[Gcc, StateOwnedEntity], C::GCC_STATE_OWNED_ENTITY),
+            (&[StateOwnedEntity, Gcc, Gcc], C::GCC_STATE_OWNED_ENTITY),
+            (&[Education, Education], C::EDUCATION),
         ];
         for (input, expected) in cases {
             assert_eq!(
-                C::from_set(input.iter().copied()),
+                policy.qualification_set(input.iter().copied()),
                 Ok(expected),
                 "{input:?}"
             );
@@ -196,6 +208,7 @@ mod tests {
     #[test]
     fn every_other_combination_is_rejected() {
         // All 16 subsets of the four qualifications: exactly the 7 of R3 are valid.
+        let policy = Policy::rule_book();
         let mut valid = 0;
         for mask in 0u8..16 {
             let set: Vec<_> = SpecialQualification::ALL
@@ -204,19 +217,21 @@ mod tests {
                 .filter(|(i, _)| mask & (1 << i) != 0)
                 .map(|(_, q)| *q)
                 .collect();
-            match C::from_set(set.clone()) {
+            match policy.qualification_set(set.clone()) {
                 Ok(parsed) => {
                     valid += 1;
-                    assert_eq!(parsed.qualifications(), set.as_slice());
+                    assert_eq!(parsed.qualifications(), set);
                 }
-                Err(err) => assert_eq!(err.0, set.into_iter().collect()),
+                Err(err) => assert_eq!(err.set, set.into_iter().collect()),
             }
         }
         assert_eq!(valid, 7);
+        assert_eq!(CustomerQualification::all().count(), 16);
     }
 
     #[test]
     fn named_invalid_sets_are_rejected_with_a_clear_message() {
+        let policy = Policy::rule_book();
         let invalid: [&[SpecialQualification]; 5] = [
             &[Education, Gcc],
             &[Nonprofit, Education],
@@ -225,22 +240,45 @@ mod tests {
             &[Education, Gcc, Nonprofit, StateOwnedEntity],
         ];
         for input in invalid {
-            assert!(C::from_set(input.iter().copied()).is_err(), "{input:?}");
+            assert!(
+                policy.qualification_set(input.iter().copied()).is_err(),
+                "{input:?}"
+            );
         }
-        let err = C::from_set([Gcc, Education]).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("{education, gcc} is not a valid qualification set"),
-            "{err}"
+        let err = policy.qualification_set([Gcc, Education]).unwrap_err();
+        // The whole text, as version 1 has always answered it.
+        assert_eq!(
+            err.to_string(),
+            "{education, gcc} is not a valid qualification set; valid sets are {}, {nonprofit}, \
+             {education}, {gcc}, {state_owned_entity}, {education, state_owned_entity} and \
+             {gcc, state_owned_entity}"
         );
     }
 
     #[test]
     fn serde_uses_the_sorted_list() {
-        let json = serde_json::to_string(&C::GccStateOwnedEntity).unwrap();
+        let json = serde_json::to_string(&C::GCC_STATE_OWNED_ENTITY).unwrap();
         assert_eq!(json, r#"["gcc","state_owned_entity"]"#);
-        let parsed: C = serde_json::from_str(r#"["state_owned_entity","education"]"#).unwrap();
-        assert_eq!(parsed, C::EducationStateOwnedEntity);
-        assert!(serde_json::from_str::<C>(r#"["gcc","education"]"#).is_err());
+        let parsed: CustomerQualification =
+            serde_json::from_str(r#"["state_owned_entity","education"]"#).unwrap();
+        assert_eq!(parsed, C::EDUCATION_STATE_OWNED_ENTITY);
+        // Reading is not judging: a set outside the policy (e.g. one stored under an older
+        // version) still reads back; the policy decides what it may buy.
+        let parsed: CustomerQualification = serde_json::from_str(r#"["gcc","education"]"#).unwrap();
+        assert_eq!(parsed, CustomerQualification::of(&[Education, Gcc]));
+        assert!(serde_json::from_str::<CustomerQualification>(r#"["Gcc"]"#).is_err());
+    }
+
+    #[test]
+    fn sets_print_and_iterate_in_stored_order() {
+        let set: CustomerQualification = [StateOwnedEntity, Education].into_iter().collect();
+        assert_eq!(set.to_string(), "{education, state_owned_entity}");
+        assert_eq!(format!("{set:?}"), "{education, state_owned_entity}");
+        assert_eq!(CustomerQualification::EMPTY.to_string(), "{}");
+        assert!(set.has(Education) && !set.has(Gcc));
+        for set in CustomerQualification::all() {
+            let round_trip: CustomerQualification = set.iter().collect();
+            assert_eq!(round_trip, set);
+        }
     }
 }

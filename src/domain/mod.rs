@@ -9,6 +9,7 @@ mod ids;
 mod import;
 mod offer;
 mod partner;
+mod policy;
 mod principal;
 mod purchase;
 mod text;
@@ -17,7 +18,7 @@ pub mod webhook;
 
 pub use access::{Action, Actor, Principal, Role, permits};
 pub use audit::EventType;
-pub use customer::{CustomerQualification, InvalidQualificationSet, SpecialQualification};
+pub use customer::{CustomerQualification, SpecialQualification};
 pub use evidence::{
     EvidenceError, Evidenced, InvalidReason, MAX_EVIDENCE_CHARS, Reason, evidence_after_change,
 };
@@ -25,9 +26,13 @@ pub use ids::{CustomerId, ImportJobId, OfferId, PartnerId, SubscriptionId};
 pub use import::{FileFormat, ImportJobStatus, UTF8_BOM, percent_done};
 pub use offer::{OfferTerms, ProductKind, Segment, SubscriptionStatus};
 pub use partner::{PartnerKind, PartnerProfile, ResellerQualification};
+pub use policy::{
+    InvalidPolicy, InvalidQualificationSet, Policy, PolicyDocument, PolicyProblem, PolicyVersion,
+    QualificationSetDocument, SpecialSegmentDocument,
+};
 pub use principal::{PrincipalKind, PrincipalState};
 pub use purchase::{PurchaseContext, PurchaseDecision, RuleViolation, decide};
-pub use text::checked_text;
+pub use text::{checked_text, listing};
 pub use user::{
     ExternalReference, FREE_SIGN_IN_FAILURES, InvalidExternalReference, InvalidUsername,
     NewPassword, Username, WeakPassword, sign_in_delay,

@@ -21,7 +21,7 @@ impl Segment {
 }
 
 wire_enum!(
-    /// How an offer is licensed; only license-based products have special prices (R1).
+    /// How an offer is licensed; which kinds may carry special prices is the policy's call (R1).
     ProductKind("product kind") {
         LicenseBased => "license_based",
         SoftwareSubscription => "software_subscription",
@@ -57,11 +57,6 @@ pub struct OfferTerms {
 }
 
 impl OfferTerms {
-    /// R1: special prices exist only for license-based products.
-    pub fn is_sellable(self) -> bool {
-        !self.segment.is_special() || self.product_kind == ProductKind::LicenseBased
-    }
-
     /// Every combination of segment and product kind, sellable or not.
     pub fn all() -> impl Iterator<Item = OfferTerms> {
         Segment::ALL.iter().flat_map(|&segment| {
@@ -80,12 +75,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_license_based_products_may_carry_special_prices() {
-        for terms in OfferTerms::all() {
-            let expected = terms.segment == Segment::Commercial
-                || terms.product_kind == ProductKind::LicenseBased;
-            assert_eq!(terms.is_sellable(), expected, "{terms:?}");
-        }
+    fn every_combination_of_terms_is_listed_once() {
+        let all: std::collections::BTreeSet<_> = OfferTerms::all()
+            .map(|t| (t.segment, t.product_kind))
+            .collect();
+        assert_eq!(all.len(), 16);
         assert_eq!(OfferTerms::all().count(), 16);
     }
 

@@ -24,8 +24,9 @@ wire_enum!(
 );
 
 impl ResellerQualification {
-    /// The qualification a partner needs to buy offers of `segment`; `None` for commercial.
-    pub fn required_for(segment: Segment) -> Option<Self> {
+    /// The qualification of `segment`'s program; `None` for commercial. Whether a partner must
+    /// list it to buy such offers is the policy's call (R2).
+    pub fn for_segment(segment: Segment) -> Option<Self> {
         match segment {
             Segment::Commercial => None,
             Segment::Education => Some(Self::Education),

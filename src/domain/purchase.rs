@@ -1,9 +1,10 @@
-//! The purchase decision: R1–R4 applied to one proposed purchase.
+//! The purchase decision: R1–R4, as configured by a policy version, applied to one proposed
+//! purchase.
 
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CustomerQualification, OfferTerms, PartnerKind, PartnerProfile, ProductKind,
+    CustomerQualification, OfferTerms, PartnerKind, PartnerProfile, Policy, ProductKind,
     ResellerQualification, Segment, SpecialQualification,
 };
 
@@ -28,7 +29,8 @@ pub struct PurchaseContext<'a> {
 pub enum RuleViolation {
     /// A partner may only buy for customers it has a relationship with.
     NoCustomerRelationship,
-    /// R1: a special offer that is not license based.
+    /// R1: a special offer of a product kind the policy does not sell in its segment (in the
+    /// rule book: not license based).
     OfferNotLicenseBased {
         /// The offer's segment.
         segment: Segment,
@@ -40,14 +42,15 @@ pub enum RuleViolation {
         /// The qualification the partner lacks.
         required: ResellerQualification,
     },
-    /// R2: an indirect reseller delivers education offers only through a connected provider.
+    /// R2: an indirect reseller delivers the segment's offers only through a connected provider
+    /// (in the rule book: education).
     IndirectResellerWithoutProvider,
     /// R2: the customer lacks the special qualification the segment requires.
     CustomerNotQualified {
         /// The qualification the customer lacks.
         required: SpecialQualification,
     },
-    /// R3: the purchase matrix does not allow this segment for the customer's set.
+    /// R3: the policy does not let the customer's set buy this segment (or does not accept the set).
     SegmentNotAllowed {
         /// The offer's segment.
         segment: Segment,
@@ -110,8 +113,7 @@ impl std::fmt::Display for RuleViolation {
             ),
             Self::SegmentNotAllowed { segment, customer_qualifications } => write!(
                 f,
-                "A customer qualified as {} may not buy {segment} offers.",
-                customer_qualifications.describe()
+                "A customer qualified as {customer_qualifications} may not buy {segment} offers."
             ),
             Self::GccLockout { segment } => write!(
                 f,
@@ -137,8 +139,10 @@ impl PurchaseDecision {
     }
 }
 
-/// Decides a purchase, listing every broken rule rather than stopping at the first.
-pub fn decide(ctx: &PurchaseContext<'_>) -> PurchaseDecision {
+/// Decides a purchase under `policy`, listing every broken rule rather than stopping at the first.
+/// A customer whose set the policy does not accept (e.g. one recorded under another version) may
+/// buy nothing: every purchase breaks R3.
+pub fn decide(policy: &Policy, ctx: &PurchaseContext<'_>) -> PurchaseDecision {
     let segment = ctx.offer.segment;
     let mut violations = Vec::new();
 
@@ -146,39 +150,39 @@ pub fn decide(ctx: &PurchaseContext<'_>) -> PurchaseDecision {
         violations.push(RuleViolation::NoCustomerRelationship);
     }
     // R1
-    if !ctx.offer.is_sellable() {
+    if !policy.is_sellable(ctx.offer) {
         violations.push(RuleViolation::OfferNotLicenseBased {
             segment,
             product_kind: ctx.offer.product_kind,
         });
     }
     // R2, partner side.
-    if let Some(required) = ResellerQualification::required_for(segment)
+    if let Some(required) = policy.reseller_qualification_for(segment)
         && !ctx.partner.reseller_qualifications.contains(&required)
     {
         violations.push(RuleViolation::ResellerNotQualified { required });
     }
-    if segment == Segment::Education
+    if policy.indirect_reseller_needs_provider(segment)
         && ctx.partner.kind == PartnerKind::IndirectReseller
         && !ctx.partner.has_indirect_provider
     {
         violations.push(RuleViolation::IndirectResellerWithoutProvider);
     }
-    // R2, customer side.
+    // R2, customer side: structural, the same in every version.
     if let Some(required) = SpecialQualification::required_for(segment)
         && !ctx.customer.has(required)
     {
         violations.push(RuleViolation::CustomerNotQualified { required });
     }
     // R3
-    if !ctx.customer.purchasable_segments().contains(&segment) {
+    if !policy.purchasable_segments(ctx.customer).contains(&segment) {
         violations.push(RuleViolation::SegmentNotAllowed {
             segment,
             customer_qualifications: ctx.customer,
         });
     }
     // R4
-    if ctx.customer_has_gcc_history && segment != Segment::Gcc {
+    if ctx.customer_has_gcc_history && policy.gcc_lockout_forbids(segment) {
         violations.push(RuleViolation::GccLockout { segment });
     }
 
@@ -191,8 +195,8 @@ pub fn decide(ctx: &PurchaseContext<'_>) -> PurchaseDecision {
 
 #[cfg(test)]
 mod tests {
+    use super::super::customer::r3 as C;
     use super::*;
-    use CustomerQualification as C;
     use Segment::*;
 
     fn partner(
@@ -230,29 +234,42 @@ mod tests {
     }
 
     fn decide_for(
-        customer: C,
+        customer: CustomerQualification,
         offer: OfferTerms,
         partner: &PartnerProfile,
         gcc_history: bool,
     ) -> PurchaseDecision {
-        decide(&PurchaseContext {
-            partner,
-            customer_related_to_partner: true,
-            customer,
-            customer_has_gcc_history: gcc_history,
-            offer,
-        })
+        decide_under(&Policy::rule_book(), customer, offer, partner, gcc_history)
+    }
+
+    fn decide_under(
+        policy: &Policy,
+        customer: CustomerQualification,
+        offer: OfferTerms,
+        partner: &PartnerProfile,
+        gcc_history: bool,
+    ) -> PurchaseDecision {
+        decide(
+            policy,
+            &PurchaseContext {
+                partner,
+                customer_related_to_partner: true,
+                customer,
+                customer_has_gcc_history: gcc_history,
+                offer,
+            },
+        )
     }
 
     /// R3 as written in the rule book, independent of `purchasable_segments`.
-    const MATRIX: [(C, &[Segment]); 7] = [
-        (C::Commercial, &[Commercial]),
-        (C::Nonprofit, &[Commercial, Nonprofit]),
-        (C::Education, &[Commercial, Education]),
-        (C::Gcc, &[Gcc]),
-        (C::StateOwnedEntity, &[Commercial]),
-        (C::EducationStateOwnedEntity, &[Commercial, Education]),
-        (C::GccStateOwnedEntity, &[Gcc]),
+    const MATRIX: [(CustomerQualification, &[Segment]); 7] = [
+        (C::COMMERCIAL, &[Commercial]),
+        (C::NONPROFIT, &[Commercial, Nonprofit]),
+        (C::EDUCATION, &[Commercial, Education]),
+        (C::GCC, &[Gcc]),
+        (C::STATE_OWNED_ENTITY, &[Commercial]),
+        (C::EDUCATION_STATE_OWNED_ENTITY, &[Commercial, Education]),
+        (C::GCC_STATE_OWNED_ENTITY, &[Gcc]),
     ];
 
     #[test]
@@ -307,9 +324,9 @@ mod tests {
     #[test]
     fn r2_partner_needs_the_reseller_qualification_of_each_special_segment() {
         let cases = [
-            (C::Education, Education, ResellerQualification::Education),
-            (C::Nonprofit, Nonprofit, ResellerQualification::Nonprofit),
-            (C::Gcc, Gcc, ResellerQualification::Gcc),
+            (C::EDUCATION, Education, ResellerQualification::Education),
+            (C::NONPROFIT, Nonprofit, ResellerQualification::Nonprofit),
+            (C::GCC, Gcc, ResellerQualification::Gcc),
         ];
         for (customer, segment, required) in cases {
             let others: Vec<_> = ResellerQualification::ALL
@@ -335,7 +352,7 @@ mod tests {
         let unqualified = partner(PartnerKind::IndirectReseller, &[], false);
         assert!(
             decide_for(
-                C::Commercial,
+                C::COMMERCIAL,
                 license_based(Commercial),
                 &unqualified,
                 false
@@ -351,25 +368,25 @@ mod tests {
         let connected = partner(PartnerKind::IndirectReseller, quals, true);
         assert_eq!(
             codes(&decide_for(
-                C::Education,
+                C::EDUCATION,
                 license_based(Education),
                 &alone,
                 false
             )),
             ["indirect_reseller_without_provider"]
         );
-        assert!(decide_for(C::Education, license_based(Education), &connected, false).is_allowed());
+        assert!(decide_for(C::EDUCATION, license_based(Education), &connected, false).is_allowed());
         // Only education requires the provider connection (R2 table).
-        assert!(decide_for(C::Gcc, license_based(Gcc), &alone, false).is_allowed());
-        assert!(decide_for(C::Nonprofit, license_based(Nonprofit), &alone, false).is_allowed());
-        assert!(decide_for(C::Commercial, license_based(Commercial), &alone, false).is_allowed());
+        assert!(decide_for(C::GCC, license_based(Gcc), &alone, false).is_allowed());
+        assert!(decide_for(C::NONPROFIT, license_based(Nonprofit), &alone, false).is_allowed());
+        assert!(decide_for(C::COMMERCIAL, license_based(Commercial), &alone, false).is_allowed());
         // Other kinds never need one.
         for kind in [
             PartnerKind::DirectBillPartner,
             PartnerKind::IndirectProvider,
         ] {
             let p = partner(kind, quals, false);
-            assert!(decide_for(C::Education, license_based(Education), &p, false).is_allowed());
+            assert!(decide_for(C::EDUCATION, license_based(Education), &p, false).is_allowed());
         }
     }
 
@@ -391,7 +408,7 @@ mod tests {
         }
         // A customer whose gcc qualification was removed stays locked out of education.
         assert_eq!(
-            decide_for(C::Education, license_based(Education), &partner, true),
+            decide_for(C::EDUCATION, license_based(Education), &partner, true),
             PurchaseDecision::Denied(vec![RuleViolation::GccLockout { segment: Education }])
         );
     }
@@ -399,29 +416,35 @@ mod tests {
     #[test]
     fn a_partner_without_relationship_is_denied() {
         let partner = fully_qualified();
-        let decision = decide(&PurchaseContext {
-            partner: &partner,
-            customer_related_to_partner: false,
-            customer: C::Commercial,
-            customer_has_gcc_history: false,
-            offer: license_based(Commercial),
-        });
+        let decision = decide(
+            &Policy::rule_book(),
+            &PurchaseContext {
+                partner: &partner,
+                customer_related_to_partner: false,
+                customer: C::COMMERCIAL,
+                customer_has_gcc_history: false,
+                offer: license_based(Commercial),
+            },
+        );
         assert_eq!(codes(&decision), ["no_customer_relationship"]);
     }
 
     #[test]
     fn every_broken_rule_is_listed_in_rule_book_order() {
         let lonely = partner(PartnerKind::IndirectReseller, &[], false);
-        let decision = decide(&PurchaseContext {
-            partner: &lonely,
-            customer_related_to_partner: false,
-            customer: C::Gcc,
-            customer_has_gcc_history: true,
-            offer: OfferTerms {
-                segment: Education,
-                product_kind: ProductKind::Azure,
+        let decision = decide(
+            &Policy::rule_book(),
+            &PurchaseContext {
+                partner: &lonely,
+                customer_related_to_partner: false,
+                customer: C::GCC,
+                customer_has_gcc_history: true,
+                offer: OfferTerms {
+                    segment: Education,
+                    product_kind: ProductKind::Azure,
+                },
             },
-        });
+        );
         assert_eq!(codes(&decision), RuleViolation::CODES);
     }
 
@@ -429,7 +452,7 @@ mod tests {
     fn violations_serialize_with_their_code_and_details() {
         let v = RuleViolation::SegmentNotAllowed {
             segment: Commercial,
-            customer_qualifications: C::GccStateOwnedEntity,
+            customer_qualifications: C::GCC_STATE_OWNED_ENTITY,
         };
         let json = serde_json::to_value(&v).unwrap();
         assert_eq!(
@@ -470,5 +493,323 @@ mod tests {
                 violation
             );
         }
+    }
+
+    /// The rules as they were hard-coded before policies (R1–R4 as the rule book writes them),
+    /// kept as the oracle that version 1 must match.
+    fn hard_coded(ctx: &PurchaseContext<'_>) -> Vec<&'static str> {
+        let segment = ctx.offer.segment;
+        let may_buy = MATRIX
+            .iter()
+            .find(|(set, _)| *set == ctx.customer)
+            .map_or(&[][..], |(_, may_buy)| *may_buy);
+        let reseller = match segment {
+            Commercial => None,
+            Education => Some(ResellerQualification::Education),
+            Nonprofit => Some(ResellerQualification::Nonprofit),
+            Gcc => Some(ResellerQualification::Gcc),
+        };
+        let mut codes = Vec::new();
+        if !ctx.customer_related_to_partner {
+            codes.push("no_customer_relationship");
+        }
+        if segment != Commercial && ctx.offer.product_kind != ProductKind::LicenseBased {
+            codes.push("offer_not_license_based");
+        }
+        if reseller.is_some_and(|q| !ctx.partner.reseller_qualifications.contains(&q)) {
+            codes.push("reseller_not_qualified");
+        }
+        if segment == Education
+            && ctx.partner.kind == PartnerKind::IndirectReseller
+            && !ctx.partner.has_indirect_provider
+        {
+            codes.push("indirect_reseller_without_provider");
+        }
+        if SpecialQualification::required_for(segment).is_some_and(|q| !ctx.customer.has(q)) {
+            codes.push("customer_not_qualified");
+        }
+        if !may_buy.contains(&segment) {
+            codes.push("segment_not_allowed");
+        }
+        if ctx.customer_has_gcc_history && segment != Gcc {
+            codes.push("gcc_lockout");
+        }
+        codes
+    }
+
+    #[test]
+    fn version_1_decides_exactly_as_the_hard_coded_rules_on_every_combination() {
+        // Sets (all 16) x offer terms x partner profiles x relationship x GCC history.
+        let policy = Policy::rule_book();
+        let reseller_sets: Vec<Vec<ResellerQualification>> = (0u8..8)
+            .map(|mask| {
+                ResellerQualification::ALL
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask & (1 << i) != 0)
+                    .map(|(_, q)| *q)
+                    .collect()
+            })
+            .collect();
+        let mut decided = 0;
+        for customer in CustomerQualification::all() {
+            for offer in OfferTerms::all() {
+                for &kind in PartnerKind::ALL {
+                    for quals in &reseller_sets {
+                        for provider in [false, true] {
+                            let partner = partner(kind, quals, provider);
+                            for related in [false, true] {
+                                for history in [false, true] {
+                                    let ctx = PurchaseContext {
+                                        partner: &partner,
+                                        customer_related_to_partner: related,
+                                        customer,
+                                        customer_has_gcc_history: history,
+                                        offer,
+                                    };
+                                    assert_eq!(
+                                        codes(&decide(&policy, &ctx)),
+                                        hard_coded(&ctx),
+                                        "{ctx:?}"
+                                    );
+                                    decided += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(decided, 16 * 16 * 3 * 8 * 2 * 2 * 2);
+    }
+
+    // Version 2, the repository's worked example: January 2024, education with nonprofit.
+
+    use super::super::policy::files;
+
+    const EDUCATION_NONPROFIT: CustomerQualification = CustomerQualification::of(&[
+        SpecialQualification::Education,
+        SpecialQualification::Nonprofit,
+    ]);
+
+    fn v2() -> Policy {
+        files::policy(files::V2_EDUCATION_NONPROFIT)
+    }
+
+    #[test]
+    fn v2_education_with_nonprofit_buys_commercial_education_and_nonprofit_until_gcc_history() {
+        let policy = v2();
+        let partner = fully_qualified();
+        let cases: [(Segment, bool, &[&str]); 8] = [
+            (Commercial, false, &[]),
+            (Education, false, &[]),
+            (Nonprofit, false, &[]),
+            (
+                Gcc,
+                false,
+                &["customer_not_qualified", "segment_not_allowed"],
+            ),
+            // R4 unchanged: GCC history still locks the customer out.
+            (Commercial, true, &["gcc_lockout"]),
+            (Education, true, &["gcc_lockout"]),
+            (Nonprofit, true, &["gcc_lockout"]),
+            (
+                Gcc,
+                true,
+                &["customer_not_qualified", "segment_not_allowed"],
+            ),
+        ];
+        for (segment, history, expected) in cases {
+            let decision = decide_under(
+                &policy,
+                EDUCATION_NONPROFIT,
+                license_based(segment),
+                &partner,
+                history,
+            );
+            assert_eq!(
+                codes(&decision),
+                expected,
+                "{segment}, GCC history {history}"
+            );
+        }
+        // Under version 1 the same customer may buy nothing.
+        for &segment in Segment::ALL {
+            let decision = decide_for(EDUCATION_NONPROFIT, license_based(segment), &partner, false);
+            assert!(
+                codes(&decision).contains(&"segment_not_allowed"),
+                "{segment}"
+            );
+        }
+    }
+
+    #[test]
+    fn v2_decides_every_other_set_as_v1_does() {
+        let (v1, v2) = (Policy::rule_book(), v2());
+        let partners = [
+            fully_qualified(),
+            partner(PartnerKind::IndirectReseller, &[], false),
+            partner(
+                PartnerKind::IndirectReseller,
+                ResellerQualification::ALL,
+                true,
+            ),
+            partner(
+                PartnerKind::IndirectReseller,
+                ResellerQualification::ALL,
+                false,
+            ),
+        ];
+        for customer in CustomerQualification::all().filter(|&c| c != EDUCATION_NONPROFIT) {
+            for offer in OfferTerms::all() {
+                for partner in &partners {
+                    for history in [false, true] {
+                        assert_eq!(
+                            decide_under(&v2, customer, offer, partner, history),
+                            decide_under(&v1, customer, offer, partner, history),
+                            "{customer:?} {offer:?} {partner:?} {history}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn v2_still_asks_partners_for_the_programs_of_education_and_nonprofit() {
+        let policy = v2();
+        for (segment, required) in [
+            (Education, ResellerQualification::Education),
+            (Nonprofit, ResellerQualification::Nonprofit),
+        ] {
+            let without = partner(PartnerKind::DirectBillPartner, &[], false);
+            assert_eq!(
+                decide_under(
+                    &policy,
+                    EDUCATION_NONPROFIT,
+                    license_based(segment),
+                    &without,
+                    false
+                ),
+                PurchaseDecision::Denied(vec![RuleViolation::ResellerNotQualified { required }])
+            );
+        }
+        let alone = partner(
+            PartnerKind::IndirectReseller,
+            ResellerQualification::ALL,
+            false,
+        );
+        assert_eq!(
+            codes(&decide_under(
+                &policy,
+                EDUCATION_NONPROFIT,
+                license_based(Education),
+                &alone,
+                false
+            )),
+            ["indirect_reseller_without_provider"]
+        );
+    }
+
+    #[test]
+    fn r1_is_data_perpetual_education_software_needs_a_policy_that_lists_it() {
+        let perpetual = |segment| OfferTerms {
+            segment,
+            product_kind: ProductKind::PerpetualSoftware,
+        };
+        let partner = fully_qualified();
+        // The 2024 file leaves R1 as it was.
+        let v2 = v2();
+        assert_eq!(
+            codes(&decide_under(
+                &v2,
+                EDUCATION_NONPROFIT,
+                perpetual(Education),
+                &partner,
+                false
+            )),
+            ["offer_not_license_based"]
+        );
+        // The current documentation: education offers also as perpetual software.
+        let mut doc = crate::domain::PolicyDocument::from(&v2);
+        doc.version = 3;
+        for special in &mut doc.special_segments {
+            if special.segment == Education {
+                special.product_kinds.push(ProductKind::PerpetualSoftware);
+            }
+        }
+        let v3 = Policy::try_from(doc).expect("a valid policy");
+        assert!(
+            decide_under(
+                &v3,
+                EDUCATION_NONPROFIT,
+                perpetual(Education),
+                &partner,
+                false
+            )
+            .is_allowed()
+        );
+        assert!(
+            decide_under(&v3, C::EDUCATION, perpetual(Education), &partner, false).is_allowed()
+        );
+        // Only for education, and still not as software subscriptions or Azure.
+        for (customer, offer) in [
+            (EDUCATION_NONPROFIT, perpetual(Nonprofit)),
+            (C::GCC, perpetual(Gcc)),
+            (
+                C::EDUCATION,
+                OfferTerms {
+                    segment: Education,
+                    product_kind: ProductKind::SoftwareSubscription,
+                },
+            ),
+            (
+                C::EDUCATION,
+                OfferTerms {
+                    segment: Education,
+                    product_kind: ProductKind::Azure,
+                },
+            ),
+        ] {
+            assert_eq!(
+                codes(&decide_under(&v3, customer, offer, &partner, false)),
+                ["offer_not_license_based"],
+                "{customer:?} {offer:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn r2_is_data_a_policy_may_drop_the_education_reseller_authorization() {
+        let mut doc = crate::domain::PolicyDocument::from(&Policy::rule_book());
+        doc.version = 3;
+        for special in &mut doc.special_segments {
+            if special.segment == Education {
+                special.reseller_qualification_required = false;
+            }
+        }
+        let policy = Policy::try_from(doc).expect("a valid policy");
+        let unauthorized = partner(PartnerKind::DirectBillPartner, &[], false);
+        assert!(
+            decide_under(
+                &policy,
+                C::EDUCATION,
+                license_based(Education),
+                &unauthorized,
+                false
+            )
+            .is_allowed()
+        );
+        // Nonprofit and GCC still need theirs.
+        assert_eq!(
+            codes(&decide_under(
+                &policy,
+                C::NONPROFIT,
+                license_based(Nonprofit),
+                &unauthorized,
+                false
+            )),
+            ["reseller_not_qualified"]
+        );
     }
 }

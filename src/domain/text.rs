@@ -16,9 +16,27 @@ pub fn checked_text(raw: &str, max_chars: usize) -> Option<&str> {
     (fits && trimmed.chars().all(is_printable)).then_some(trimmed)
 }
 
+/// `items` as a sentence's list: "a", "a and b", "a, b and c" (with `last` as the last joint).
+pub fn listing<T: std::fmt::Display>(items: impl IntoIterator<Item = T>, last: &str) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    match items.split_last() {
+        None => String::new(),
+        Some((only, [])) => only.clone(),
+        Some((final_item, rest)) => format!("{} {last} {final_item}", rest.join(", ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_read_as_a_sentence() {
+        assert_eq!(listing(Vec::<&str>::new(), "and"), "");
+        assert_eq!(listing(["a"], "and"), "a");
+        assert_eq!(listing(["a", "b"], "or"), "a or b");
+        assert_eq!(listing(["a", "b", "c"], "and"), "a, b and c");
+    }
 
     #[test]
     fn text_is_trimmed_bounded_and_printable() {

@@ -33,7 +33,7 @@ use crate::{
         principals::ActorName,
     },
     db::customers::{Customer, CustomerEvidence, QualificationRecord},
-    domain::{CustomerId, CustomerQualification, FileFormat, PartnerId, SpecialQualification},
+    domain::{CustomerId, FileFormat, PartnerId, SpecialQualification},
 };
 
 /// The customer routes but the import, which has limits of its own ([`import_router`]).
@@ -53,7 +53,9 @@ pub(super) fn qualification_change(
     evidence: CustomerEvidence,
     reason_text: Option<&str>,
 ) -> Result<QualificationChange, ApiError> {
-    let qualifications = CustomerQualification::from_set(raw).map_err(app::Error::from)?;
+    let qualifications = app::policy_in_force()
+        .qualification_set(raw)
+        .map_err(app::Error::from)?;
     Ok(QualificationChange {
         qualifications,
         evidence,

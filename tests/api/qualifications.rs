@@ -492,3 +492,41 @@ async fn a_valid_import_creates_customers_with_history_and_events() {
     .await
     .assert_problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
 }
+
+#[tokio::test]
+async fn the_use_case_itself_refuses_a_set_outside_the_policy_in_force_whoever_builds_the_change() {
+    use std::collections::BTreeMap;
+
+    use partner_catalog::{
+        app::{self, Precondition, RequestContext, customers::QualificationChange},
+        domain::{CustomerId, CustomerQualification, Reason, SpecialQualification::*},
+    };
+
+    let app = spawn_app().await;
+    let customer = app.create_customer(&["education"]).await;
+    // Built in code, not parsed from a request: only the use case's own check stands in the way.
+    let change = QualificationChange {
+        qualifications: CustomerQualification::of(&[Education, Gcc]),
+        evidence: BTreeMap::from([(Gcc, "GCC-1".to_owned())]),
+        reason: Reason::parse(Some("both")).unwrap(),
+    };
+    let result = app::customers::set_qualifications(
+        &app.pool,
+        &RequestContext::system(),
+        CustomerId(customer),
+        Precondition::Any,
+        &change,
+    )
+    .await;
+    match result {
+        Err(app::Error::InvalidQualificationSet(e)) => assert!(
+            e.to_string()
+                .starts_with("{education, gcc} is not a valid qualification set"),
+            "{e}"
+        ),
+        other => panic!("expected invalid_qualification_set, got {other:?}"),
+    }
+    let current = app.get(&qualifications_path(customer)).await;
+    assert_eq!(current.body["version"], 1);
+    assert_eq!(current.body["special_qualifications"], json!(["education"]));
+}

@@ -115,8 +115,7 @@ impl World {
             app::customers::CustomerDraft {
                 name: DisplayName::parse(name).unwrap(),
                 change: QualificationChange {
-                    qualifications: CustomerQualification::from_set(qualifications.iter().copied())
-                        .unwrap(),
+                    qualifications: qualifications.iter().copied().collect(),
                     evidence,
                     reason: Reason::parse(Some("onboarding")).unwrap(),
                 },
@@ -296,8 +295,7 @@ async fn back_office_finds_a_customer_changes_its_qualifications_and_meets_a_con
         customer,
         app::Precondition::Any,
         &QualificationChange {
-            qualifications: CustomerQualification::from_set([SpecialQualification::Nonprofit])
-                .unwrap(),
+            qualifications: CustomerQualification::of(&[SpecialQualification::Nonprofit]),
             evidence: BTreeMap::from([(SpecialQualification::Nonprofit, "NP-9".to_owned())]),
             reason: Reason::parse(Some("registry says nonprofit")).unwrap(),
         },

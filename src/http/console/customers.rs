@@ -73,7 +73,7 @@ impl From<Customer> for CustomerRow {
 }
 
 fn qualification_names(set: CustomerQualification) -> Vec<&'static str> {
-    set.qualifications().iter().map(|q| q.as_str()).collect()
+    set.iter().map(SpecialQualification::as_str).collect()
 }
 
 /// The qualification filter's choices: any, none (commercial), or one qualification.
@@ -192,7 +192,7 @@ struct QualificationForm {
 impl QualificationForm {
     fn from_record(record: &QualificationRecord) -> Self {
         Self {
-            chosen: record.special_qualifications.qualifications().to_vec(),
+            chosen: record.special_qualifications.qualifications(),
             evidence: record.evidence.0.clone(),
             reason: String::new(),
         }
@@ -412,10 +412,9 @@ async fn customer_page(
         version: current.version,
         qualifications: current
             .special_qualifications
-            .qualifications()
             .iter()
             .map(|q| {
-                let evidence = current.evidence.0.get(q).cloned().unwrap_or_default();
+                let evidence = current.evidence.0.get(&q).cloned().unwrap_or_default();
                 (q.as_str(), evidence)
             })
             .collect(),
@@ -571,7 +570,8 @@ fn qualification_change(
     form: &QualificationForm,
 ) -> Result<QualificationChange, BTreeMap<String, String>> {
     let mut errors = BTreeMap::new();
-    let qualifications = CustomerQualification::from_set(form.chosen.iter().copied())
+    let qualifications = app::policy_in_force()
+        .qualification_set(form.chosen.iter().copied())
         .map_err(|e| errors.insert("qualifications".to_owned(), view::sentence(&e.to_string())));
     let reason = Reason::parse(Some(&form.reason))
         .map_err(|e| errors.insert("reason".to_owned(), view::sentence(&e.to_string())));

@@ -29,7 +29,7 @@ use crate::{
     },
     domain::{
         Action, DisplayName, Evidenced, PartnerId, PartnerKind, Reason, ResellerQualification,
-        checked_text, evidence_after_change,
+        SpecialQualification, checked_text, evidence_after_change,
     },
     http::AppState,
 };
@@ -700,9 +700,8 @@ fn customer_row(c: Customer) -> CustomerRow {
         name: c.name,
         qualifications: c
             .special_qualifications
-            .qualifications()
             .iter()
-            .map(|q| q.as_str())
+            .map(SpecialQualification::as_str)
             .collect(),
         external_reference: c.external_reference.unwrap_or_default(),
         created: view::when(&c.created_at),
