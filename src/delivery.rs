@@ -187,19 +187,20 @@ pub async fn dispatch_round(pool: &PgPool, full: bool) -> anyhow::Result<usize> 
     if chains.is_empty() {
         return Ok(0);
     }
-    let targets = db::webhooks::enabled_targets(pool).await?;
     let mut taken = 0;
+    let mut audiences = Vec::new();
     for chain in chains {
         let mut tx = pool.begin().await?;
         let Some(mark) = db::webhooks::lock_mark(&mut tx, chain).await? else {
             continue;
         };
+        // Read under the endpoints lock `lock_mark` took: see `db::webhooks::lock_endpoints`.
+        let targets = db::webhooks::enabled_targets(&mut *tx).await?;
         let events = db::webhooks::events_after(&mut *tx, chain, mark, EVENTS_PER_CHAIN).await?;
         let Some(last) = events.last().map(|e| e.chain_seq) else {
             tx.commit().await?;
             continue;
         };
-        let mut audiences = Vec::new();
         for event in &events {
             // A type this build does not know makes no notice.
             let Ok(event_type) = event.event_type.parse::<EventType>() else {
@@ -252,11 +253,13 @@ pub async fn dispatch_round(pool: &PgPool, full: bool) -> anyhow::Result<usize> 
             monitoring::webhook_dispatched(queued, lag);
         }
         db::webhooks::set_mark(&mut *tx, chain, last).await?;
-        if !audiences.is_empty() {
-            db::webhooks::announce_feeds(&mut *tx, &audiences).await?;
-        }
         tx.commit().await?;
         taken += events.len();
+    }
+    // Announced once per round, after the commits and outside them: a transaction that notifies
+    // takes a database-wide lock at its commit, which would serialize every chain's commit.
+    if !audiences.is_empty() {
+        db::webhooks::announce_feeds(pool, &audiences).await?;
     }
     Ok(taken)
 }
@@ -435,14 +438,17 @@ async fn deliver(
             }
             "delivered"
         }
+        // An outcome that settles nothing (the lease was lost) disables nothing either: the
+        // delivery is someone else's now, or was asked for again with a fresh schedule.
         Some(410) => {
-            db::webhooks::disable_endpoint(
-                &mut *tx,
-                delivery.endpoint_id,
-                "the endpoint answered 410 Gone",
-            )
-            .await?;
-            db::webhooks::settle(&mut *tx, delivery, owner, "pending", None).await?;
+            if db::webhooks::settle(&mut *tx, delivery, owner, "pending", None).await? {
+                db::webhooks::disable_endpoint(
+                    &mut *tx,
+                    delivery.endpoint_id,
+                    "the endpoint answered 410 Gone",
+                )
+                .await?;
+            }
             "gone"
         }
         _ => {
@@ -460,13 +466,14 @@ async fn deliver(
                     "retry"
                 }
                 None => {
-                    db::webhooks::settle(&mut *tx, delivery, owner, "failed", None).await?;
-                    db::webhooks::disable_endpoint(
-                        &mut *tx,
-                        delivery.endpoint_id,
-                        "deliveries kept failing for the whole retry schedule",
-                    )
-                    .await?;
+                    if db::webhooks::settle(&mut *tx, delivery, owner, "failed", None).await? {
+                        db::webhooks::disable_endpoint(
+                            &mut *tx,
+                            delivery.endpoint_id,
+                            "deliveries kept failing for the whole retry schedule",
+                        )
+                        .await?;
+                    }
                     "failed"
                 }
             }

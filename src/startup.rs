@@ -141,7 +141,7 @@ impl Application {
         // Both listeners, the import worker and the webhook delivery stop on the same signal.
         let shutdown = shutdown.shared();
         let imports = tokio::spawn(app::import::jobs::work(self.pool.clone(), shutdown.clone()));
-        tokio::spawn(feed_bell.listen(self.pool.clone(), shutdown.clone()));
+        let feed_listener = tokio::spawn(feed_bell.listen(self.pool.clone(), shutdown.clone()));
         let deliveries = tokio::spawn(delivery::run(
             self.pool.clone(),
             self.webhooks,
@@ -173,6 +173,9 @@ impl Application {
         // It ends after the batch in flight (committed) and gives its job up for another instance.
         if let Err(e) = imports.await {
             tracing::error!(error = %e, "the customer import worker panicked");
+        }
+        if let Err(error) = feed_listener.await {
+            tracing::error!(?error, "the feed listener ended abnormally");
         }
         if let Err(error) = deliveries.await {
             tracing::error!(?error, "webhook delivery ended abnormally");

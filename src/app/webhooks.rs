@@ -118,6 +118,7 @@ pub async fn create(
     types.sort();
     types.dedup();
     let mut tx = pool.begin().await?;
+    db::webhooks::lock_endpoints(&mut *tx).await?;
     if let Some(partner) = partner
         && db::partners::get(&mut *tx, partner).await?.is_none()
     {
@@ -208,7 +209,8 @@ async fn switch(pool: &PgPool, ctx: &RequestContext, id: Uuid, enable: bool) -> 
     let mut tx = pool.begin().await?;
     let endpoint = visible(&mut *tx, ctx, id).await?;
     let (changed, event_type) = if enable {
-        let changed = db::webhooks::enable_endpoint(&mut *tx, id).await?;
+        db::webhooks::lock_endpoints(&mut *tx).await?;
+        let changed = db::webhooks::enable_endpoint(&mut tx, id).await?;
         (changed, EventType::WebhookEndpointEnabled)
     } else {
         let changed = db::webhooks::disable_endpoint(&mut *tx, id, "disabled by its owner").await?;
@@ -458,7 +460,11 @@ impl FeedBell {
         let listening = async {
             loop {
                 let mut listener = match db::webhooks::feed_listener(&pool).await {
-                    Ok(listener) => listener,
+                    // Whatever was announced before this listener was connected is unheard.
+                    Ok(listener) => {
+                        let _ = self.0.send(Ring::Missed);
+                        listener
+                    }
                     Err(error) => {
                         tracing::warn!(?error, "cannot listen for feed announcements; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -127,16 +127,29 @@ pub async fn disable_endpoint(db: impl PgExecutor<'_>, id: Uuid, reason: &str) -
 
 /// Enables a disabled endpoint; whether it was disabled. Its pending deliveries are sent again;
 /// what happened while it was disabled was not queued for it (see [`notices_to_redeliver`]).
-pub async fn enable_endpoint(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool> {
+pub async fn enable_endpoint(db: &mut sqlx::PgConnection, id: Uuid) -> Result<bool> {
     let done = sqlx::query!(
         "update webhook_endpoints set disabled_at = null, disabled_reason = null
          where id = $1 and disabled_at is not null",
         id
     )
-    .execute(db)
+    .execute(&mut *db)
     .await
     .context("webhooks::enable_endpoint")?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    // Its pending deliveries start their schedules over: after a long outage, one near the end of
+    // its schedule would otherwise disable the endpoint again at its first failure.
+    sqlx::query!(
+        "update webhook_deliveries set retry_base = attempts -- fan-out: webhook dispatch
+         where endpoint_id = $1 and state = 'pending'",
+        id
+    )
+    .execute(&mut *db)
+    .await
+    .context("webhooks::enable_endpoint")?;
+    Ok(true)
 }
 
 /// Replaces the signing key; the old one keeps signing until `overlap_until`.
@@ -235,12 +248,36 @@ pub async fn recent_chains_behind(
     .context("webhooks::recent_chains_behind")
 }
 
-/// Locks a chain's mark for dispatching, creating it at 0 for a new chain; `None` if another
-/// instance holds it.
+/// The advisory lock (class, key) between dispatching and endpoints becoming enabled: dispatching a
+/// chain holds it shared, registering or enabling an endpoint holds it exclusively. So a chain
+/// dispatched while an endpoint becomes enabled either reads it enabled (a later statement than
+/// the lock, so a later snapshot) or commits its feed entries before the endpoint is enabled, where
+/// a redelivery of the range finds them: no notice falls between.
+const ENDPOINTS_LOCK: (i32, i32) = (1346589249, 2);
+
+/// Holds [`ENDPOINTS_LOCK`] exclusively until the transaction ends.
+pub async fn lock_endpoints(db: impl PgExecutor<'_>) -> Result<()> {
+    sqlx::query!(
+        "select pg_advisory_xact_lock($1, $2)",
+        ENDPOINTS_LOCK.0,
+        ENDPOINTS_LOCK.1
+    )
+    .fetch_one(db)
+    .await
+    .context("webhooks::lock_endpoints")?;
+    Ok(())
+}
+
+/// Locks a chain's mark for dispatching, creating it at 0 for a new chain, and holds
+/// [`ENDPOINTS_LOCK`] shared; `None` if another instance holds the mark.
 pub async fn lock_mark(db: &mut sqlx::PgConnection, chain: Uuid) -> Result<Option<i64>> {
     sqlx::query!(
-        "insert into webhook_chain_marks (chain_id, seq) values ($1, 0) on conflict do nothing",
-        chain
+        "with endpoints as (select pg_advisory_xact_lock_shared($2, $3))
+         insert into webhook_chain_marks (chain_id, seq) select $1, 0 from endpoints
+         on conflict do nothing",
+        chain,
+        ENDPOINTS_LOCK.0,
+        ENDPOINTS_LOCK.1
     )
     .execute(&mut *db)
     .await
@@ -414,7 +451,7 @@ pub struct FeedNotice {
 }
 
 /// Up to `limit` notices of `audience` that `which` selects, of the types wanted (empty: all),
-/// oldest first.
+/// oldest first. Two statements, so that each has the plan of its index.
 pub async fn notices_to_redeliver(
     db: impl PgExecutor<'_>,
     audience: Uuid,
@@ -422,36 +459,50 @@ pub async fn notices_to_redeliver(
     which: Redelivery,
     limit: i64,
 ) -> Result<Vec<FeedNotice>> {
-    let (event, since, until) = match which {
-        Redelivery::Event(id) => (Some(id), None, None),
-        Redelivery::Range { since, until } => (None, Some(since), Some(until)),
-    };
-    sqlx::query_as!(
-        FeedNotice,
-        r#"select chain_id, chain_seq, event_id, event_type, occurred_at, data
-           from partner_feed
-           where partner_id = $1
-             and (cardinality($2::text[]) = 0 or event_type = any($2))
-             and ($3::uuid is null or event_id = $3)
-             and ($4::timestamptz is null or occurred_at >= $4)
-             and ($5::timestamptz is null or occurred_at < $5)
-           order by occurred_at, seq limit $6"#,
-        audience,
-        event_types,
-        event,
-        since,
-        until,
-        limit
-    )
-    .fetch_all(db)
-    .await
+    match which {
+        Redelivery::Event(event) => {
+            sqlx::query_as!(
+                FeedNotice,
+                r#"select chain_id, chain_seq, event_id, event_type, occurred_at, data
+               from partner_feed
+               where partner_id = $1 and event_id = $2
+                 and (cardinality($3::text[]) = 0 or event_type = any($3))
+               order by seq limit $4"#,
+                audience,
+                event,
+                event_types,
+                limit
+            )
+            .fetch_all(db)
+            .await
+        }
+        Redelivery::Range { since, until } => {
+            sqlx::query_as!(
+                FeedNotice,
+                r#"select chain_id, chain_seq, event_id, event_type, occurred_at, data
+               from partner_feed
+               where partner_id = $1 and occurred_at >= $2 and occurred_at < $3
+                 and (cardinality($4::text[]) = 0 or event_type = any($4))
+               order by occurred_at, seq limit $5"#,
+                audience,
+                since,
+                until,
+                event_types,
+                limit
+            )
+            .fetch_all(db)
+            .await
+        }
+    }
     .context("webhooks::notices_to_redeliver")
 }
 
 /// Queues notices for an endpoint again, due now, each with a fresh retry schedule: new
 /// deliveries for notices never queued for it, and delivered, failed or pending ones made pending
-/// again (their attempts stay on record). One in flight loses its lease, so its outcome does not
-/// settle it: it is sent again. `bodies` pairs with `notices`.
+/// again (their attempts stay on record). One in flight loses its owner, so that attempt's outcome
+/// settles nothing, but keeps its lease's end: it is sent again once that attempt is over, never
+/// beside it (nor is the customer's next notice released meanwhile). `bodies` pairs with
+/// `notices`.
 pub async fn requeue(
     db: impl PgExecutor<'_>,
     endpoint: Uuid,
@@ -467,7 +518,7 @@ pub async fn requeue(
          select c, $1, s, i, t, b from unnest($2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[]) as n(c, s, i, t, b)
          on conflict (chain_id, endpoint_id, chain_seq) do update
          set state = 'pending', next_attempt_at = now(), retry_base = webhook_deliveries.attempts,
-             delivered_at = null, lease_owner = null, lease_until = null",
+             delivered_at = null, lease_owner = null",
         endpoint,
         &chains,
         &seqs,
@@ -498,9 +549,13 @@ pub async fn announce_feeds(db: impl PgExecutor<'_>, audiences: &[Uuid]) -> Resu
     Ok(())
 }
 
-/// A connection listening to [`FEED_CHANNEL`].
+/// A connection listening to [`FEED_CHANNEL`]: a connection of its own, to the database of `pool`,
+/// not one taken from `pool` (it would be held for good).
 pub async fn feed_listener(pool: &sqlx::PgPool) -> Result<sqlx::postgres::PgListener> {
-    let mut listener = sqlx::postgres::PgListener::connect_with(pool)
+    let own = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(pool.connect_options().as_ref().clone());
+    let mut listener = sqlx::postgres::PgListener::connect_with(&own)
         .await
         .context("webhooks::feed_listener")?;
     listener
@@ -656,16 +711,16 @@ pub async fn record_attempt(
 }
 
 /// Settles a delivery leased to `owner`: `delivered`, `failed`, or `pending` again at
-/// `next_attempt_at`. If the lease ran out and another instance took the delivery over, that
-/// instance settles it, not this one.
+/// `next_attempt_at`; whether it still held the lease. If the lease ran out and another instance
+/// took the delivery over, or a redelivery took it back, this outcome settles nothing.
 pub async fn settle(
     db: impl PgExecutor<'_>,
     delivery: &Leased,
     owner: Uuid,
     state: &str,
     next_attempt_at: Option<DateTime<Utc>>,
-) -> Result<()> {
-    sqlx::query!(
+) -> Result<bool> {
+    let done = sqlx::query!(
         "update webhook_deliveries
          set state = $4, lease_owner = null, lease_until = null,
              next_attempt_at = coalesce($5, next_attempt_at),
@@ -681,7 +736,7 @@ pub async fn settle(
     .execute(db)
     .await
     .context("webhooks::settle")?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// A recent delivery of an endpoint, with its attempts.

@@ -237,6 +237,9 @@ pub enum PolicyProblem {
     /// Versions count from 1.
     #[error("the version must be 1 or more")]
     VersionZero,
+    /// Version 1 is the rule book, whatever a document says: it may only restate it.
+    #[error("version 1 is the rule book; a policy that differs from it needs another number")]
+    NotTheRuleBook,
     /// Without sets, no customer could be recorded at all.
     #[error("no qualification set is listed, so no customer could be recorded")]
     NoQualificationSets,
@@ -459,12 +462,16 @@ impl TryFrom<PolicyDocument> for Policy {
         if !problems.is_empty() {
             return Err(InvalidPolicy(problems));
         }
-        Ok(Policy {
+        let policy = Policy {
             version: PolicyVersion(doc.version),
             sets,
             special,
             gcc_lockout,
-        })
+        };
+        if policy.version == PolicyVersion::RULE_BOOK && policy != Policy::rule_book() {
+            return Err(InvalidPolicy(vec![P::NotTheRuleBook]));
+        }
+        Ok(policy)
     }
 }
 
@@ -699,6 +706,19 @@ mod tests {
     }
 
     #[test]
+    fn only_the_rule_book_may_call_itself_version_1() {
+        let mut doc = PolicyDocument::from(&Policy::rule_book());
+        assert_eq!(Policy::try_from(doc.clone()), Ok(Policy::rule_book()));
+        add_set(&mut doc, &[Q::Education, Q::Nonprofit], &[Commercial]);
+        assert_eq!(
+            Policy::try_from(doc.clone()).map_err(|e| e.0),
+            Err(vec![P::NotTheRuleBook])
+        );
+        doc.version = 2;
+        assert!(Policy::try_from(doc).is_ok());
+    }
+
+    #[test]
     fn each_kind_of_problem_is_found() {
         type Edit = fn(&mut PolicyDocument);
         let cases: Vec<(&str, Edit, Vec<PolicyProblem>)> = vec![
@@ -854,6 +874,7 @@ mod tests {
         ];
         for (case, edit) in cases {
             let mut doc = v1_document();
+            doc.version = 2;
             edit(&mut doc);
             assert_eq!(problems(doc), vec![], "{case}");
         }

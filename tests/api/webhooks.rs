@@ -34,6 +34,8 @@ enum Behaviour {
     SlowFirst(usize),
     /// 503 with `Retry-After: 1` for the first `n`, then 200.
     BusyFirst(usize),
+    /// 500 for the first `n`, the last of them after 1.5 s (within the 2 s timeout), then 200.
+    FailFirstLastSlowly(usize),
 }
 
 /// One request a receiver got.
@@ -122,6 +124,13 @@ async fn receive(
             (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")]).into_response()
         }
         Behaviour::BusyFirst(_) => StatusCode::OK.into_response(),
+        Behaviour::FailFirstLastSlowly(k) if n < k => {
+            if n + 1 == k {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Behaviour::FailFirstLastSlowly(_) => StatusCode::OK.into_response(),
     }
 }
 
@@ -942,4 +951,55 @@ async fn a_long_poll_of_the_feed_answers_when_its_partner_hears_news_and_not_for
     let (status, page, took) = waiting_b.await.unwrap();
     assert_eq!((status, &page["items"]), (200, &json!([])));
     assert!(took >= Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test]
+async fn an_attempt_whose_delivery_was_redelivered_meanwhile_neither_settles_it_nor_disables_the_endpoint()
+ {
+    let app = spawn_app().await;
+    let a = app.create_qualified_partner().await;
+    let admin = issue_token(&app.pool, Role::GlobalAdmin, Some(a)).await;
+    // The schedule's 4 attempts fail, the last one slowly; whatever comes after succeeds.
+    let (receiver, url) = Receiver::start(Behaviour::FailFirstLastSlowly(4)).await;
+    let endpoint = register(&app, &admin, &receiver, &url, &["customer.linked"]).await;
+    let customer = app.create_customer(&[]).await;
+    app.link(customer, a).await;
+    let event = latest_event(&app, customer, "customer_partner_linked").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.got().len() < 4 {
+        assert!(Instant::now() < deadline, "the last attempt never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The schedule's last attempt is in flight: redeliver the event now.
+    let reply = as_token(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/webhook-endpoints/{endpoint}/redeliver"),
+        &admin,
+    )
+    .json(&json!({"event_id": event}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(reply.status(), 202);
+    // That attempt's failure settles nothing: the endpoint stays enabled, and the redelivery is
+    // sent once the attempt is over (not beside it), and arrives.
+    settled(&app).await;
+    let disabled: Option<String> =
+        sqlx::query_scalar("select disabled_reason from webhook_endpoints where id = $1")
+            .bind(endpoint)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(disabled, None);
+    assert_eq!(
+        delivery_of(&app, endpoint, event).await,
+        ("delivered".into(), 5)
+    );
+    let got = receiver.got();
+    assert_eq!(got.len(), 5);
+    assert!(
+        got[4].at - got[3].at >= Duration::from_millis(1500),
+        "sent beside the slow attempt"
+    );
 }
