@@ -9,6 +9,10 @@
 //! concurrent clients for a fixed time, prints throughput, latency percentiles and status counts,
 //! and checks in the database that no customer got a non-GCC subscription after a GCC one.
 //!
+//! `loadgen webhooks` registers, through the API, a webhook endpoint for every partner (as its
+//! global admin) and one for the platform (as an operator), all pointing at a receiver
+//! (`examples/webhook_sink.rs`; `scripts/bench-webhooks.sh`).
+//!
 //! ```sh
 //! cargo run --release --example loadgen -- seed --database-url postgres://…/partner_catalog_loadgen
 //! cargo run --release --example loadgen -- run --scenario spread --clients 32 --seconds 20 \
@@ -110,6 +114,16 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// Register an endpoint for every partner and one for the platform, all event types.
+    Webhooks {
+        /// The service's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:18081")]
+        url: String,
+        /// The receiver's base URL: partner n's endpoint is `<receiver>/partner/<n>`, the
+        /// platform's `<receiver>/platform`.
+        #[arg(long)]
+        receiver: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -138,7 +152,45 @@ async fn main() -> anyhow::Result<()> {
             clients,
             seconds,
         } => run(&pool, &url, scenario, clients, Duration::from_secs(seconds)).await,
+        Command::Webhooks { url, receiver } => register_webhooks(&pool, &url, &receiver).await,
     }
+}
+
+async fn register_webhooks(pool: &PgPool, url: &str, receiver: &str) -> anyhow::Result<()> {
+    let ctx = RequestContext::system();
+    let expires = Utc::now() + chrono::Duration::hours(2);
+    let label = DisplayName::parse("loadgen").expect("a valid label");
+    let http = reqwest::Client::new();
+    let mut owners = vec![(Role::Operator, None, format!("{receiver}/platform"))];
+    owners.extend((1..=PARTNERS).map(|p| {
+        (
+            Role::GlobalAdmin,
+            Some(PartnerId(partner_id(p))),
+            format!("{receiver}/partner/{p}"),
+        )
+    }));
+    for (role, partner, endpoint) in &owners {
+        let token = tokens::issue(pool, &ctx, *role, *partner, expires, &label)
+            .await
+            .map_err(|e| anyhow::anyhow!("issue a {role:?} token: {e:?}"))?
+            .secret;
+        let response = http
+            .post(format!("{url}/v1/webhook-endpoints"))
+            .bearer_auth(token)
+            .json(&json!({"url": endpoint, "description": "loadgen"}))
+            .send()
+            .await?;
+        let status = response.status();
+        let body = response.text().await?;
+        if status != reqwest::StatusCode::CREATED {
+            bail!("registering {endpoint}: {status} {body}");
+        }
+    }
+    println!(
+        "registered {} webhook endpoints at {receiver}",
+        owners.len()
+    );
+    Ok(())
 }
 
 async fn seed(pool: &PgPool) -> anyhow::Result<()> {
@@ -309,6 +361,7 @@ async fn run(
         }
         total.errors += tally.errors;
     }
+    let ended_at = Utc::now();
     // Statistics reach pg_stat_database when backends flush them, up to a second later.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let new_deadlocks = deadlocks(pool).await? - deadlocks_before;
@@ -359,12 +412,13 @@ async fn run(
     );
     // One machine-readable line for scripts/bench.sh.
     println!(
-        "RESULT rps={rps:.1} p50={:.2} p95={:.2} p99={:.2} max={:.2} statuses={statuses} 5xx={five_xx} errors={} deadlocks={new_deadlocks} gcc_violations={gcc_violations}",
+        "RESULT rps={rps:.1} p50={:.2} p95={:.2} p99={:.2} max={:.2} statuses={statuses} 5xx={five_xx} errors={} deadlocks={new_deadlocks} gcc_violations={gcc_violations} ended_at={:.6}",
         pct(0.50),
         pct(0.95),
         pct(0.99),
         pct(1.0),
-        total.errors
+        total.errors,
+        ended_at.timestamp_micros() as f64 / 1e6,
     );
     if gcc_violations > 0 {
         bail!("the GCC lockout was broken for {gcc_violations} subscriptions");

@@ -178,6 +178,19 @@ pub struct Config {
     #[arg(long, env = "WEBHOOK_POLL_MS", default_value_t = 500, global = true)]
     pub webhook_poll_ms: u64,
 
+    /// Whether this instance runs the webhook dispatcher and sender. Off, it only serves the API
+    /// (and the import worker): notices wait, nothing is lost, until an instance with it on reads
+    /// each chain from its mark. Accepts `true`/`false` (also `yes`/`no`, `on`/`off`, `1`/`0`).
+    #[arg(
+        long,
+        env = "WEBHOOK_DELIVERY",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub webhook_delivery: bool,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,

@@ -42,7 +42,7 @@ use crate::{
     app::webhooks::resolve,
     db::{
         self,
-        webhooks::{Attempt, Leased, Target},
+        webhooks::{Attempt, ChainEvent, Leased, Target},
     },
     domain::{
         EventType, PartnerId,
@@ -53,11 +53,14 @@ use crate::{
 
 /// Response bytes kept per attempt.
 const BODY_PREFIX_BYTES: usize = 256;
-/// Chains dispatched per round, events per chain per transaction.
+/// Chains dispatched per round (one transaction), events per chain per round: a round's notices
+/// travel as arrays in a few statements, up to 20,000 events.
 const CHAINS_PER_ROUND: i64 = 200;
-const EVENTS_PER_CHAIN: i64 = 500;
-/// Deliveries leased per round.
-const LEASE_BATCH: i64 = 32;
+const EVENTS_PER_CHAIN: i64 = 100;
+/// Deliveries leased per round, all sent at once. Leasing costs about the same however many it
+/// takes (it orders every due delivery: O(pending)), so under a backlog a larger batch is what
+/// lets the sender catch up; measured in BENCHMARKS.md, "Webhook delivery".
+const LEASE_BATCH: i64 = 256;
 
 /// Delivery settings, from the configuration.
 #[derive(Debug, Clone)]
@@ -178,7 +181,7 @@ async fn dispatch_loop(pool: &PgPool, settings: &Settings) -> Infallible {
 /// which the next full round finds. Either way a chain is read from its mark, so what a round does
 /// not look at is delayed, never lost.
 pub async fn dispatch_round(pool: &PgPool, full: bool) -> anyhow::Result<usize> {
-    let chains = if full {
+    let mut chains = if full {
         db::webhooks::chains_behind(pool, CHAINS_PER_ROUND).await?
     } else {
         let since = v7_floor(std::time::SystemTime::now() - RECENT);
@@ -187,81 +190,100 @@ pub async fn dispatch_round(pool: &PgPool, full: bool) -> anyhow::Result<usize> 
     if chains.is_empty() {
         return Ok(0);
     }
-    let mut taken = 0;
-    let mut audiences = Vec::new();
-    for chain in chains {
-        let mut tx = pool.begin().await?;
-        let Some(mark) = db::webhooks::lock_mark(&mut tx, chain).await? else {
-            continue;
-        };
-        // Read under the endpoints lock `lock_mark` took: see `db::webhooks::lock_endpoints`.
-        let targets = db::webhooks::enabled_targets(&mut *tx).await?;
-        let events = db::webhooks::events_after(&mut *tx, chain, mark, EVENTS_PER_CHAIN).await?;
-        let Some(last) = events.last().map(|e| e.chain_seq) else {
-            tx.commit().await?;
-            continue;
-        };
-        for event in &events {
-            // A type this build does not know makes no notice.
-            let Ok(event_type) = event.event_type.parse::<EventType>() else {
-                continue;
-            };
-            let linked: Vec<PartnerId> = event.linked.iter().copied().map(PartnerId).collect();
-            let facts = EventFacts {
-                id: event.id,
-                event_type,
-                customer_id: event.customer_id,
-                partner_id: event.partner_id.map(PartnerId),
-                payload: &event.payload,
-            };
-            let mut queued = 0;
-            for notice in webhook::notices(&facts, &linked) {
-                if !audiences.contains(&notice.audience.key()) {
-                    audiences.push(notice.audience.key());
-                }
-                let kind = notice.event_type.as_str();
-                db::webhooks::feed_append(
-                    &mut tx,
-                    notice.audience.key(),
-                    chain,
-                    event.chain_seq,
-                    event.id,
-                    kind,
-                    event.occurred_at,
-                    &notice.data,
-                )
-                .await?;
-                let body =
-                    webhook::body(event.id, event.occurred_at, notice.event_type, &notice.data);
-                for target in targets.iter().filter(|t| wants(t, notice.audience, kind)) {
-                    db::webhooks::queue(
-                        &mut *tx,
-                        chain,
-                        target.id,
-                        event.chain_seq,
-                        event.id,
-                        kind,
-                        &body,
-                    )
-                    .await?;
-                    queued += 1;
-                }
-            }
-            let lag = (Utc::now() - event.occurred_at)
-                .to_std()
-                .unwrap_or_default();
-            monitoring::webhook_dispatched(queued, lag);
-        }
-        db::webhooks::set_mark(&mut *tx, chain, last).await?;
+    chains.sort_unstable();
+    db::webhooks::create_marks(pool, &chains).await?;
+    // The round's chains in one transaction, in a fixed number of statements however many chains
+    // and events: each chain under its mark's row lock (those another instance holds are
+    // skipped), its feed entries and deliveries queued and its mark moved together.
+    let mut tx = pool.begin().await?;
+    let marks = db::webhooks::lock_marks(&mut *tx, &chains).await?;
+    // Read under the endpoints lock `lock_marks` took: see `db::webhooks::lock_endpoints`.
+    let targets = db::webhooks::enabled_targets(&mut *tx).await?;
+    let events = if marks.is_empty() {
+        Vec::new()
+    } else {
+        db::webhooks::events_after_marks(&mut *tx, &marks, EVENTS_PER_CHAIN).await?
+    };
+    if events.is_empty() {
         tx.commit().await?;
-        taken += events.len();
+        return Ok(0);
     }
-    // Announced once per round, after the commits and outside them: a transaction that notifies
-    // takes a database-wide lock at its commit, which would serialize every chain's commit.
+    let mut feed = db::webhooks::Notices::default();
+    let mut queue = db::webhooks::Queue::default();
+    let (mut moved, mut moved_to): (Vec<Uuid>, Vec<i64>) = (Vec::new(), Vec::new());
+    let mut dispatched = Vec::with_capacity(events.len());
+    for ChainEvent { chain_id, event } in &events {
+        let chain = *chain_id;
+        // Events come by chain, each chain's in order: the last one seen is its new mark.
+        match moved.last() {
+            Some(last) if *last == chain => *moved_to.last_mut().expect("paired") = event.chain_seq,
+            _ => {
+                moved.push(chain);
+                moved_to.push(event.chain_seq);
+            }
+        }
+        // A type this build does not know makes no notice.
+        let Ok(event_type) = event.event_type.parse::<EventType>() else {
+            continue;
+        };
+        let linked: Vec<PartnerId> = event.linked.iter().copied().map(PartnerId).collect();
+        let facts = EventFacts {
+            id: event.id,
+            event_type,
+            customer_id: event.customer_id,
+            partner_id: event.partner_id.map(PartnerId),
+            payload: &event.payload,
+        };
+        let mut queued = 0;
+        for notice in webhook::notices(&facts, &linked) {
+            let kind = notice.event_type.as_str();
+            let mut body = None;
+            for target in targets.iter().filter(|t| wants(t, notice.audience, kind)) {
+                let body = body.get_or_insert_with(|| {
+                    webhook::body(event.id, event.occurred_at, notice.event_type, &notice.data)
+                });
+                queue.chains.push(chain);
+                queue.endpoints.push(target.id);
+                queue.chain_seqs.push(event.chain_seq);
+                queue.event_ids.push(event.id);
+                queue.event_types.push(kind.to_owned());
+                queue.bodies.push(body.clone());
+                queued += 1;
+            }
+            feed.audiences.push(notice.audience.key());
+            feed.chains.push(chain);
+            feed.chain_seqs.push(event.chain_seq);
+            feed.event_ids.push(event.id);
+            feed.event_types.push(kind.to_owned());
+            feed.occurred_at.push(event.occurred_at);
+            feed.data.push(notice.data);
+        }
+        let lag = (Utc::now() - event.occurred_at)
+            .to_std()
+            .unwrap_or_default();
+        dispatched.push((queued, lag));
+    }
+    if !feed.audiences.is_empty() {
+        db::webhooks::feed_append_all(&mut *tx, &feed).await?;
+    }
+    if !queue.chains.is_empty() {
+        db::webhooks::queue_all(&mut *tx, &queue).await?;
+    }
+    db::webhooks::set_marks(&mut *tx, &moved, &moved_to).await?;
+    tx.commit().await?;
+    for (queued, lag) in dispatched {
+        monitoring::webhook_dispatched(queued, lag);
+    }
+    // Announced after the commit and outside it: a transaction that notifies takes a
+    // database-wide lock at its commit, which would serialize dispatching with everything else
+    // that notifies.
+    let mut audiences = feed.audiences;
+    audiences.sort_unstable();
+    audiences.dedup();
     if !audiences.is_empty() {
         db::webhooks::announce_feeds(pool, &audiences).await?;
     }
-    Ok(taken)
+    Ok(events.len())
 }
 
 /// The smallest UUIDv7 of the millisecond of `at`: event ids at or after `at` sort above it.
@@ -307,13 +329,12 @@ async fn send_loop(
             tokio::time::sleep(settings.poll).await;
             continue;
         }
-        let sends = leased.iter().map(|d| async move {
-            if let Err(error) = deliver(pool, settings, client, owner, d).await {
-                // The lease expires and another round sends it again.
-                tracing::warn!(?error, event = %d.event_id, "recording a webhook attempt failed");
-            }
-        });
-        futures_util::future::join_all(sends).await;
+        let sends = leased.iter().map(|d| attempt(settings, client, d));
+        let sent = futures_util::future::join_all(sends).await;
+        if let Err(error) = settle_round(pool, settings, owner, &leased, &sent).await {
+            // The leases expire and another round sends them again.
+            tracing::warn!(?error, "recording webhook attempts failed");
+        }
     }
 }
 
@@ -389,13 +410,14 @@ pub async fn send_test(
     })
 }
 
-async fn deliver(
-    pool: &PgPool,
-    settings: &Settings,
-    client: &HttpClient,
-    owner: Uuid,
-    delivery: &Leased,
-) -> anyhow::Result<()> {
+/// One attempt, as sent.
+struct Sent {
+    started_at: chrono::DateTime<Utc>,
+    latency: Duration,
+    outcome: Outcome,
+}
+
+async fn attempt(settings: &Settings, client: &HttpClient, delivery: &Leased) -> Sent {
     let started_at = Utc::now();
     let clock = Instant::now();
     let outcome = match tokio::time::timeout(
@@ -412,75 +434,104 @@ async fn deliver(
             body_prefix: None,
         },
     };
-    let latency = clock.elapsed();
+    Sent {
+        started_at,
+        latency: clock.elapsed(),
+        outcome,
+    }
+}
+
+/// Records a round's attempts and settles its deliveries, in one transaction: the attempts in one
+/// statement, the delivered ones in another, the rest (retries, `410 Gone`, failures) one by one.
+async fn settle_round(
+    pool: &PgPool,
+    settings: &Settings,
+    owner: Uuid,
+    leased: &[Leased],
+    sent: &[Sent],
+) -> anyhow::Result<()> {
+    let deliveries: Vec<&Leased> = leased.iter().collect();
+    let attempts: Vec<Attempt<'_>> = sent
+        .iter()
+        .map(|s| Attempt {
+            started_at: s.started_at,
+            latency_ms: i32::try_from(s.latency.as_millis()).unwrap_or(i32::MAX),
+            status: s.outcome.status.map(i32::from),
+            error: s.outcome.error.as_deref(),
+            body_prefix: s.outcome.body_prefix.as_deref(),
+        })
+        .collect();
     let mut tx = pool.begin().await?;
-    db::webhooks::record_attempt(
-        &mut *tx,
-        delivery,
-        &Attempt {
-            started_at,
-            latency_ms: i32::try_from(latency.as_millis()).unwrap_or(i32::MAX),
-            status: outcome.status.map(i32::from),
-            error: outcome.error.as_deref(),
-            body_prefix: outcome.body_prefix.as_deref(),
-        },
-    )
-    .await?;
-    let result = match outcome.status {
-        Some(status) if (200..300).contains(&status) => {
-            db::webhooks::settle(&mut *tx, delivery, owner, "delivered", None).await?;
-            if let Some((secs, nanos)) = delivery.event_id.get_timestamp().map(|t| t.to_unix()) {
-                let committed = Duration::new(secs, nanos);
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default();
-                monitoring::webhook_delivered(now.saturating_sub(committed));
-            }
-            "delivered"
-        }
-        // An outcome that settles nothing (the lease was lost) disables nothing either: the
-        // delivery is someone else's now, or was asked for again with a fresh schedule.
-        Some(410) => {
-            if db::webhooks::settle(&mut *tx, delivery, owner, "pending", None).await? {
-                db::webhooks::disable_endpoint(
-                    &mut *tx,
-                    delivery.endpoint_id,
-                    "the endpoint answered 410 Gone",
-                )
-                .await?;
-            }
-            "gone"
-        }
-        _ => {
-            let attempts =
-                u32::try_from(delivery.attempts - delivery.retry_base).unwrap_or(u32::MAX);
-            match webhook::retry_delay(
-                &settings.retry_schedule,
-                attempts,
-                jitter(),
-                outcome.retry_after,
-            ) {
-                Some(wait) => {
-                    let at = Utc::now() + chrono::Duration::from_std(wait)?;
-                    db::webhooks::settle(&mut *tx, delivery, owner, "pending", Some(at)).await?;
-                    "retry"
+    db::webhooks::record_attempts(&mut *tx, &deliveries, &attempts).await?;
+    let delivered: Vec<&Leased> = leased
+        .iter()
+        .zip(sent)
+        .filter(|(_, s)| s.outcome.status.is_some_and(|st| (200..300).contains(&st)))
+        .map(|(d, _)| d)
+        .collect();
+    if !delivered.is_empty() {
+        db::webhooks::settle_delivered(&mut *tx, &delivered, owner).await?;
+    }
+    let mut results = Vec::with_capacity(leased.len());
+    for (delivery, sent) in leased.iter().zip(sent) {
+        let result = match sent.outcome.status {
+            Some(status) if (200..300).contains(&status) => "delivered",
+            // An outcome that settles nothing (the lease was lost) disables nothing either: the
+            // delivery is someone else's now, or was asked for again with a fresh schedule.
+            Some(410) => {
+                if db::webhooks::settle(&mut *tx, delivery, owner, "pending", None).await? {
+                    db::webhooks::disable_endpoint(
+                        &mut *tx,
+                        delivery.endpoint_id,
+                        "the endpoint answered 410 Gone",
+                    )
+                    .await?;
                 }
-                None => {
-                    if db::webhooks::settle(&mut *tx, delivery, owner, "failed", None).await? {
-                        db::webhooks::disable_endpoint(
-                            &mut *tx,
-                            delivery.endpoint_id,
-                            "deliveries kept failing for the whole retry schedule",
-                        )
-                        .await?;
+                "gone"
+            }
+            _ => {
+                let attempts =
+                    u32::try_from(delivery.attempts - delivery.retry_base).unwrap_or(u32::MAX);
+                match webhook::retry_delay(
+                    &settings.retry_schedule,
+                    attempts,
+                    jitter(),
+                    sent.outcome.retry_after,
+                ) {
+                    Some(wait) => {
+                        let at = Utc::now() + chrono::Duration::from_std(wait)?;
+                        db::webhooks::settle(&mut *tx, delivery, owner, "pending", Some(at))
+                            .await?;
+                        "retry"
                     }
-                    "failed"
+                    None => {
+                        if db::webhooks::settle(&mut *tx, delivery, owner, "failed", None).await? {
+                            db::webhooks::disable_endpoint(
+                                &mut *tx,
+                                delivery.endpoint_id,
+                                "deliveries kept failing for the whole retry schedule",
+                            )
+                            .await?;
+                        }
+                        "failed"
+                    }
                 }
             }
-        }
-    };
+        };
+        results.push(result);
+    }
     tx.commit().await?;
-    monitoring::webhook_attempted(result, latency);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    for ((delivery, sent), result) in leased.iter().zip(sent).zip(results) {
+        if result == "delivered"
+            && let Some((secs, nanos)) = delivery.event_id.get_timestamp().map(|t| t.to_unix())
+        {
+            monitoring::webhook_delivered(now.saturating_sub(Duration::new(secs, nanos)));
+        }
+        monitoring::webhook_attempted(result, sent.latency);
+    }
     Ok(())
 }
 

@@ -27,6 +27,8 @@ pub struct Application {
     console: http::console::Settings,
     connections: server::ConnectionLimits,
     webhooks: delivery::Settings,
+    /// Whether this instance runs the webhook dispatcher and sender (`WEBHOOK_DELIVERY`).
+    deliver_webhooks: bool,
 }
 
 impl Application {
@@ -96,6 +98,7 @@ impl Application {
                 shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
             },
             webhooks,
+            deliver_webhooks: config.webhook_delivery,
         })
     }
 
@@ -142,11 +145,18 @@ impl Application {
         let shutdown = shutdown.shared();
         let imports = tokio::spawn(app::import::jobs::work(self.pool.clone(), shutdown.clone()));
         let feed_listener = tokio::spawn(feed_bell.listen(self.pool.clone(), shutdown.clone()));
-        let deliveries = tokio::spawn(delivery::run(
-            self.pool.clone(),
-            self.webhooks,
-            shutdown.clone(),
-        ));
+        // Without it the API still answers and events still commit; another instance (or this one
+        // restarted with it on) dispatches them later from each chain's mark.
+        let deliveries = if self.deliver_webhooks {
+            Some(tokio::spawn(delivery::run(
+                self.pool.clone(),
+                self.webhooks,
+                shutdown.clone(),
+            )))
+        } else {
+            tracing::info!("webhook delivery is off on this instance (WEBHOOK_DELIVERY=false)");
+            None
+        };
         let api = server::serve(
             "api",
             self.listener,
@@ -177,7 +187,9 @@ impl Application {
         if let Err(error) = feed_listener.await {
             tracing::error!(?error, "the feed listener ended abnormally");
         }
-        if let Err(error) = deliveries.await {
+        if let Some(deliveries) = deliveries
+            && let Err(error) = deliveries.await
+        {
             tracing::error!(?error, "webhook delivery ended abnormally");
         }
         self.exports.close().await;

@@ -248,8 +248,8 @@ pub async fn recent_chains_behind(
     .context("webhooks::recent_chains_behind")
 }
 
-/// The advisory lock (class, key) between dispatching and endpoints becoming enabled: dispatching a
-/// chain holds it shared, registering or enabling an endpoint holds it exclusively. So a chain
+/// The advisory lock (class, key) between dispatching and endpoints becoming enabled: a dispatch
+/// round holds it shared ([`lock_marks`]), registering or enabling an endpoint holds it exclusively. So a chain
 /// dispatched while an endpoint becomes enabled either reads it enabled (a later statement than
 /// the lock, so a later snapshot) or commits its feed entries before the endpoint is enabled, where
 /// a redelivery of the range finds them: no notice falls between.
@@ -268,39 +268,52 @@ pub async fn lock_endpoints(db: impl PgExecutor<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Locks a chain's mark for dispatching, creating it at 0 for a new chain, and holds
-/// [`ENDPOINTS_LOCK`] shared; `None` if another instance holds the mark.
-pub async fn lock_mark(db: &mut sqlx::PgConnection, chain: Uuid) -> Result<Option<i64>> {
+/// Creates the marks of chains never dispatched, at 0. Idempotent, and committed on its own
+/// (an absent mark means 0 anyway), so that no round's transaction holds a new mark's insert
+/// while another instance waits on it.
+pub async fn create_marks(db: impl PgExecutor<'_>, chains: &[Uuid]) -> Result<()> {
     sqlx::query!(
-        "with endpoints as (select pg_advisory_xact_lock_shared($2, $3))
-         insert into webhook_chain_marks (chain_id, seq) select $1, 0 from endpoints
-         on conflict do nothing",
-        chain,
-        ENDPOINTS_LOCK.0,
-        ENDPOINTS_LOCK.1
-    )
-    .execute(&mut *db)
-    .await
-    .context("webhooks::lock_mark")?;
-    sqlx::query_scalar!(
-        "select seq from webhook_chain_marks where chain_id = $1 for update skip locked",
-        chain
-    )
-    .fetch_optional(&mut *db)
-    .await
-    .context("webhooks::lock_mark")
-}
-
-/// Moves a chain's mark.
-pub async fn set_mark(db: impl PgExecutor<'_>, chain: Uuid, seq: i64) -> Result<()> {
-    sqlx::query!(
-        "update webhook_chain_marks set seq = $2 where chain_id = $1",
-        chain,
-        seq
+        "insert into webhook_chain_marks (chain_id, seq)
+         select c, 0 from unnest($1::uuid[]) c order by c on conflict do nothing",
+        chains
     )
     .execute(db)
     .await
-    .context("webhooks::set_mark")?;
+    .context("webhooks::create_marks")?;
+    Ok(())
+}
+
+/// Locks the marks of those of `chains` no other instance holds; returns each with its `seq`.
+/// It also holds [`ENDPOINTS_LOCK`] shared (whenever it returns a mark: the marks are joined to
+/// the lock's row), so the endpoints read after it are read in a later snapshot.
+pub async fn lock_marks(db: impl PgExecutor<'_>, chains: &[Uuid]) -> Result<Vec<(Uuid, i64)>> {
+    let rows = sqlx::query!(
+        "with endpoints as (select pg_advisory_xact_lock_shared($2, $3))
+         select m.chain_id, m.seq from webhook_chain_marks m, endpoints
+         where m.chain_id = any($1)
+         order by m.chain_id for update of m skip locked",
+        chains,
+        ENDPOINTS_LOCK.0,
+        ENDPOINTS_LOCK.1
+    )
+    .fetch_all(db)
+    .await
+    .context("webhooks::lock_marks")?;
+    Ok(rows.into_iter().map(|r| (r.chain_id, r.seq)).collect())
+}
+
+/// Moves the marks of `chains` to `seqs` (pairwise).
+pub async fn set_marks(db: impl PgExecutor<'_>, chains: &[Uuid], seqs: &[i64]) -> Result<()> {
+    sqlx::query!(
+        "update webhook_chain_marks m set seq = n.seq
+         from unnest($1::uuid[], $2::bigint[]) as n(chain_id, seq)
+         where m.chain_id = n.chain_id",
+        chains,
+        seqs
+    )
+    .execute(db)
+    .await
+    .context("webhooks::set_marks")?;
     Ok(())
 }
 
@@ -325,98 +338,151 @@ pub struct PendingEvent {
     pub linked: Vec<Uuid>,
 }
 
-/// The chain's committed events after `seq`, in order. A snapshot sees a gapless prefix of each
-/// chain (its events commit in `chain_seq` order under the head's lock), so nothing after the
-/// last one returned can be older than it.
-pub async fn events_after(
+/// A committed event past its chain's mark, with its chain.
+#[derive(Debug)]
+pub struct ChainEvent {
+    /// Its chain.
+    pub chain_id: Uuid,
+    /// The event.
+    pub event: PendingEvent,
+}
+
+/// The committed events after each chain's mark (`marks`: chain and seq), at most `limit` per
+/// chain, by chain and then in chain order. A snapshot sees a gapless prefix of each chain (its
+/// events commit in `chain_seq` order under the head's lock), so nothing after the last one
+/// returned for a chain can be older than it.
+pub async fn events_after_marks(
     db: impl PgExecutor<'_>,
-    chain: Uuid,
-    seq: i64,
+    marks: &[(Uuid, i64)],
     limit: i64,
-) -> Result<Vec<PendingEvent>> {
-    sqlx::query_as!(
-        PendingEvent,
-        r#"select e.id, e.chain_seq, e.event_type, e.customer_id, e.partner_id, e.occurred_at, e.payload,
+) -> Result<Vec<ChainEvent>> {
+    let chains: Vec<Uuid> = marks.iter().map(|m| m.0).collect();
+    let seqs: Vec<i64> = marks.iter().map(|m| m.1).collect();
+    let rows = sqlx::query!(
+        r#"select m.chain_id as "chain_id!", e.id as "id!", e.chain_seq as "chain_seq!",
+                  e.event_type as "event_type!", e.customer_id, e.partner_id,
+                  e.occurred_at as "occurred_at!", e.payload as "payload!",
                   array(select cp.partner_id from customer_partners cp
-                        where cp.customer_id = $1 and e.customer_id = $1
+                        where cp.customer_id = m.chain_id and e.customer_id = m.chain_id
                           and cp.created_at <= e.occurred_at) as "linked!"
-           from events e
-           where e.chain_id = $1 and e.chain_seq > $2
-           order by e.chain_seq limit $3"#,
-        chain,
-        seq,
+           from unnest($1::uuid[], $2::bigint[]) as m(chain_id, seq)
+           cross join lateral (
+               select * from events e where e.chain_id = m.chain_id and e.chain_seq > m.seq
+               order by e.chain_seq limit $3) e
+           order by m.chain_id, e.chain_seq"#,
+        &chains,
+        &seqs,
         limit
     )
     .fetch_all(db)
     .await
-    .context("webhooks::events_after")
+    .context("webhooks::events_after_marks")?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ChainEvent {
+            chain_id: r.chain_id,
+            event: PendingEvent {
+                id: r.id,
+                chain_seq: r.chain_seq,
+                event_type: r.event_type,
+                customer_id: r.customer_id,
+                partner_id: r.partner_id,
+                occurred_at: r.occurred_at,
+                payload: r.payload,
+                linked: r.linked,
+            },
+        })
+        .collect())
 }
 
-/// Queues an event for an endpoint (once: the chain position is the key).
-#[allow(clippy::too_many_arguments)]
-pub async fn queue(
-    db: impl PgExecutor<'_>,
-    chain: Uuid,
-    endpoint: Uuid,
-    seq: i64,
-    event_id: Uuid,
-    event_type: &str,
-    body: &str,
-) -> Result<()> {
+/// Notices of one dispatch round, column by column, in the order they are appended.
+#[derive(Debug, Default)]
+pub struct Notices {
+    /// The audience: a partner, or the nil id for the platform.
+    pub audiences: Vec<Uuid>,
+    /// The event's chain.
+    pub chains: Vec<Uuid>,
+    /// Its place in the chain.
+    pub chain_seqs: Vec<i64>,
+    /// The event.
+    pub event_ids: Vec<Uuid>,
+    /// The notice type.
+    pub event_types: Vec<String>,
+    /// When the event happened.
+    pub occurred_at: Vec<DateTime<Utc>>,
+    /// The notice's `data`.
+    pub data: Vec<Value>,
+}
+
+/// Appends notices to their audiences' feeds, each audience's in the order given, under the row
+/// lock of each audience's head (taken in audience order, so two instances never deadlock on
+/// them), so feed numbers commit in order: one statement for the whole round.
+pub async fn feed_append_all(db: impl PgExecutor<'_>, n: &Notices) -> Result<()> {
     sqlx::query!(
-        "insert into webhook_deliveries (chain_id, endpoint_id, chain_seq, event_id, event_type, body)
-         values ($1, $2, $3, $4, $5, $6) on conflict do nothing",
-        chain,
-        endpoint,
-        seq,
-        event_id,
-        event_type,
-        body
+        "with n as (
+             select * from unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[],
+                                  $6::timestamptz[], $7::jsonb[]) with ordinality
+                 as n(audience, chain_id, chain_seq, event_id, event_type, occurred_at, data, ord)
+         ),
+         counts as (select audience, count(*) as k from n group by audience),
+         heads as (
+             insert into partner_feed_heads (partner_id, seq)
+             select audience, k from counts order by audience
+             on conflict (partner_id) do update set seq = partner_feed_heads.seq + excluded.seq
+             returning partner_id, seq
+         )
+         insert into partner_feed (partner_id, seq, chain_id, chain_seq, event_id, event_type, occurred_at, data)
+         select n.audience, h.seq - c.k + row_number() over (partition by n.audience order by n.ord),
+                n.chain_id, n.chain_seq, n.event_id, n.event_type, n.occurred_at, n.data
+         from n join counts c using (audience) join heads h on h.partner_id = n.audience",
+        &n.audiences,
+        &n.chains,
+        &n.chain_seqs,
+        &n.event_ids,
+        &n.event_types,
+        &n.occurred_at,
+        &n.data,
     )
     .execute(db)
     .await
-    .context("webhooks::queue")?;
+    .context("webhooks::feed_append_all")?;
     Ok(())
 }
 
-/// Appends a notice to an audience's feed (a partner, or the nil id for the platform) under the
-/// row lock of its head, so feed numbers commit in order.
-#[allow(clippy::too_many_arguments)]
-pub async fn feed_append(
-    db: &mut sqlx::PgConnection,
-    audience: Uuid,
-    chain: Uuid,
-    chain_seq: i64,
-    event_id: Uuid,
-    event_type: &str,
-    occurred_at: DateTime<Utc>,
-    data: &Value,
-) -> Result<()> {
-    let seq = sqlx::query_scalar!(
-        "insert into partner_feed_heads (partner_id, seq) values ($1, 1)
-         on conflict (partner_id) do update set seq = partner_feed_heads.seq + 1
-         returning seq",
-        audience
+/// Deliveries of one dispatch round, column by column.
+#[derive(Debug, Default)]
+pub struct Queue {
+    /// The event's chain.
+    pub chains: Vec<Uuid>,
+    /// The endpoint.
+    pub endpoints: Vec<Uuid>,
+    /// The event's place in the chain.
+    pub chain_seqs: Vec<i64>,
+    /// The event.
+    pub event_ids: Vec<Uuid>,
+    /// The notice type.
+    pub event_types: Vec<String>,
+    /// The body to send.
+    pub bodies: Vec<String>,
+}
+
+/// Queues deliveries (each once: the chain position is the key), in one statement.
+pub async fn queue_all(db: impl PgExecutor<'_>, q: &Queue) -> Result<u64> {
+    let done = sqlx::query!(
+        "insert into webhook_deliveries (chain_id, endpoint_id, chain_seq, event_id, event_type, body)
+         select * from unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[])
+         on conflict do nothing",
+        &q.chains,
+        &q.endpoints,
+        &q.chain_seqs,
+        &q.event_ids,
+        &q.event_types,
+        &q.bodies,
     )
-    .fetch_one(&mut *db)
+    .execute(db)
     .await
-    .context("webhooks::feed_append")?;
-    sqlx::query!(
-        "insert into partner_feed (partner_id, seq, chain_id, chain_seq, event_id, event_type, occurred_at, data)
-         values ($1, $2, $3, $4, $5, $6, $7, $8)",
-        audience,
-        seq,
-        chain,
-        chain_seq,
-        event_id,
-        event_type,
-        occurred_at,
-        data
-    )
-    .execute(&mut *db)
-    .await
-    .context("webhooks::feed_append")?;
-    Ok(())
+    .context("webhooks::queue_all")?;
+    Ok(done.rows_affected())
 }
 
 /// Which notices of an audience to send an endpoint again.
@@ -685,28 +751,73 @@ pub struct Attempt<'a> {
     pub body_prefix: Option<&'a str>,
 }
 
-/// Records an attempt.
-pub async fn record_attempt(
+/// Records the attempts of one sending round, `attempts` pairing with `deliveries`, in one
+/// statement.
+pub async fn record_attempts(
     db: impl PgExecutor<'_>,
-    delivery: &Leased,
-    attempt: &Attempt<'_>,
+    deliveries: &[&Leased],
+    attempts: &[Attempt<'_>],
 ) -> Result<()> {
+    let chains: Vec<Uuid> = deliveries.iter().map(|d| d.chain_id).collect();
+    let endpoints: Vec<Uuid> = deliveries.iter().map(|d| d.endpoint_id).collect();
+    let seqs: Vec<i64> = deliveries.iter().map(|d| d.chain_seq).collect();
+    let numbers: Vec<i32> = deliveries.iter().map(|d| d.attempts).collect();
+    let started: Vec<DateTime<Utc>> = attempts.iter().map(|a| a.started_at).collect();
+    let latencies: Vec<i32> = attempts.iter().map(|a| a.latency_ms).collect();
+    let statuses: Vec<Option<i32>> = attempts.iter().map(|a| a.status).collect();
+    let errors: Vec<Option<String>> = attempts
+        .iter()
+        .map(|a| a.error.map(str::to_owned))
+        .collect();
+    let prefixes: Vec<Option<String>> = attempts
+        .iter()
+        .map(|a| a.body_prefix.map(str::to_owned))
+        .collect();
     sqlx::query!(
         "insert into webhook_attempts (chain_id, endpoint_id, chain_seq, attempt, started_at, latency_ms, status, error, body_prefix)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9) on conflict do nothing",
-        delivery.chain_id,
-        delivery.endpoint_id,
-        delivery.chain_seq,
-        delivery.attempts,
-        attempt.started_at,
-        attempt.latency_ms,
-        attempt.status,
-        attempt.error,
-        attempt.body_prefix,
+         select * from unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::int[], $5::timestamptz[],
+                              $6::int[], $7::int[], $8::text[], $9::text[])
+         on conflict do nothing",
+        &chains,
+        &endpoints,
+        &seqs,
+        &numbers,
+        &started,
+        &latencies,
+        &statuses as &[Option<i32>],
+        &errors as &[Option<String>],
+        &prefixes as &[Option<String>],
     )
     .execute(db)
     .await
-    .context("webhooks::record_attempt")?;
+    .context("webhooks::record_attempts")?;
+    Ok(())
+}
+
+/// Settles as delivered those of `deliveries` still leased to `owner` (see [`settle`]), in one
+/// statement.
+pub async fn settle_delivered(
+    db: impl PgExecutor<'_>,
+    deliveries: &[&Leased],
+    owner: Uuid,
+) -> Result<()> {
+    let chains: Vec<Uuid> = deliveries.iter().map(|d| d.chain_id).collect();
+    let endpoints: Vec<Uuid> = deliveries.iter().map(|d| d.endpoint_id).collect();
+    let seqs: Vec<i64> = deliveries.iter().map(|d| d.chain_seq).collect();
+    sqlx::query!(
+        "update webhook_deliveries d
+         set state = 'delivered', lease_owner = null, lease_until = null, delivered_at = now()
+         from unnest($1::uuid[], $2::uuid[], $3::bigint[]) as n(chain_id, endpoint_id, chain_seq)
+         where d.chain_id = n.chain_id and d.endpoint_id = n.endpoint_id
+           and d.chain_seq = n.chain_seq and d.lease_owner = $4",
+        &chains,
+        &endpoints,
+        &seqs,
+        owner,
+    )
+    .execute(db)
+    .await
+    .context("webhooks::settle_delivered")?;
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 pub use crate::common::test_config;
-use crate::common::{TestDatabase, TestService, spawn_configured, spawn_service};
+use crate::common::{TestDatabase, TestService, spawn_configured, spawn_service_with};
 
 /// A running service over its own database, dropped with it.
 pub struct TestApp {
@@ -38,11 +38,16 @@ pub struct TestApp {
 
 /// Creates a fresh database and starts the service on it (the service creates and migrates it).
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`], its first instance with the settings `change` leaves.
+pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     let TestService {
         address,
         metrics_address,
         database,
-    } = spawn_service().await;
+    } = spawn_service_with(change).await;
     let pool = PgPool::connect(&database.url)
         .await
         .expect("connect to the test database");

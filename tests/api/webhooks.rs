@@ -19,7 +19,7 @@ use partner_catalog::domain::Role;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, issue_token, spawn_app};
+use crate::helpers::{TestApp, issue_token, spawn_app, spawn_app_with};
 
 /// How a test receiver answers its n-th request (from 0).
 #[derive(Clone, Copy)]
@@ -506,6 +506,31 @@ async fn gone_disables_the_endpoint_and_slow_or_busy_receivers_are_retried_after
     assert_eq!(got.len(), 2);
     let waited = got[1].at - got[0].at;
     assert!(waited >= Duration::from_millis(900), "{waited:?}");
+}
+
+#[tokio::test]
+async fn an_instance_without_delivery_queues_nothing_and_one_with_it_then_delivers_what_waited() {
+    let app = spawn_app_with(|config| config.webhook_delivery = false).await;
+    let a = app.create_qualified_partner().await;
+    let admin = issue_token(&app.pool, Role::GlobalAdmin, Some(a)).await;
+    let (receiver, url) = Receiver::start(Behaviour::Ok).await;
+    register(&app, &admin, &receiver, &url, &["customer.linked"]).await;
+    let c = app.create_customer(&[]).await;
+    app.link(c, a).await;
+    // Ten poll intervals of a delivering instance (50 ms in tests).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.count("webhook_deliveries").await, 0);
+    assert_eq!(app.count("partner_feed").await, 0);
+    assert!(receiver.got().is_empty());
+
+    // An instance that delivers reads the chain from its mark: the notice waited, it was not lost.
+    app.spawn_instance().await;
+    settled(&app).await;
+    let got = receiver.got();
+    let linked = latest_event(&app, c, "customer_partner_linked").await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].id, linked.to_string());
+    assert!(got[0].verified);
 }
 
 #[tokio::test]

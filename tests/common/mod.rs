@@ -234,6 +234,7 @@ pub fn test_config(database_url: &str) -> Config {
         webhook_retry_schedule: "200ms,400ms,800ms".into(),
         webhook_timeout_secs: 2,
         webhook_poll_ms: 50,
+        webhook_delivery: true,
     }
 }
 
@@ -266,8 +267,15 @@ pub struct TestService {
 
 /// Starts the service, with [`test_config`], over a fresh database.
 pub async fn spawn_service() -> TestService {
+    spawn_service_with(|_| {}).await
+}
+
+/// Starts the service, with [`test_config`] as `change` leaves it, over a fresh database.
+pub async fn spawn_service_with(change: impl FnOnce(&mut Config)) -> TestService {
     let database = TestDatabase::fresh();
-    let (address, metrics_address) = spawn_listeners(test_config(&database.url)).await;
+    let mut config = test_config(&database.url);
+    change(&mut config);
+    let (address, metrics_address) = spawn_listeners(config).await;
     TestService {
         address,
         metrics_address: metrics_address.expect("test instances serve metrics"),

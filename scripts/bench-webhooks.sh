@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Webhook delivery under the purchase load (issue 13, BENCHMARKS.md "Webhook delivery").
+#
+# Seeds the purchase benchmark's dataset (loadgen seed) into a template database and marks every
+# chain dispatched (history is not news, as the webhooks migration does). Then alternates runs with
+# delivery off and on (RUNS="off on off on"), each on a fresh copy, so the machine's noise hits
+# both: the release service (WEBHOOK_DELIVERY=false or true) driven by the load generator's spread
+# scenario. In an "on" run a receiver (examples/webhook_sink.rs) listens on 127.0.0.1 and every
+# partner of the dataset, and the platform, have an endpoint there (all event types), registered
+# through the API. After the load the script waits for every delivery to settle, then reports
+# purchases/s, the lag from each event's commit to its arrival, the drain (last arrival after the
+# load stopped), and whether every purchase's notices arrived.
+#
+# Usage: scripts/bench-webhooks.sh   CLIENTS=32 SECONDS_PER_RUN=20 RUNS="off on off on"
+#        (PROFILE=debug builds without optimizations: a smoke run, not a measurement)
+#        BASELINE_BIN=path/to/an/older/partner-catalog and a run "base" (delivery on with that
+#        binary), e.g. RUNS="off base on off base on": before and after a change, in one run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+clients=${CLIENTS:-32}
+seconds=${SECONDS_PER_RUN:-20}
+runs=${RUNS:-off on off on}
+pool=${DATABASE_MAX_CONNECTIONS:-16}
+drain_limit=${DRAIN_LIMIT_SECS:-300}
+server=postgres://postgres@127.0.0.1:5432
+# This run's own databases and ports, so it can run beside anything else (dropped at exit).
+run=$$_$(date +%s)
+template=partner_catalog_webhooks_template_$run
+db=partner_catalog_webhooks_$run
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+bind=127.0.0.1:$(free_port)
+sink_bind=127.0.0.1:$(free_port)
+target=${CARGO_TARGET_DIR:-target}
+out=$target/bench-webhooks
+mkdir -p "$out"
+export PGHOST=127.0.0.1 PGUSER=postgres
+
+cleanup() {
+    [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    [ -n "${sink_pid:-}" ] && kill "$sink_pid" 2>/dev/null && wait "$sink_pid" 2>/dev/null
+    dropdb --if-exists --force "$db" >/dev/null 2>&1 || true
+    dropdb --if-exists --force "$template" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+profile=${PROFILE:-release}
+if [ "$profile" = release ]; then
+    cargo build --release --quiet --bin partner-catalog --example loadgen --example webhook_sink
+else
+    cargo build --quiet --bin partner-catalog --example loadgen --example webhook_sink
+fi
+bin=$target/$profile/partner-catalog
+loadgen=$target/$profile/examples/loadgen
+sink=$target/$profile/examples/webhook_sink
+
+DATABASE_URL="$server/$template" "$bin" migrate >/dev/null
+"$loadgen" --database-url "$server/$template" seed
+# The seeded customers' events are history: a delivering instance starts past them.
+psql -q -v ON_ERROR_STOP=1 -d "$template" -c "
+    insert into webhook_chain_marks (chain_id, seq) select chain_id, seq from event_chain_heads
+    on conflict (chain_id) do update set seq = excluded.seq"
+
+q() { psql -Atq -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< "$2"; }
+
+printf '%s\n' "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(psql -Atc 'select version()' | cut -d, -f1); $clients clients, ${seconds} s per run, pool $pool"
+rows=()
+i=0
+for mode in $runs; do
+    i=$((i + 1))
+    case $mode in
+        on) delivery=true; service=$bin ;;
+        off) delivery=false; service=$bin ;;
+        base) delivery=true; service=${BASELINE_BIN:?a base run needs BASELINE_BIN} ;;
+        *) echo "unknown run $mode" >&2; exit 2 ;;
+    esac
+    dropdb --if-exists "$db" >/dev/null
+    createdb -T "$template" "$db"
+    load=$(cut -d' ' -f1-3 /proc/loadavg)
+    echo "== run $i: delivery $mode ($clients clients, ${seconds} s), load $load"
+    if [ "$delivery" = true ]; then
+        "$sink" --bind "$sink_bind" > "$out/sink-$i.txt" 2>&1 &
+        sink_pid=$!
+    fi
+    DATABASE_URL="$server/$db" BIND=$bind METRICS_BIND=off DATABASE_MAX_CONNECTIONS=$pool \
+        WEBHOOK_DELIVERY=$delivery WEBHOOK_ALLOW_PRIVATE=127.0.0.0/8 \
+        "$service" serve > "$out/service-$i.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 50); do curl -fsS "http://$bind/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+    if [ "$delivery" = true ]; then
+        for _ in $(seq 1 50); do curl -fsS "http://$sink_bind/stats" >/dev/null 2>&1 && break; sleep 0.2; done
+        "$loadgen" --database-url "$server/$db" webhooks --url "http://$bind" --receiver "http://$sink_bind"
+    fi
+    "$loadgen" --database-url "$server/$db" run --url "http://$bind" --scenario spread \
+        --clients "$clients" --seconds "$seconds" | tee "$out/loadgen-$i.txt"
+    result=$(grep '^RESULT' "$out/loadgen-$i.txt")
+    purchases=$(q "select count(*) from events where event_type = 'subscription_created'")
+
+    if [ "$delivery" = true ]; then
+        # Settled: every chain dispatched and no delivery pending.
+        waited=0
+        until [ "$(q "select (select count(*) from event_chain_heads h left join webhook_chain_marks m using (chain_id)
+                              where h.seq > coalesce(m.seq, 0))
+                           + (select count(*) from webhook_deliveries where state = 'pending')")" = 0 ]; do
+            sleep 0.2
+            waited=$((waited + 1))
+            [ "$waited" -lt $((drain_limit * 5)) ] || { echo "not settled after ${drain_limit} s" >&2; break; }
+        done
+        states=$(q "select string_agg(state || ':' || n, ',' order by state)
+                    from (select state, count(*) n from webhook_deliveries group by state) s")
+        feed=$(q "select count(*) from partner_feed")
+        kill -TERM "$sink_pid"; wait "$sink_pid" || true; sink_pid=
+        cat "$out/sink-$i.txt"
+        got=$(grep '^RESULT' "$out/sink-$i.txt")
+        # Each purchase makes subscription.created for the selling partner and for the platform.
+        expected=$((purchases * 2))
+        distinct=$(field distinct "$got")
+        drain=$(awk -v a="$(field last_at "$got")" -v b="$(field ended_at "$result")" 'BEGIN { printf "%.1f", a - b }')
+        lag="$(field lag_p50 "$got") / $(field lag_p99 "$got") / $(field lag_max "$got")"
+        complete=$([ "$distinct" = "$expected" ] && echo "yes" || echo "**NO**")
+        echo "delivery: $expected notices expected, $distinct distinct arrived ($(field requests "$got") requests), deliveries $states, feed entries $feed, drain ${drain} s"
+    else
+        queued=$(q "select count(*) from webhook_deliveries")
+        feed=$(q "select count(*) from partner_feed")
+        expected=0; distinct=-; states="queued $queued, feed $feed"; drain=-; lag=-; complete=-
+        [ "$queued" = 0 ] && [ "$feed" = 0 ] || { echo "delivery off, but $queued deliveries and $feed feed entries" >&2; exit 1; }
+    fi
+    rss=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
+    kill "$pid"; wait "$pid" || true; pid=
+    rows+=("$i|$mode|$(field rps "$result")|$(field p50 "$result") / $(field p99 "$result")|$(field 5xx "$result")|$purchases|$expected|$distinct|$complete|$states|$lag|$drain|$rss|$load")
+done
+
+echo
+echo "| run | delivery | purchases/s | purchase ms p50 / p99 | 5xx | purchases | notices expected | arrived (distinct) | all arrived | deliveries | lag ms p50 / p99 / max | drain s | peak RSS MiB | load at start |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${rows[@]}" | awk -F'|' '{ printf "| %s |", $1; for (i = 2; i <= NF; i++) printf " %s |", $i; print "" }'
+echo
+# Mean purchases/s with delivery off and on, and on/off (the cost of delivery to the purchase path).
+printf '%s\n' "${rows[@]}" | awk -F'|' '
+    { n[$2]++; s[$2] += $3 }
+    END {
+        if (!n["off"]) exit
+        off = s["off"] / n["off"]
+        printf "purchases/s with delivery off: %.0f (mean of %d runs)\n", off, n["off"]
+        split("base on", modes, " ")
+        for (k = 1; k <= 2; k++) {
+            m = modes[k]
+            if (!n[m]) continue
+            on = s[m] / n[m]
+            printf "purchases/s with delivery %s: %.0f (mean of %d runs), %s/off %.3f: delivery costs %.1f %%\n",
+                m, on, n[m], m, on / off, (1 - on / off) * 100
+        }
+    }'
