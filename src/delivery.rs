@@ -196,8 +196,9 @@ pub async fn dispatch_round(pool: &PgPool, full: bool) -> anyhow::Result<usize> 
     // and events: each chain under its mark's row lock (those another instance holds are
     // skipped), its feed entries and deliveries queued and its mark moved together.
     let mut tx = pool.begin().await?;
+    db::webhooks::share_endpoints_lock(&mut *tx).await?;
     let marks = db::webhooks::lock_marks(&mut *tx, &chains).await?;
-    // Read under the endpoints lock `lock_marks` took: see `db::webhooks::lock_endpoints`.
+    // Read after the endpoints lock, in a later snapshot: see `db::webhooks::lock_endpoints`.
     let targets = db::webhooks::enabled_targets(&mut *tx).await?;
     let events = if marks.is_empty() {
         Vec::new()

@@ -249,11 +249,25 @@ pub async fn recent_chains_behind(
 }
 
 /// The advisory lock (class, key) between dispatching and endpoints becoming enabled: a dispatch
-/// round holds it shared ([`lock_marks`]), registering or enabling an endpoint holds it exclusively. So a chain
+/// round holds it shared ([`share_endpoints_lock`]), registering or enabling an endpoint holds it exclusively. So a chain
 /// dispatched while an endpoint becomes enabled either reads it enabled (a later statement than
 /// the lock, so a later snapshot) or commits its feed entries before the endpoint is enabled, where
 /// a redelivery of the range finds them: no notice falls between.
 const ENDPOINTS_LOCK: (i32, i32) = (1346589249, 2);
+
+/// Holds [`ENDPOINTS_LOCK`] shared until the transaction ends: a dispatch round, before it reads
+/// the enabled endpoints (in a later statement, so a later snapshot).
+pub async fn share_endpoints_lock(db: impl PgExecutor<'_>) -> Result<()> {
+    sqlx::query!(
+        "select pg_advisory_xact_lock_shared($1, $2)",
+        ENDPOINTS_LOCK.0,
+        ENDPOINTS_LOCK.1
+    )
+    .fetch_one(db)
+    .await
+    .context("webhooks::share_endpoints_lock")?;
+    Ok(())
+}
 
 /// Holds [`ENDPOINTS_LOCK`] exclusively until the transaction ends.
 pub async fn lock_endpoints(db: impl PgExecutor<'_>) -> Result<()> {
@@ -284,17 +298,12 @@ pub async fn create_marks(db: impl PgExecutor<'_>, chains: &[Uuid]) -> Result<()
 }
 
 /// Locks the marks of those of `chains` no other instance holds; returns each with its `seq`.
-/// It also holds [`ENDPOINTS_LOCK`] shared (whenever it returns a mark: the marks are joined to
-/// the lock's row), so the endpoints read after it are read in a later snapshot.
 pub async fn lock_marks(db: impl PgExecutor<'_>, chains: &[Uuid]) -> Result<Vec<(Uuid, i64)>> {
     let rows = sqlx::query!(
-        "with endpoints as (select pg_advisory_xact_lock_shared($2, $3))
-         select m.chain_id, m.seq from webhook_chain_marks m, endpoints
-         where m.chain_id = any($1)
-         order by m.chain_id for update of m skip locked",
-        chains,
-        ENDPOINTS_LOCK.0,
-        ENDPOINTS_LOCK.1
+        "select chain_id, seq from webhook_chain_marks -- fan-out: webhook dispatch
+         where chain_id = any($1)
+         order by chain_id for update skip locked",
+        chains
     )
     .fetch_all(db)
     .await
@@ -305,7 +314,7 @@ pub async fn lock_marks(db: impl PgExecutor<'_>, chains: &[Uuid]) -> Result<Vec<
 /// Moves the marks of `chains` to `seqs` (pairwise).
 pub async fn set_marks(db: impl PgExecutor<'_>, chains: &[Uuid], seqs: &[i64]) -> Result<()> {
     sqlx::query!(
-        "update webhook_chain_marks m set seq = n.seq
+        "update webhook_chain_marks m set seq = n.seq -- fan-out: webhook dispatch
          from unnest($1::uuid[], $2::bigint[]) as n(chain_id, seq)
          where m.chain_id = n.chain_id",
         chains,
@@ -359,7 +368,7 @@ pub async fn events_after_marks(
     let chains: Vec<Uuid> = marks.iter().map(|m| m.0).collect();
     let seqs: Vec<i64> = marks.iter().map(|m| m.1).collect();
     let rows = sqlx::query!(
-        r#"select m.chain_id as "chain_id!", e.id as "id!", e.chain_seq as "chain_seq!",
+        r#"select m.chain_id as "chain_id!", e.id as "id!", e.chain_seq as "chain_seq!", -- fan-out: webhook dispatch
                   e.event_type as "event_type!", e.customer_id, e.partner_id,
                   e.occurred_at as "occurred_at!", e.payload as "payload!",
                   array(select cp.partner_id from customer_partners cp
@@ -805,7 +814,7 @@ pub async fn settle_delivered(
     let endpoints: Vec<Uuid> = deliveries.iter().map(|d| d.endpoint_id).collect();
     let seqs: Vec<i64> = deliveries.iter().map(|d| d.chain_seq).collect();
     sqlx::query!(
-        "update webhook_deliveries d
+        "update webhook_deliveries d -- fan-out: webhook dispatch
          set state = 'delivered', lease_owner = null, lease_until = null, delivered_at = now()
          from unnest($1::uuid[], $2::uuid[], $3::bigint[]) as n(chain_id, endpoint_id, chain_seq)
          where d.chain_id = n.chain_id and d.endpoint_id = n.endpoint_id
