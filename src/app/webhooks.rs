@@ -23,6 +23,11 @@ use crate::{
     },
 };
 
+/// Longest URL an endpoint may have, in characters (as the database holds it).
+pub const MAX_URL_CHARS: usize = 2000;
+/// Longest description of an endpoint, in characters (as the database holds it).
+pub const MAX_DESCRIPTION_CHARS: usize = 200;
+
 /// How long the previous secret still signs after a rotation.
 pub const ROTATION_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 

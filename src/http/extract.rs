@@ -280,13 +280,19 @@ pub fn optional_instant<'de, D: serde::Deserializer<'de>>(
     let Some(at) = Option::<DateTime<Utc>>::deserialize(deserializer)? else {
         return Ok(None);
     };
-    if (1..=9999).contains(&at.year()) {
+    if in_storable_years(&at) {
         Ok(Some(at))
     } else {
         Err(serde::de::Error::custom(
             "an instant must lie in the years 0001 to 9999",
         ))
     }
+}
+
+/// Whether an instant lies in the years 0001 to 9999: those RFC 3339 writes and PostgreSQL stores;
+/// others would fail in the database.
+pub fn in_storable_years(at: &DateTime<Utc>) -> bool {
+    (1..=9999).contains(&at.year())
 }
 
 /// A change's `reason` field, checked; a 422 naming `reason` otherwise.

@@ -20,7 +20,10 @@ use super::{
     pagination::{Page, PageParams, page_size},
 };
 use crate::{
-    app::{self, RequestContext, webhooks::EndpointWithSecret},
+    app::{
+        self, RequestContext,
+        webhooks::{EndpointWithSecret, MAX_DESCRIPTION_CHARS, MAX_URL_CHARS},
+    },
     db::webhooks::{Delivery, Endpoint, FeedEntry, Redelivery},
     domain::{PartnerId, checked_text, webhook::WebhookEventType},
 };
@@ -86,15 +89,21 @@ async fn create(
     ctx: RequestContext,
     Json(body): Json<CreateEndpoint>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if body.url.chars().count() > 2000 {
-        return Err(ApiError::invalid_field("url", "at most 2000 characters"));
+    if body.url.chars().count() > MAX_URL_CHARS {
+        return Err(ApiError::invalid_field(
+            "url",
+            format!("at most {MAX_URL_CHARS} characters"),
+        ));
     }
     let description = if body.description.is_empty() {
         String::new()
     } else {
-        checked_text(&body.description, 200)
+        checked_text(&body.description, MAX_DESCRIPTION_CHARS)
             .ok_or_else(|| {
-                ApiError::invalid_field("description", "at most 200 printable characters")
+                ApiError::invalid_field(
+                    "description",
+                    format!("at most {MAX_DESCRIPTION_CHARS} printable characters"),
+                )
             })?
             .to_owned()
     };

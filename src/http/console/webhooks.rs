@@ -15,7 +15,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
-use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -29,7 +29,10 @@ use super::{
 use crate::{
     app::{
         self,
-        webhooks::{EndpointWithSecret, REDELIVERY_LIMIT, ROTATION_OVERLAP},
+        webhooks::{
+            EndpointWithSecret, MAX_DESCRIPTION_CHARS, MAX_URL_CHARS, REDELIVERY_LIMIT,
+            ROTATION_OVERLAP,
+        },
     },
     db::{
         Keyset,
@@ -61,10 +64,6 @@ const PAGE: i64 = 100;
 const PARTNER_CHOICES: i64 = 500;
 /// Recent deliveries shown on an endpoint's page.
 const RECENT_DELIVERIES: i64 = 50;
-/// Longest URL accepted (as through the API).
-const MAX_URL_CHARS: usize = 2000;
-/// Longest description (as through the API).
-const MAX_DESCRIPTION_CHARS: usize = 200;
 
 fn endpoint_href(id: Uuid) -> String {
     format!("/webhooks/{id}")
@@ -722,8 +721,7 @@ fn instant(raw: &str) -> Option<DateTime<Utc>> {
             .find_map(|format| NaiveDateTime::parse_from_str(raw, format).ok())
             .map(|t| t.and_utc())
         })
-        // The years PostgreSQL and RFC 3339 both hold; others would fail in the database.
-        .filter(|t| (1..=9999).contains(&t.year()))
+        .filter(crate::http::extract::in_storable_years)
 }
 
 /// The range asked for (`until` defaults to `now`), or the messages for its fields.
