@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{Error, Precondition, RequestContext, Result, Warning};
+use super::{Error, Precondition, RequestContext, Result, Warning, policies::InForce};
 use crate::{
     db::{
         self, Keyset,
@@ -53,7 +53,8 @@ pub struct CreateCustomer {
     /// 1 to 200 characters after trimming, no control characters.
     #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
-    /// One of the seven sets of R3, empty for a commercial customer; a value listed twice
+    /// One of the sets of the policy version in force (R3), empty for a commercial customer; a
+    /// value listed twice
     /// counts once.
     #[serde(default)]
     #[schema(value_type = Vec<SpecialQualification>)]
@@ -87,8 +88,8 @@ impl CreateCustomer {
     pub fn parse(self) -> Result<CustomerDraft> {
         let invalid = |field: &'static str, message: String| Error::InvalidField { field, message };
         let name = DisplayName::parse(&self.name).map_err(|e| invalid("name", e.to_string()))?;
-        let qualifications =
-            super::policy_in_force().qualification_set(self.special_qualifications)?;
+        // The set is checked where it is written, under the policy in force then.
+        let qualifications = self.special_qualifications.into_iter().collect();
         let reason = Reason::parse(Some(self.reason.as_deref().unwrap_or("customer created")))
             .map_err(|e| invalid("reason", e.to_string()))?;
         let external_reference = self
@@ -110,10 +111,9 @@ impl CreateCustomer {
 }
 
 impl CustomerDraft {
-    /// The customer to write, with a new id, once its set and evidence are checked.
+    /// The customer to write, with a new id, once its evidence is checked (its set is checked
+    /// where it is written, [`insert_new`], under the policy in force then).
     pub fn into_new(self) -> Result<NewCustomer> {
-        // Drafts are built by callers too, not only by `parse`: the use case has the last word.
-        super::policy_in_force().qualification_set(self.change.qualifications.iter())?;
         Ok(NewCustomer {
             id: CustomerId::new(),
             evidence: initial_evidence(&self.change)?,
@@ -142,8 +142,15 @@ pub fn initial_evidence(change: &QualificationChange) -> Result<CustomerEvidence
 pub(crate) async fn insert_new(
     tx: &mut sqlx::PgConnection,
     ctx: &RequestContext,
+    in_force: &InForce,
     customers: &[NewCustomer],
 ) -> Result<Vec<(usize, ReferenceHolder)>> {
+    // R3 under the version in force at the instant the customers are recorded with.
+    for customer in customers {
+        in_force
+            .policy
+            .qualification_set(customer.qualifications.iter())?;
+    }
     let (references, ids): (Vec<&str>, Vec<uuid::Uuid>) = customers
         .iter()
         .filter_map(|c| Some((c.external_reference.as_ref()?.as_str(), c.id.0)))
@@ -186,7 +193,7 @@ pub(crate) async fn insert_new(
     if written.is_empty() {
         return Ok(skipped);
     }
-    db::customers::insert_many(&mut *tx, &ctx.actor, &written).await?;
+    db::customers::insert_many(&mut *tx, &ctx.actor, &written, in_force.at).await?;
     let events: Vec<NewEvent> = written
         .iter()
         .map(|c| {
@@ -195,6 +202,7 @@ pub(crate) async fn insert_new(
                 "special_qualifications": c.qualifications,
                 "evidence": c.evidence,
                 "reason": c.reason.as_str(),
+                "policy_version": in_force.version,
             });
             if let Some(reference) = &c.external_reference {
                 payload["external_reference"] = json!(reference.as_str());
@@ -215,9 +223,14 @@ pub(crate) async fn insert_new(
 /// external reference; refused if another customer has that reference.
 pub async fn create(pool: &PgPool, ctx: &RequestContext, draft: CustomerDraft) -> Result<Customer> {
     ctx.require(Action::ManageCustomers)?;
-    let new = draft.into_new()?;
     let mut tx = pool.begin().await?;
-    if let Some((_, holder)) = insert_new(&mut tx, ctx, std::slice::from_ref(&new))
+    let in_force = super::policies::for_write(&mut tx).await?;
+    // The set first, as the body lists it, then its evidence.
+    in_force
+        .policy
+        .qualification_set(draft.change.qualifications.iter())?;
+    let new = draft.into_new()?;
+    if let Some((_, holder)) = insert_new(&mut tx, ctx, &in_force, std::slice::from_ref(&new))
         .await?
         .pop()
     {
@@ -305,6 +318,8 @@ pub async fn set_qualifications(
     change: &QualificationChange,
 ) -> Result<QualificationUpdate> {
     let mut tx = pool.begin().await?;
+    // Before the customer lock, as every decision takes them (`db::policies`).
+    db::policies::lock_shared(&mut *tx).await?;
     authorize(&mut tx, ctx, Action::ManageCustomers, id).await?;
     db::customers::lock_for_update(&mut *tx, id)
         .await?
@@ -315,7 +330,8 @@ pub async fn set_qualifications(
     if !precondition.holds(current.version) {
         return Err(Error::CustomerVersionMismatch(Box::new(current)));
     }
-    let policy = super::policy_in_force();
+    let decision = db::policies::in_force_now(&mut *tx).await?;
+    let policy = super::policies::policy(&mut tx, decision.policy).await?;
     let before = current.special_qualifications;
     let after = policy.qualification_set(change.qualifications.iter())?;
     let evidence = evidence_after_change(
@@ -324,7 +340,7 @@ pub async fn set_qualifications(
         &after.qualifications(),
         &change.evidence,
     )?;
-    let version = db::customers::set_qualifications(&mut *tx, id, after).await?;
+    let version = db::customers::set_qualifications(&mut *tx, id, after, decision.at).await?;
     db::customers::insert_history(
         &mut *tx,
         &ctx.actor,
@@ -333,6 +349,7 @@ pub async fn set_qualifications(
         after,
         &evidence,
         &change.reason,
+        decision.at,
     )
     .await?;
     db::events::append(
@@ -348,6 +365,7 @@ pub async fn set_qualifications(
                 "evidence": evidence,
                 "reason": change.reason.as_str(),
                 "version": version,
+                "policy_version": decision.policy.version,
             }),
         },
     )

@@ -23,7 +23,7 @@ use crate::{
         self,
         customers::{NewCustomer, ReferenceHolder},
     },
-    domain::{Action, CustomerId},
+    domain::{Action, CustomerId, Policy},
 };
 
 /// Rows per INSERT statement: large enough to amortize round trips, small enough for bind limits.
@@ -50,7 +50,7 @@ pub enum LineCode {
     InvalidBody,
     /// A field whose value is not acceptable (the line error names it).
     InvalidField,
-    /// Not one of the seven qualification sets of R3.
+    /// Not one of the qualification sets of the policy version in force (R3).
     InvalidQualificationSet,
 }
 
@@ -171,13 +171,14 @@ pub struct LineErrors {
 /// line has is bad: each customer has its own.
 pub fn read_all(
     file: &file::CustomerFile<'_>,
+    policy: &Policy,
     keep: usize,
     mut accept: impl FnMut(ImportLine),
 ) -> LineErrors {
     let mut errors = LineErrors::default();
     let mut references: HashMap<String, usize> = HashMap::new();
     for raw in file.lines() {
-        let read = file.read(raw).and_then(|line| {
+        let read = file.read(raw, policy).and_then(|line| {
             let Some(reference) = &line.customer.external_reference else {
                 return Ok(line);
             };
@@ -249,8 +250,9 @@ pub async fn import_customers(
     // The import's own budget bounds it (the caller drops it then), not the per-statement limit
     // meant for requests: a batch may wait for locks, or simply be large.
     db::set_local_statement_timeout(&mut tx, progress.budget).await?;
+    let in_force = super::policies::for_write(&mut tx).await?;
     for (i, batch) in customers.chunks(BATCH).enumerate() {
-        for (at, holder) in insert_new(&mut tx, ctx, batch).await? {
+        for (at, holder) in insert_new(&mut tx, ctx, &in_force, batch).await? {
             already_imported.push(skipped_line(numbers[i * BATCH + at], holder));
         }
         tracing::info!(

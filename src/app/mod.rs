@@ -6,6 +6,7 @@ pub mod customers;
 pub mod import;
 pub mod offers;
 pub mod partners;
+pub mod policies;
 pub mod principals;
 pub mod purchases;
 pub mod subscriptions;
@@ -13,24 +14,16 @@ pub mod tokens;
 pub mod users;
 pub mod webhooks;
 
-use std::sync::LazyLock;
-
 use chrono::{DateTime, Utc};
 
 use crate::{
     db::{self, customers::QualificationRecord, partners::Partner},
     domain::{
-        Action, Actor, CustomerId, EvidenceError, InvalidQualificationSet, OfferId, PartnerId,
-        Policy, Principal, ProductKind, Role, Segment, SubscriptionId, SubscriptionStatus, permits,
+        Action, Actor, CustomerId, EvidenceError, InvalidPolicy, InvalidQualificationSet, OfferId,
+        PartnerId, Principal, ProductKind, Role, Segment, SubscriptionId, SubscriptionStatus,
+        permits,
     },
 };
-
-/// The policy version every use case decides under: the one place that says which. For now
-/// always the rule book (version 1); stored, published versions will be read here (issue 14).
-pub fn policy_in_force() -> &'static Policy {
-    static RULE_BOOK: LazyLock<Policy> = LazyLock::new(Policy::rule_book);
-    &RULE_BOOK
-}
 
 /// Who is acting, and through which request: every use case gets one, every event records it.
 #[derive(Debug, Clone)]
@@ -219,6 +212,28 @@ pub enum Error {
     /// No export slot is free (`app::audit::Exports`); retrying later may succeed.
     #[error("no audit export can start now: {0}; retry when one has finished")]
     ExportBusy(&'static str),
+    /// No policy version has this number.
+    #[error("policy version {0} does not exist")]
+    PolicyVersionNotFound(i32),
+    /// A policy document that cannot be published: every problem found.
+    #[error(transparent)]
+    InvalidPolicy(#[from] InvalidPolicy),
+    /// Versions are numbered in the order they are published.
+    #[error("the document is version {given}, but the next version to publish is {next}")]
+    PolicyVersionNotNext {
+        /// The document's number.
+        given: u32,
+        /// The number the next version gets.
+        next: i32,
+    },
+    /// A version takes effect after the latest one, and never in the past.
+    #[error(
+        "effective_from must be {earliest} or later: not in the past, and after the latest version's"
+    )]
+    PolicyEffectiveTooEarly {
+        /// The earliest instant allowed when it was checked.
+        earliest: DateTime<Utc>,
+    },
     /// A bug or an unexpected database failure.
     #[error(transparent)]
     Internal(anyhow::Error),

@@ -17,13 +17,14 @@ pub async fn create(
     terms: OfferTerms,
 ) -> Result<Offer> {
     ctx.require(Action::ManageOffers)?;
-    if !super::policy_in_force().is_sellable(terms) {
+    let mut tx = pool.begin().await?;
+    let in_force = super::policies::for_write(&mut tx).await?;
+    if !in_force.policy.is_sellable(terms) {
         return Err(Error::OfferNotLicenseBased {
             segment: terms.segment,
             product_kind: terms.product_kind,
         });
     }
-    let mut tx = pool.begin().await?;
     let offer = db::offers::insert(&mut *tx, OfferId::new(), name.as_str(), terms).await?;
     db::events::append(
         &mut *tx,

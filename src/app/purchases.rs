@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{Error, RequestContext, Result, customers::authorize, policy_in_force};
+use super::{Error, RequestContext, Result, customers::authorize, policies};
 use crate::{
     db::{
         self, Keyset,
@@ -74,6 +74,8 @@ pub enum PurchaseOutcome {
     Denied {
         /// Every broken rule.
         violations: Vec<RuleViolation>,
+        /// The policy version it was decided under.
+        policy_version: i32,
     },
 }
 
@@ -82,7 +84,9 @@ pub enum PurchaseOutcome {
 /// database's rows can change what a stored outcome says. Format 1 is the first, written before
 /// formats were numbered, hence without a `format` member; a new format gets a number and a
 /// variant, and every stored format stays readable (`tests/api/purchases.rs` replays golden
-/// outcomes of each).
+/// outcomes of each). The policy version was added to format 1 as a member without a new number:
+/// every outcome stored before it was decided under version 1, which is what its absence reads
+/// as, and its replay gains the member as every answer of the API did.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 enum StoredOutcome {
@@ -95,7 +99,15 @@ enum StoredOutcome {
     Denied {
         /// Every broken rule, with its code and details.
         violations: Vec<RuleViolation>,
+        /// The policy version it was decided under.
+        #[serde(default = "rule_book")]
+        policy_version: i32,
     },
+}
+
+/// The policy version of outcomes stored before versions were recorded.
+fn rule_book() -> i32 {
+    1
 }
 
 /// A created subscription in format 1 of [`StoredOutcome`].
@@ -109,6 +121,8 @@ struct StoredSubscription {
     quantity: i32,
     status: SubscriptionStatus,
     created_at: DateTime<Utc>,
+    #[serde(default = "rule_book")]
+    policy_version: i32,
 }
 
 impl StoredOutcome {
@@ -125,10 +139,15 @@ impl StoredOutcome {
                     quantity: s.quantity,
                     status: s.status,
                     created_at: s.created_at,
+                    policy_version: s.policy_version,
                 },
             },
-            PurchaseOutcome::Denied { violations } => Self::Denied {
+            PurchaseOutcome::Denied {
+                violations,
+                policy_version,
+            } => Self::Denied {
                 violations: violations.clone(),
+                policy_version: *policy_version,
             },
         };
         serde_json::to_value(stored)
@@ -152,9 +171,16 @@ impl StoredOutcome {
                     quantity: s.quantity,
                     status: s.status,
                     created_at: s.created_at,
+                    policy_version: s.policy_version,
                 },
             },
-            Self::Denied { violations } => PurchaseOutcome::Denied { violations },
+            Self::Denied {
+                violations,
+                policy_version,
+            } => PurchaseOutcome::Denied {
+                violations,
+                policy_version,
+            },
         })
     }
 }
@@ -252,7 +278,7 @@ pub async fn purchase(
 
     // Offers never change, so reading it before taking the customer lock is safe and shortens the lock.
     let offer = offer.ok_or(Error::OfferNotFound(request.offer_id))?;
-    let facts = db::purchases::load(
+    let (facts, decision) = db::purchases::load(
         &mut tx,
         request.customer_id,
         request.partner_id,
@@ -265,7 +291,9 @@ pub async fn purchase(
     if ctx.partner_scope().is_some() && !facts.related {
         return Err(Error::CustomerNotFound(request.customer_id));
     }
-    let (outcome, event) = match decide(policy_in_force(), &context(&facts, offer.terms())) {
+    let policy = policies::policy(&mut tx, decision.policy).await?;
+    let policy_version = decision.policy.version;
+    let (outcome, event) = match decide(&policy, &context(&facts, offer.terms())) {
         PurchaseDecision::Allowed => {
             let subscription = db::subscriptions::insert(
                 &mut *tx,
@@ -275,6 +303,7 @@ pub async fn purchase(
                     offer_id: request.offer_id,
                     segment: offer.segment,
                     quantity: request.quantity.get(),
+                    decision,
                 },
             )
             .await?;
@@ -285,6 +314,8 @@ pub async fn purchase(
                 "quantity": subscription.quantity,
                 "customer_qualifications": facts.customer,
                 "idempotency_key": key.as_str(),
+                "policy_version": policy_version,
+                "decided_at": decision.at,
             });
             (
                 PurchaseOutcome::Created { subscription },
@@ -299,9 +330,14 @@ pub async fn purchase(
                 "customer_qualifications": facts.customer,
                 "violations": violations,
                 "idempotency_key": key.as_str(),
+                "policy_version": policy_version,
+                "decided_at": decision.at,
             });
             (
-                PurchaseOutcome::Denied { violations },
+                PurchaseOutcome::Denied {
+                    violations,
+                    policy_version,
+                },
                 (EventType::PurchaseDenied, payload),
             )
         }
@@ -333,7 +369,7 @@ pub async fn purchase(
     tx.commit().await?;
     crate::monitoring::purchase_decided(match &outcome {
         PurchaseOutcome::Created { .. } => &[],
-        PurchaseOutcome::Denied { violations } => violations,
+        PurchaseOutcome::Denied { violations, .. } => violations,
     });
     Ok(Purchase {
         outcome,
@@ -359,6 +395,15 @@ async fn check_parties(
     authorize(tx, ctx, Action::ReadDecisions, customer).await
 }
 
+/// A decision that wrote nothing, and the policy version it was made under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided<T> {
+    /// The answer.
+    pub answer: T,
+    /// The version in force at the instant asked about.
+    pub policy_version: i32,
+}
+
 /// The decision a purchase would get now, without writing anything.
 pub async fn decide_only(
     pool: &PgPool,
@@ -366,21 +411,62 @@ pub async fn decide_only(
     customer: CustomerId,
     partner: PartnerId,
     offer: OfferId,
-) -> Result<PurchaseDecision> {
+) -> Result<Decided<PurchaseDecision>> {
     let mut tx = db::begin_read_only(pool).await?;
     check_parties(&mut tx, ctx, customer, partner).await?;
     let offer = db::offers::get(&mut *tx, offer)
         .await?
         .ok_or(Error::OfferNotFound(offer))?;
-    let facts = db::purchases::load(&mut tx, customer, partner, Locking::None)
+    let (facts, decision) = db::purchases::load(&mut tx, customer, partner, Locking::None)
         .await?
         .map_err(|m| not_found(m, customer, partner))?;
-    Ok(decide(policy_in_force(), &context(&facts, offer.terms())))
+    let policy = policies::policy(&mut tx, decision.policy).await?;
+    Ok(Decided {
+        answer: decide(&policy, &context(&facts, offer.terms())),
+        policy_version: decision.policy.version,
+    })
+}
+
+/// The facts now or at `at` (`None` if a party did not exist yet then), and the policy in force
+/// at that instant.
+async fn facts_at(
+    tx: &mut sqlx::PgConnection,
+    ctx: &RequestContext,
+    customer: CustomerId,
+    partner: PartnerId,
+    at: Option<DateTime<Utc>>,
+) -> Result<
+    Option<(
+        PurchaseFacts,
+        Decided<std::sync::Arc<crate::domain::Policy>>,
+    )>,
+> {
+    check_parties(tx, ctx, customer, partner).await?;
+    let (now, decision) = db::purchases::load(tx, customer, partner, Locking::None)
+        .await?
+        .map_err(|m| not_found(m, customer, partner))?;
+    let (facts, version) = match at {
+        None => (Some(now), decision.policy),
+        Some(at) => (
+            db::purchases::load_as_of(&mut *tx, customer, partner, at).await?,
+            db::policies::in_force_at(&mut *tx, at).await?,
+        ),
+    };
+    let Some(facts) = facts else {
+        return Ok(None);
+    };
+    Ok(Some((
+        facts,
+        Decided {
+            answer: policies::policy(tx, version).await?,
+            policy_version: version.version,
+        },
+    )))
 }
 
 /// Every offer (up to `limit`) with the decision a purchase of it by `partner` for `customer`
-/// would get now, or would have got at `at`: the console's eligibility panel. `None` if the
-/// parties did not both exist yet at `at`.
+/// would get now, or would have got at `at` under the version then in force: the console's
+/// eligibility panel. `None` if the parties did not both exist yet at `at`.
 pub async fn eligibility(
     pool: &PgPool,
     ctx: &RequestContext,
@@ -388,37 +474,30 @@ pub async fn eligibility(
     partner: PartnerId,
     at: Option<DateTime<Utc>>,
     limit: i64,
-) -> Result<Option<Vec<(Offer, PurchaseDecision)>>> {
+) -> Result<Option<Decided<Vec<(Offer, PurchaseDecision)>>>> {
     let mut tx = db::begin_read_only(pool).await?;
-    check_parties(&mut tx, ctx, customer, partner).await?;
-    let now = db::purchases::load(&mut tx, customer, partner, Locking::None)
-        .await?
-        .map_err(|m| not_found(m, customer, partner))?;
-    let facts = match at {
-        None => Some(now),
-        Some(at) => db::purchases::load_as_of(&mut *tx, customer, partner, at).await?,
-    };
-    let Some(facts) = facts else {
+    let Some((facts, policy)) = facts_at(&mut tx, ctx, customer, partner, at).await? else {
         return Ok(None);
     };
-    let policy = policy_in_force();
     let every: Vec<_> = OfferTerms::all().collect();
     let offers =
         db::offers::list_with_terms(&mut *tx, &every, at, Keyset { after: None, limit }).await?;
-    Ok(Some(
-        offers
+    Ok(Some(Decided {
+        answer: offers
             .into_iter()
             .map(|offer| {
-                let decision = decide(policy, &context(&facts, offer.terms()));
+                let decision = decide(&policy.answer, &context(&facts, offer.terms()));
                 (offer, decision)
             })
             .collect(),
-    ))
+        policy_version: policy.policy_version,
+    }))
 }
 
 /// A page of the offers `partner` may sell `customer` now, or could have sold it at `at`: every
 /// offer whose terms the rules allow, decided on the facts then in force (R4 on the subscription
-/// history as of `at`). Parties that did not exist yet at `at` could sell nothing.
+/// history as of `at`) under the policy version then in force. Parties that did not exist yet at
+/// `at` could sell nothing.
 pub async fn eligible_offers(
     pool: &PgPool,
     ctx: &RequestContext,
@@ -426,22 +505,23 @@ pub async fn eligible_offers(
     partner: PartnerId,
     at: Option<DateTime<Utc>>,
     page: Keyset,
-) -> Result<Vec<Offer>> {
+) -> Result<Decided<Vec<Offer>>> {
     let mut tx = db::begin_read_only(pool).await?;
-    check_parties(&mut tx, ctx, customer, partner).await?;
-    let now = db::purchases::load(&mut tx, customer, partner, Locking::None)
-        .await?
-        .map_err(|m| not_found(m, customer, partner))?;
-    let facts = match at {
-        None => Some(now),
-        Some(at) => db::purchases::load_as_of(&mut *tx, customer, partner, at).await?,
+    let Some((facts, policy)) = facts_at(&mut tx, ctx, customer, partner, at).await? else {
+        let version = match at {
+            Some(at) => db::policies::in_force_at(&mut *tx, at).await?.version,
+            None => db::policies::in_force_now(&mut *tx).await?.policy.version,
+        };
+        return Ok(Decided {
+            answer: Vec::new(),
+            policy_version: version,
+        });
     };
-    let Some(facts) = facts else {
-        return Ok(Vec::new());
-    };
-    let policy = policy_in_force();
     let allowed: Vec<_> = OfferTerms::all()
-        .filter(|&terms| decide(policy, &context(&facts, terms)).is_allowed())
+        .filter(|&terms| decide(&policy.answer, &context(&facts, terms)).is_allowed())
         .collect();
-    Ok(db::offers::list_with_terms(&mut *tx, &allowed, at, page).await?)
+    Ok(Decided {
+        answer: db::offers::list_with_terms(&mut *tx, &allowed, at, page).await?,
+        policy_version: policy.policy_version,
+    })
 }

@@ -22,7 +22,7 @@ pub struct Customer {
     pub id: CustomerId,
     /// Display name.
     pub name: String,
-    /// The special qualification set in force (one of the seven of R3).
+    /// The special qualification set in force (valid under the policy version it was recorded under).
     pub special_qualifications: CustomerQualification,
     /// Incremented by every qualification change.
     pub version: i64,
@@ -156,17 +156,20 @@ pub async fn lock_for_update(db: impl PgExecutor<'_>, id: CustomerId) -> Result<
         .context("customers::lock_for_update")
 }
 
-/// Replaces the qualification set and bumps the version; the caller holds the lock.
+/// Replaces the qualification set, decided at `at`, and bumps the version; the caller holds the
+/// lock.
 pub async fn set_qualifications(
     db: impl PgExecutor<'_>,
     id: CustomerId,
     qualifications: CustomerQualification,
+    at: DateTime<Utc>,
 ) -> Result<i64> {
     sqlx::query_scalar!(
-        "update customers set special_qualifications = $2, version = version + 1
+        "update customers set special_qualifications = $2, qualified_at = $3, version = version + 1
          where id = $1 returning version",
         id.0,
         &qualification_texts(qualifications) as &[&str],
+        at,
     )
     .fetch_one(db)
     .await
@@ -233,7 +236,9 @@ pub struct QualificationRecord {
     pub valid_to: Option<DateTime<Utc>>,
 }
 
-/// Appends version `version` of a customer's qualification history, in force from now.
+/// Appends version `version` of a customer's qualification history, in force from `at`, the
+/// instant it was decided.
+#[allow(clippy::too_many_arguments)]
 pub async fn insert_history(
     db: impl PgExecutor<'_>,
     actor: &Actor,
@@ -242,11 +247,12 @@ pub async fn insert_history(
     qualifications: CustomerQualification,
     evidence: &CustomerEvidence,
     reason: &Reason,
+    at: DateTime<Utc>,
 ) -> Result<()> {
     sqlx::query!(
         "insert into customer_qualification_history
-           (id, customer_id, version, special_qualifications, evidence, reason, actor, request_id)
-         values ($1, $2, $3, $4, $5, $6, $7, $8)",
+           (id, customer_id, version, special_qualifications, evidence, reason, actor, request_id, valid_from)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         Uuid::now_v7(),
         customer.0,
         version,
@@ -255,6 +261,7 @@ pub async fn insert_history(
         reason.as_str(),
         actor.id(),
         actor.request_id(),
+        at,
     )
     .execute(db)
     .await
@@ -339,6 +346,7 @@ pub async fn insert_many(
     db: &mut sqlx::PgConnection,
     actor: &Actor,
     customers: &[&NewCustomer],
+    at: DateTime<Utc>,
 ) -> Result<()> {
     let ids: Vec<Uuid> = customers.iter().map(|c| c.id.0).collect();
     let names: Vec<&str> = customers.iter().map(|c| c.name.as_str()).collect();
@@ -356,21 +364,22 @@ pub async fn insert_many(
     let reasons: Vec<&str> = customers.iter().map(|c| c.reason.as_str()).collect();
     let history_ids: Vec<Uuid> = customers.iter().map(|_| Uuid::now_v7()).collect();
     sqlx::query!(
-        "insert into customers (id, name, special_qualifications, external_reference)
-         select id, name, string_to_array(q, ','), r
+        "insert into customers (id, name, special_qualifications, external_reference, qualified_at)
+         select id, name, string_to_array(q, ','), r, $5
          from unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) as t(id, name, q, r)",
         &ids,
         &names as &[&str],
         &sets,
         &references as &[Option<&str>],
+        at,
     )
     .execute(&mut *db)
     .await
     .context("customers::insert_many")?;
     sqlx::query!(
         "insert into customer_qualification_history
-           (id, customer_id, version, special_qualifications, evidence, reason, actor, request_id)
-         select h, c, 1, string_to_array(q, ','), e, r, $6, $7
+           (id, customer_id, version, special_qualifications, evidence, reason, actor, request_id, valid_from)
+         select h, c, 1, string_to_array(q, ','), e, r, $6, $7, $8
          from unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[]) as t(h, c, q, e, r)",
         &history_ids,
         &ids,
@@ -379,6 +388,7 @@ pub async fn insert_many(
         &reasons as &[&str],
         actor.id(),
         actor.request_id(),
+        at,
     )
     .execute(&mut *db)
     .await.context("customers::insert_many")?;

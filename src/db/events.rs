@@ -5,7 +5,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{Context, Result};
-use crate::domain::{Actor, CustomerId, EventType, PartnerId};
+use crate::domain::{Actor, CustomerId, EventType, PartnerId, audit::POLICY_CHAIN};
 
 /// One event to append.
 #[derive(Debug)]
@@ -21,10 +21,14 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    /// The chain the event goes on: the customer's, else the partner's, else the catalog's (the
-    /// nil id). Writers name it because it is the table's shard column on Citus; the
-    /// `events_chain_id_is_its_subject` constraint holds it to this rule.
+    /// The chain the event goes on: the customer's, else the partner's, else the policy chain for
+    /// a published policy and the catalog's (the nil id) for the rest. Writers name it because it
+    /// is the table's shard column on Citus; the `events_chain_id_is_its_subject` constraint holds
+    /// it to this rule.
     pub fn chain_id(&self) -> Uuid {
+        if self.event_type == EventType::PolicyPublished {
+            return POLICY_CHAIN;
+        }
         chain_of(self.customer_id, self.partner_id)
     }
 }

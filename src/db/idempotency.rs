@@ -20,7 +20,8 @@ pub struct KeyRecord {
 /// transaction ends, so a retry racing the original waits for it and then sees its outcome. An
 /// advisory lock on the hash of customer, owner and key (a collision merely serializes two keys)
 /// keeps the stored row complete and written once. Keys are scoped per customer (README,
-/// "Scaling out: Citus"), so the lock names the customer too.
+/// "Scaling out: Citus"), so the lock names the customer too. The same statement takes
+/// POLICY_LOCK shared ([`super::policies`]): a purchase takes it before any row lock.
 pub async fn lock(
     db: impl PgExecutor<'_>,
     customer: CustomerId,
@@ -28,7 +29,8 @@ pub async fn lock(
     key: &str,
 ) -> Result<()> {
     sqlx::query!(
-        "select pg_advisory_xact_lock(1346589249, hashtext($3::uuid::text || ' ' || $1 || ' ' || $2))",
+        "select policy_lock_shared(),
+                pg_advisory_xact_lock(1346589249, hashtext($3::uuid::text || ' ' || $1 || ' ' || $2))",
         owner,
         key,
         customer.0

@@ -8,6 +8,7 @@ pub mod idempotency;
 pub mod import_jobs;
 pub mod offers;
 pub mod partners;
+pub mod policies;
 pub mod principals;
 pub mod purchases;
 pub mod seed;
@@ -197,8 +198,8 @@ macro_rules! uuid_column {
 }
 uuid_column!(PartnerId, CustomerId, OfferId, SubscriptionId, ImportJobId);
 
-/// The stored `text[]`. The database checks it against the seven sets of R3; which sets are valid
-/// is otherwise the policy's call, so a set recorded under another version still reads back.
+/// The stored `text[]`. The database checks it against the sets of the policy version in force
+/// when it was recorded, so a set recorded under another version still reads back.
 impl Type<Postgres> for CustomerQualification {
     fn type_info() -> PgTypeInfo {
         <Vec<String> as Type<Postgres>>::type_info()

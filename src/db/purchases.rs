@@ -4,7 +4,13 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor};
 
-use super::{Context, Result, events::NewEvent, idempotency::KeyRecord, offers::Offer};
+use super::{
+    Context, Result,
+    events::NewEvent,
+    idempotency::KeyRecord,
+    offers::Offer,
+    policies::{Decision, VersionInForce},
+};
 use crate::domain::{
     Actor, CustomerId, CustomerQualification, OfferId, PartnerId, PartnerKind, PartnerProfile,
     ProductKind, ResellerQualification, Segment, SubscriptionId,
@@ -48,13 +54,15 @@ struct Parties {
     reseller_qualifications: Vec<ResellerQualification>,
 }
 
-/// Reads the facts of a purchase by `partner` for `customer`, or says which party is missing.
+/// Reads the facts of a purchase by `partner` for `customer`, with the instant of the decision
+/// and the version in force then, or says which party is missing. A purchase holds POLICY_LOCK
+/// shared by now (`super::idempotency::lock`).
 pub async fn load(
     db: &mut PgConnection,
     customer: CustomerId,
     partner: PartnerId,
     locking: Locking,
-) -> Result<Result<PurchaseFacts, Missing>> {
+) -> Result<Result<(PurchaseFacts, Decision), Missing>> {
     let parties = match locking {
         Locking::ForPurchase => sqlx::query_as!(
             Parties,
@@ -87,26 +95,44 @@ pub async fn load(
     };
     // A separate statement on purpose: under READ COMMITTED each statement takes a fresh snapshot,
     // so this one sees every subscription committed by the writers we waited for above. Reading the
-    // history in the locking statement would use a snapshot from before the wait.
+    // history in the locking statement would use a snapshot from before the wait. The same
+    // holds for the policy version, read after POLICY_LOCK.
     let related = related_history(db, customer, partner)
         .await
         .context("purchases::load")?;
-    Ok(Ok(PurchaseFacts {
-        customer: parties.customer,
-        partner: PartnerProfile {
-            kind: parties.kind,
-            reseller_qualifications: parties.reseller_qualifications.into_iter().collect(),
-            has_indirect_provider: related.has_provider,
+    let decision = Decision {
+        at: related.decided_at,
+        policy: VersionInForce {
+            version: related.policy_version,
+            digest: related
+                .policy_digest
+                .try_into()
+                .map_err(|_| sqlx::Error::Decode("a policy digest is not 32 bytes".into()))
+                .context("purchases::load")?,
         },
-        related: related.related,
-        gcc_history: related.gcc_history,
-    }))
+    };
+    Ok(Ok((
+        PurchaseFacts {
+            customer: parties.customer,
+            partner: PartnerProfile {
+                kind: parties.kind,
+                reseller_qualifications: parties.reseller_qualifications.into_iter().collect(),
+                has_indirect_provider: related.has_provider,
+            },
+            related: related.related,
+            gcc_history: related.gcc_history,
+        },
+        decision,
+    )))
 }
 
 struct Related {
     related: bool,
     has_provider: bool,
     gcc_history: bool,
+    decided_at: DateTime<Utc>,
+    policy_version: i32,
+    policy_digest: Vec<u8>,
 }
 
 async fn related_history(
@@ -119,7 +145,10 @@ async fn related_history(
         r#"select
              exists(select 1 from customer_partners where customer_id = $1 and partner_id = $2) as "related!",
              exists(select 1 from indirect_reseller_providers where reseller_id = $2) as "has_provider!",
-             exists(select 1 from subscriptions where customer_id = $1 and segment = 'gcc') as "gcc_history!""#,
+             exists(select 1 from subscriptions where customer_id = $1 and segment = 'gcc') as "gcc_history!",
+             t.at as "decided_at!", p.version as policy_version, p.digest as policy_digest
+           from (select clock_timestamp() as at) t
+           join policy_versions p on p.version = policy_version_at(t.at)"#,
         customer.0,
         partner.0
     )

@@ -32,6 +32,8 @@ pub const TABLES: &[(&str, Placement)] = &[
     ("sessions", Placement::Reference),
     // Few, rarely written, read by every dispatch round.
     ("webhook_endpoints", Placement::Reference),
+    // A handful of versions, published by hand, read by every decision and by the triggers.
+    ("policy_versions", Placement::Reference),
     // Console import jobs: no customer owns one, and a job carries its whole file (up to
     // IMPORT_BODY_LIMIT_BYTES) and rewrites its progress every batch; as a reference table both
     // would go to every node. Only the service reads it, through the coordinator.
@@ -67,7 +69,7 @@ pub const TABLES: &[(&str, Placement)] = &[
 /// Tables other work adds, placed by the same rule: owned by one customer, distributed by
 /// `customer_id`; hanging off one event, by `chain_id`; platform or partner data, reference.
 /// The catalog test checks each against the schema once it exists.
-pub const PLANNED_TABLES: &[(&str, Placement)] = &[("policies", Placement::Reference)];
+pub const PLANNED_TABLES: &[(&str, Placement)] = &[];
 
 /// Why a statement may touch every shard. A statement on a distributed table that does not fix
 /// its shard column by equality carries `-- fan-out: <reason>` with one of these.

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
-use super::{Context, Keyset, Result};
+use super::{Context, Keyset, Result, policies::Decision};
 use crate::domain::{CustomerId, OfferId, PartnerId, Segment, SubscriptionId, SubscriptionStatus};
 
 /// A row of `subscriptions`.
@@ -23,8 +23,10 @@ pub struct SubscriptionRow {
     pub quantity: i32,
     /// Lifecycle state.
     pub status: SubscriptionStatus,
-    /// When it was created (under the customer's lock).
+    /// When it was created: the instant of its decision, under the customer's lock.
     pub created_at: DateTime<Utc>,
+    /// The policy version it was decided under: the one in force at `created_at`.
+    pub policy_version: i32,
 }
 
 /// The fields of a new subscription.
@@ -40,24 +42,29 @@ pub struct NewSubscription {
     pub segment: Segment,
     /// Number of licenses.
     pub quantity: i32,
+    /// The instant of the decision and the version in force then.
+    pub decision: Decision,
 }
 
 /// Inserts an active subscription.
 pub async fn insert(db: impl PgExecutor<'_>, new: NewSubscription) -> Result<SubscriptionRow> {
     sqlx::query_as!(
         SubscriptionRow,
-        r#"insert into subscriptions (id, customer_id, partner_id, offer_id, segment, quantity)
-           values ($1, $2, $3, $4, $5, $6)
+        r#"insert into subscriptions (id, customer_id, partner_id, offer_id, segment, quantity,
+                                     created_at, policy_version)
+           values ($1, $2, $3, $4, $5, $6, $7, $8)
            returning id as "id: SubscriptionId", customer_id as "customer_id: CustomerId",
                      partner_id as "partner_id: PartnerId", offer_id as "offer_id: OfferId",
                      segment as "segment: Segment", quantity,
-                     status as "status: SubscriptionStatus", created_at"#,
+                     status as "status: SubscriptionStatus", created_at, policy_version"#,
         SubscriptionId::new().0,
         new.customer_id.0,
         new.partner_id.0,
         new.offer_id.0,
         new.segment.as_str(),
         new.quantity,
+        new.decision.at,
+        new.decision.policy.version,
     )
     .fetch_one(db)
     .await
@@ -73,7 +80,7 @@ macro_rules! select_subscriptions {
             r#"select id as "id: SubscriptionId", customer_id as "customer_id: CustomerId",
                       partner_id as "partner_id: PartnerId", offer_id as "offer_id: OfferId",
                       segment as "segment: Segment", quantity,
-                      status as "status: SubscriptionStatus", created_at
+                      status as "status: SubscriptionStatus", created_at, policy_version
                from subscriptions "# + $rest,
             $($arg),+
         )

@@ -63,11 +63,15 @@ pub enum Action {
     ManageWebhooks,
     /// Read the change feed (`/v1/partner-events`).
     ReadEventFeed,
+    /// Read the published policy versions: the rules are no secret to anyone who is bound by them.
+    ReadPolicies,
+    /// Check and publish policy versions.
+    PublishPolicies,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 17] = [
         Self::ReadPartners,
         Self::ManagePartners,
         Self::ReadOffers,
@@ -83,6 +87,8 @@ impl Action {
         Self::ManageAccess,
         Self::ManageWebhooks,
         Self::ReadEventFeed,
+        Self::ReadPolicies,
+        Self::PublishPolicies,
     ];
 }
 
@@ -100,6 +106,8 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | ManageAccess
                 | ManageWebhooks
                 | ReadEventFeed
+                | ReadPolicies
+                | PublishPolicies
         ),
         BackOffice => matches!(
             action,
@@ -112,6 +120,7 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | ReadDecisions
                 | ReadSubscriptions
                 | ManageSubscriptions
+                | ReadPolicies
         ),
         Auditor => matches!(
             action,
@@ -121,6 +130,7 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | ReadDecisions
                 | ReadSubscriptions
                 | ReadAudit
+                | ReadPolicies
         ),
         SalesAgent => matches!(
             action,
@@ -131,6 +141,7 @@ pub fn permits(role: Role, action: Action) -> bool {
                 | ReadDecisions
                 | ReadSubscriptions
                 | ReadEventFeed
+                | ReadPolicies
         ),
         // A relationship lets a partner see a customer and buy for it, so no partner role may make
         // one: back office does, on the customer's word.
@@ -220,7 +231,7 @@ mod tests {
 
     /// The README's matrix, row by row: O=operator, B=back_office, A=auditor, S=sales_agent,
     /// M=admin_agent, G=global_admin.
-    const MATRIX: [(Action, &str); 15] = [
+    const MATRIX: [(Action, &str); 17] = [
         (Action::ReadPartners, "OBASMG"),
         (Action::ManagePartners, "B"),
         (Action::ReadOffers, "OBASMG"),
@@ -236,6 +247,8 @@ mod tests {
         (Action::ManageAccess, "OG"),
         (Action::ManageWebhooks, "OG"),
         (Action::ReadEventFeed, "OSMG"),
+        (Action::ReadPolicies, "OBASMG"),
+        (Action::PublishPolicies, "O"),
     ];
 
     #[test]

@@ -35,6 +35,7 @@ super::wire_enum!(
         WebhookSecretRotated => "webhook_secret_rotated",
         WebhookEndpointEnabled => "webhook_endpoint_enabled",
         WebhookRedeliveryRequested => "webhook_redelivery_requested",
+        PolicyPublished => "policy_published",
     }
 );
 
@@ -44,6 +45,10 @@ pub const GENESIS_HASH: [u8; 32] = [0; 32];
 /// The chain of events that concern neither a customer nor a partner (offers).
 pub const CATALOG_CHAIN: Uuid = Uuid::nil();
 
+/// The chain of published policy versions: a chain of its own, so that the rules' history can be
+/// verified and exported apart from the catalog's.
+pub const POLICY_CHAIN: Uuid = Uuid::from_u128(1);
+
 /// First line of the canonical form; a new form would get a new version.
 const CANONICAL_VERSION: &str = "partner-catalog event v1";
 
@@ -52,7 +57,8 @@ const CANONICAL_VERSION: &str = "partner-catalog event v1";
 pub struct ChainedEvent<'a> {
     /// Event id (UUIDv7).
     pub id: Uuid,
-    /// The chain: the customer id, else the partner id, else [`CATALOG_CHAIN`].
+    /// The chain: the customer id, else the partner id, else [`POLICY_CHAIN`] for published
+    /// policies and [`CATALOG_CHAIN`] for the rest.
     pub chain_id: Uuid,
     /// Position in the chain, from 1.
     pub chain_seq: i64,

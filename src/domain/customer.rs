@@ -50,8 +50,9 @@ impl utoipa::PartialSchema for CustomerQualification {
             ))
             .unique_items(true)
             .description(Some(
-                "One of the seven sets of R3: [], [nonprofit], [education], [gcc], \
-                 [state_owned_entity], [education, state_owned_entity], [gcc, state_owned_entity].",
+                "One of the qualification sets of the policy version in force (R3); in version 1, \
+                 the rule book: [], [nonprofit], [education], [gcc], [state_owned_entity], \
+                 [education, state_owned_entity], [gcc, state_owned_entity].",
             ))
             .into()
     }

@@ -193,7 +193,7 @@ pub struct InvalidQualificationSet {
 
 /// A policy as operators write it and as it is stored: JSON, checked by `Policy::try_from`.
 /// Names are the wire names; unknown names and fields are rejected while reading.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyDocument {
     /// The version number, 1 or more.
@@ -207,7 +207,7 @@ pub struct PolicyDocument {
 }
 
 /// One valid qualification set of a [`PolicyDocument`] (R3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QualificationSetDocument {
     /// The set's special qualifications; `[]` is a plain commercial customer.
@@ -217,7 +217,7 @@ pub struct QualificationSetDocument {
 }
 
 /// What one special segment's offers need, in a [`PolicyDocument`] (R1, R2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpecialSegmentDocument {
     /// Education, nonprofit or gcc.

@@ -189,6 +189,7 @@ pub fn notices(event: &EventFacts<'_>, linked: &[PartnerId]) -> Vec<Notice> {
             json!({"offer_id": p["offer_id"]}),
         ),
         E::PurchaseDenied
+        | E::PolicyPublished
         | E::TokenCreated
         | E::TokenRevoked
         | E::IdempotentReplayServed

@@ -53,11 +53,9 @@ pub(super) fn qualification_change(
     evidence: CustomerEvidence,
     reason_text: Option<&str>,
 ) -> Result<QualificationChange, ApiError> {
-    let qualifications = app::policy_in_force()
-        .qualification_set(raw)
-        .map_err(app::Error::from)?;
+    // The set is checked by the use case, under the policy in force when it is recorded.
     Ok(QualificationChange {
-        qualifications,
+        qualifications: raw.into_iter().collect(),
         evidence,
         reason: super::extract::reason(reason_text)?,
     })
@@ -179,7 +177,7 @@ async fn qualifications(
 #[schema(example = json!({"special_qualifications": ["gcc"], "evidence": {"gcc": "GCV-123"},
     "reason": "government cloud validation"}))]
 struct SetQualifications {
-    /// One of the seven sets of R3.
+    /// One of the sets of the policy version in force (R3).
     #[schema(value_type = Vec<SpecialQualification>)]
     special_qualifications: BTreeSet<SpecialQualification>,
     /// Evidence reference per added qualification (required for each; kept ones keep theirs).
@@ -465,8 +463,9 @@ async fn import(
         // Not for NDJSON, which has no header; an empty file imports nothing.
         FileError::Empty | FileError::Header(_) => ApiError::new(Code::InvalidBody, e.to_string()),
     })?;
+    let policy = app::policies::current(&state.pool).await?;
     let mut lines = Vec::new();
-    let errors = app::import::read_all(&file, usize::MAX, |line| lines.push(line)).kept;
+    let errors = app::import::read_all(&file, &policy, usize::MAX, |line| lines.push(line)).kept;
     let report =
         app::import::import_customers(&state.pool, &ctx, lines, errors, params.mode, &progress)
             .await?;

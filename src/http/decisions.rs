@@ -12,7 +12,7 @@ use super::{
     error::violations_json,
     extract::{Json, Path, Query},
     openapi::{AUTHENTICATED, JSON_BODY, PATH, QUERY, Violation, problems},
-    pagination::{Page, PageParams},
+    pagination::{IdCursor, Page, PageParams},
 };
 use crate::{
     app::{self, RequestContext},
@@ -46,6 +46,8 @@ struct DecisionBody {
     /// Every broken rule, in rule-book order; empty when allowed.
     #[schema(value_type = Vec<Violation>)]
     violations: Value,
+    /// The policy version the decision was made under: the one in force now.
+    policy_version: i32,
 }
 
 problems!(
@@ -84,13 +86,14 @@ async fn decide(
         body.offer_id,
     )
     .await?;
-    let violations = match &decision {
+    let violations = match &decision.answer {
         PurchaseDecision::Allowed => Vec::new(),
         PurchaseDecision::Denied(v) => v.clone(),
     };
     Ok(Json(DecisionBody {
-        allowed: decision.is_allowed(),
+        allowed: decision.answer.is_allowed(),
         violations: violations_json(&violations),
+        policy_version: decision.policy_version,
     }))
 }
 
@@ -121,19 +124,32 @@ problems!(
     ]
 );
 
-/// The offers the partner may sell the customer now (or could have at `as_of`).
+/// A page of eligible offers, and the policy version they were decided under.
+#[derive(Debug, Serialize, ToSchema)]
+struct EligibleOffers {
+    /// The offers, oldest first.
+    items: Vec<Offer>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[schema(nullable)]
+    next_cursor: Option<IdCursor>,
+    /// The policy version in force at `as_of` (or now), which decided them.
+    policy_version: i32,
+}
+
+/// The offers the partner may sell the customer now (or could have at `as_of`), under the policy
+/// version in force then.
 #[utoipa::path(
     get, path = "/v1/customers/{customer_id}/eligible-offers", tag = "decisions",
     operation_id = "list_eligible_offers",
     params(("customer_id" = CustomerId, Path, description = "The customer's id."), EligibleOffersParams),
-    responses((status = 200, description = "A page of offers.", body = Page<Offer>), EligibleProblems),
+    responses((status = 200, description = "A page of offers.", body = EligibleOffers), EligibleProblems),
 )]
 async fn eligible_offers(
     State(state): State<AppState>,
     ctx: RequestContext,
     Path(customer_id): Path<CustomerId>,
     Query(params): Query<EligibleOffersParams>,
-) -> Result<Json<Page<Offer>>, ApiError> {
+) -> Result<Json<EligibleOffers>, ApiError> {
     let partner_id = params
         .partner_id
         .ok_or_else(|| ApiError::invalid_query("partner_id is required"))?;
@@ -142,7 +158,7 @@ async fn eligible_offers(
         after: params.after,
     }
     .keyset()?;
-    let rows = app::purchases::eligible_offers(
+    let decided = app::purchases::eligible_offers(
         &state.pool,
         &ctx,
         customer_id,
@@ -151,5 +167,10 @@ async fn eligible_offers(
         keyset,
     )
     .await?;
-    Ok(Json(Page::from_rows(rows, limit, |o| o.id.0)))
+    let page = Page::<_, IdCursor>::from_rows(decided.answer, limit, |o| o.id.0);
+    Ok(Json(EligibleOffers {
+        items: page.items,
+        next_cursor: page.next_cursor,
+        policy_version: decided.policy_version,
+    }))
 }

@@ -84,14 +84,18 @@ impl ApiError {
         )
     }
 
-    /// A purchase the rules deny, with every broken rule.
-    pub fn purchase_denied(violations: &[RuleViolation]) -> Self {
+    /// A purchase the rules of `policy_version` deny, with every broken rule.
+    pub fn purchase_denied(violations: &[RuleViolation], policy_version: i32) -> Self {
         let codes: Vec<_> = violations.iter().map(RuleViolation::code).collect();
         Self::new(
             Code::PurchaseDenied,
-            format!("The purchase is denied by the rules: {}.", codes.join(", ")),
+            format!(
+                "The purchase is denied by the rules of policy version {policy_version}: {}.",
+                codes.join(", ")
+            ),
         )
         .with("violations", violations_json(violations))
+        .with("policy_version", json!(policy_version))
     }
 
     /// The stable code.
@@ -202,6 +206,23 @@ impl From<app::Error> for ApiError {
             E::InvalidStatusTransition(..) => Self::new(Code::InvalidStatusTransition, detail),
             E::IdempotencyKeyReused(_) => Self::new(Code::IdempotencyKeyReused, detail),
             E::ExportBusy(_) => Self::new(Code::ExportBusy, detail),
+            E::PolicyVersionNotFound(_) => Self::new(Code::PolicyVersionNotFound, detail),
+            E::InvalidPolicy(invalid) => Self::new(Code::InvalidPolicy, detail).with(
+                "problems",
+                json!(
+                    invalid
+                        .0
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                ),
+            ),
+            E::PolicyVersionNotNext { next, .. } => {
+                Self::new(Code::PolicyVersionNotNext, detail).with("next", json!(next))
+            }
+            E::PolicyEffectiveTooEarly { earliest } => {
+                Self::new(Code::PolicyEffectiveTooEarly, detail).with("earliest", json!(earliest))
+            }
             E::DatabaseUnavailable(source) => {
                 tracing::warn!(statement = source.statement, error = %source.source, "database unavailable");
                 Self::new(

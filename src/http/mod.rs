@@ -10,6 +10,7 @@ mod offers;
 pub mod openapi;
 mod pagination;
 mod partners;
+mod policies;
 mod principals;
 pub mod problem;
 mod subscriptions;
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(principals::router())
         .merge(audit::router())
+        .merge(policies::router())
         .routes(routes!(healthz))
         .routes(routes!(ready))
         .routes(routes!(openapi::openapi_json))

@@ -207,7 +207,7 @@ fn problem_schema() -> Schema {
     ObjectBuilder::new()
         .description(Some(
             "An RFC 9457 problem. `code` is stable and machine-readable; some codes add members \
-             (`field`, `violations`, `current`, `errors`, `rejected`).",
+             (`field`, `violations`, `policy_version`, `current`, `errors`, `rejected`).",
         ))
         .property(
             "type",
@@ -231,6 +231,14 @@ fn problem_schema() -> Schema {
             utoipa::openapi::ArrayBuilder::new()
                 .items(Ref::from_schema_name("Violation"))
                 .description(Some("`purchase_denied`: every broken rule.")),
+        )
+        .property(
+            "policy_version",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .description(Some(
+                    "`purchase_denied`: the policy version that denied it.",
+                )),
         )
         .into()
 }
@@ -260,6 +268,7 @@ fn problem_schema() -> Schema {
         (name = "tokens", description = "Bearer tokens."),
         (name = "principals", description = "Who can act: console users and tokens (auditors, access managers)."),
         (name = "audit", description = "The event log (auditors)."),
+        (name = "policies", description = "The rules as published versions, each in force from its instant (operators publish)."),
         (name = "operations", description = "Health, readiness and this contract."),
     ),
 )]

@@ -42,7 +42,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c04", "customer_id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c01", "partner_id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c02",
     "offer_id": "0193a0c4-4f6e-7c1a-9d2b-3e4f5a6b7c03", "segment": "education", "quantity": 25, "status": "active",
-    "created_at": "2026-11-24T10:00:00.123456Z"}))]
+    "created_at": "2026-11-24T10:00:00.123456Z", "policy_version": 1}))]
 pub(super) struct Subscription {
     /// Subscription id.
     id: SubscriptionId,
@@ -58,8 +58,10 @@ pub(super) struct Subscription {
     quantity: i32,
     /// Lifecycle state.
     status: SubscriptionStatus,
-    /// When it was created (under the customer's lock).
+    /// When it was created: the instant of its decision, under the customer's lock.
     created_at: DateTime<Utc>,
+    /// The policy version it was decided under, the one in force at `created_at`.
+    policy_version: i32,
 }
 
 impl From<SubscriptionRow> for Subscription {
@@ -73,6 +75,7 @@ impl From<SubscriptionRow> for Subscription {
             quantity: row.quantity,
             status: row.status,
             created_at: row.created_at,
+            policy_version: row.policy_version,
         }
     }
 }
@@ -150,9 +153,10 @@ async fn purchase(
             )
                 .into_response()
         }
-        PurchaseOutcome::Denied { violations } => {
-            ApiError::purchase_denied(&violations).into_response()
-        }
+        PurchaseOutcome::Denied {
+            violations,
+            policy_version,
+        } => ApiError::purchase_denied(&violations, policy_version).into_response(),
     };
     if purchase.replayed {
         response

@@ -219,6 +219,7 @@ async fn every_change_and_decision_is_an_event_with_who_when_and_why() {
             "evidence": { "education": "EV-education", "state_owned_entity": "SOE-ATTEST-1" },
             "reason": "ministry letter",
             "version": 2,
+            "policy_version": 1,
         })
     );
     assert_eq!(status["request_id"], "ticket-7781");

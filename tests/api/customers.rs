@@ -83,6 +83,7 @@ async fn changing_qualifications_bumps_the_version_and_logs_before_and_after() {
             "evidence": { "gcc": "GCV-1" },
             "reason": "validated",
             "version": 2,
+            "policy_version": 1,
         })
     );
 

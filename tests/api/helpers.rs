@@ -177,7 +177,9 @@ impl TestApp {
     /// tokens, the auditor for reads, back office for every other change.
     pub fn default_token(&self, method: &Method, path: &str) -> &str {
         if path.starts_with("/v1/tokens")
-            || (path.starts_with("/v1/offers") && method == Method::POST)
+            || path.starts_with("/v1/policy-checks")
+            || ((path.starts_with("/v1/offers") || path.starts_with("/v1/policies"))
+                && method == Method::POST)
         {
             &self.operator
         } else if method == Method::GET || path.starts_with("/v1/purchase-decisions") {

@@ -374,6 +374,10 @@ async fn no_hostile_value_in_any_field_answers_5xx_or_writes_on_refusal() {
     };
     let none = None;
     use Method as M;
+    let policy_2024: Value = serde_json::from_str(include_str!(
+        "../../policies/2024-01-education-nonprofit.json"
+    ))
+    .unwrap();
     let baselines = vec![
         base(M::GET, "/healthz", &[], &[], None, &none),
         base(M::GET, "/readyz", &[], &[], None, &none),
@@ -659,6 +663,33 @@ async fn no_hostile_value_in_any_field_answers_5xx_or_writes_on_refusal() {
             &[],
             &[("after", &"0".to_owned())],
             None,
+            &op,
+        ),
+        base(M::GET, "/v1/policies", &[], &[], None, &au),
+        base(
+            M::GET,
+            "/v1/policies/{version}",
+            &[("version", &"1".to_owned())],
+            &[],
+            None,
+            &au,
+        ),
+        base(
+            M::POST,
+            "/v1/policy-checks",
+            &[],
+            &[],
+            Some(policy_2024.clone()),
+            &op,
+        ),
+        base(
+            M::POST,
+            "/v1/policies",
+            &[],
+            &[],
+            Some(
+                json!({"document": policy_2024, "reason": "program change", "effective_from": "9000-01-01T00:00:00Z"}),
+            ),
             &op,
         ),
         base(

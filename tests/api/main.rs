@@ -19,6 +19,7 @@ mod metrics;
 mod offers;
 mod openapi;
 mod partners;
+mod policies;
 mod principals;
 mod purchases;
 mod qualifications;

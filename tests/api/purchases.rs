@@ -622,11 +622,13 @@ async fn outcomes_stored_in_format_1_are_replayed_exactly_as_they_were_answered(
     let reply = replay("golden-created", offer).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
     assert_eq!(reply.headers["idempotent-replayed"], "true");
+    // As answered then, with the policy version every answer has since gained: an outcome stored
+    // without one was decided under version 1, the only one there was.
     assert_eq!(
         reply.body,
         json!({"id": bought, "customer_id": customer, "partner_id": partner, "offer_id": offer,
                "segment": "commercial", "quantity": 25, "status": "active",
-               "created_at": "2026-11-24T10:00:00.123456Z"})
+               "created_at": "2026-11-24T10:00:00.123456Z", "policy_version": 1})
     );
     let reply = replay("golden-denied", gcc).await;
     reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "purchase_denied");
@@ -636,4 +638,5 @@ async fn outcomes_stored_in_format_1_are_replayed_exactly_as_they_were_answered(
         ["customer_not_qualified", "segment_not_allowed"]
     );
     assert_eq!(reply.body["violations"][0]["required"], "gcc");
+    assert_eq!(reply.body["policy_version"], 1);
 }

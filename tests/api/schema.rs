@@ -28,10 +28,7 @@ async fn the_database_refuses_what_the_rules_forbid() {
         &[id],
     )
     .await;
-    assert!(
-        err.contains("offers_special_offer_is_license_based"),
-        "{err}"
-    );
+    assert!(err.contains("offers_product_kind_sellable"), "{err}");
 
     let err = fails(
         pool,

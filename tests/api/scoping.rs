@@ -10,8 +10,12 @@ use uuid::Uuid;
 
 use crate::helpers::{Reply, TestApp, issue_token, spawn_app};
 
-/// Operations whose ids name nothing a partner owns: the offer catalog is the same for everyone.
-const GLOBAL: &[(&str, &str)] = &[("GET", "/v1/offers/{offer_id}")];
+/// Operations whose ids name nothing a partner owns: the offer catalog and the published policy
+/// versions are the same for everyone.
+const GLOBAL: &[(&str, &str)] = &[
+    ("GET", "/v1/offers/{offer_id}"),
+    ("GET", "/v1/policies/{version}"),
+];
 
 /// One request of the table: the documented operation, then the concrete call.
 struct Call {

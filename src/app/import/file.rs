@@ -8,12 +8,9 @@ use std::collections::BTreeSet;
 
 use super::{ImportLine, LineCode, LineError};
 use crate::{
-    app::{
-        Error,
-        customers::{CreateCustomer, CustomerDraft},
-    },
+    app::{Error, customers::CreateCustomer},
     db::customers::CustomerEvidence,
-    domain::{FileFormat, SpecialQualification, UTF8_BOM},
+    domain::{FileFormat, Policy, SpecialQualification, UTF8_BOM},
 };
 
 /// The columns a CSV file may have, in the order of the documented header line.
@@ -133,7 +130,7 @@ impl<'a> CustomerFile<'a> {
     }
 
     /// Reads one line into the customer it describes, with a new id and its evidence checked.
-    pub fn read(&self, line: RawLine<'_>) -> Result<ImportLine, LineError> {
+    pub fn read(&self, line: RawLine<'_>, policy: &Policy) -> Result<ImportLine, LineError> {
         let error = |code: LineCode, field: Option<String>, message: String| LineError {
             line: line.number,
             code: code.as_str(),
@@ -162,7 +159,10 @@ impl<'a> CustomerFile<'a> {
         };
         let customer = fields
             .parse()
-            .and_then(CustomerDraft::into_new)
+            .and_then(|draft| {
+                policy.qualification_set(draft.change.qualifications.iter())?;
+                draft.into_new()
+            })
             .map_err(|e| match e {
                 Error::InvalidField { field, .. } => error(
                     LineCode::InvalidField,
@@ -395,7 +395,9 @@ mod tests {
 
     fn lines(format: FileFormat, body: &str) -> Vec<Result<ImportLine, LineError>> {
         let file = CustomerFile::open(format, body.as_bytes()).unwrap();
-        file.lines().map(|l| file.read(l)).collect()
+        file.lines()
+            .map(|l| file.read(l, &Policy::rule_book()))
+            .collect()
     }
 
     #[test]

@@ -135,8 +135,9 @@ pub async fn validate(
             return Ok(validation);
         }
     };
+    let policy = super::super::policies::current(pool).await?;
     let mut references: Vec<(usize, String)> = Vec::new();
-    validation.errors = read_all(&customers, SHOWN, |line: ImportLine| {
+    validation.errors = read_all(&customers, &policy, SHOWN, |line: ImportLine| {
         validation.valid += 1;
         match line.customer.external_reference {
             Some(reference) => references.push((line.line, reference.as_str().to_owned())),
@@ -362,10 +363,11 @@ impl Lease {
     pub async fn step(&mut self, pool: &PgPool) -> Result<Step> {
         let customers = CustomerFile::open(self.format, &self.file)
             .map_err(|e| Error::Internal(anyhow::anyhow!("the job's file no longer reads: {e}")))?;
+        let policy = super::super::policies::current(pool).await?;
         let mut lines = customers.lines_from(self.position);
         let mut batch: Vec<(usize, NewCustomer)> = Vec::with_capacity(BATCH_LINES);
         for raw in lines.by_ref().take(BATCH_LINES) {
-            match customers.read(raw) {
+            match customers.read(raw, &policy) {
                 Ok(line) => batch.push((line.line, line.customer)),
                 Err(e) => {
                     // Validated before it was stored: only a change of the rules gets here.
@@ -401,7 +403,8 @@ impl Lease {
             }
         };
         let (numbers, customers): (Vec<usize>, Vec<NewCustomer>) = batch.into_iter().unzip();
-        let skipped = insert_new(&mut tx, &ctx, &customers).await?;
+        let in_force = super::super::policies::for_write(&mut tx).await?;
+        let skipped = insert_new(&mut tx, &ctx, &in_force, &customers).await?;
         let created = customers.len() - skipped.len();
         let counted = |n: usize| i32::try_from(n).map_err(|e| Error::Internal(e.into()));
         db::import_jobs::record_batch(

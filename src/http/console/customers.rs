@@ -26,7 +26,7 @@ use crate::{
     },
     domain::{
         Action, CustomerId, CustomerQualification, DisplayName, Evidenced, ExternalReference,
-        PartnerId, PurchaseDecision, Reason, SpecialQualification, SubscriptionId,
+        PartnerId, Policy, PurchaseDecision, Reason, SpecialQualification, SubscriptionId,
         SubscriptionStatus,
     },
     http::AppState,
@@ -282,6 +282,8 @@ struct Eligibility {
     partner: String,
     as_of: String,
     rows: Option<Vec<EligibilityRow>>,
+    /// The policy version the rows were decided under.
+    policy_version: Option<i32>,
     error: Option<String>,
 }
 
@@ -506,6 +508,7 @@ async fn eligibility(
         partner: raw_partner.to_owned(),
         as_of: as_of_raw.clone(),
         rows: None,
+        policy_version: None,
         error: None,
     };
     let at = match as_of_raw.trim() {
@@ -530,8 +533,10 @@ async fn eligibility(
             );
         }
         Some(decisions) => {
+            panel.policy_version = Some(decisions.policy_version);
             panel.rows = Some(
                 decisions
+                    .answer
                     .into_iter()
                     .map(|(offer, decision)| EligibilityRow {
                         offer: offer.name,
@@ -565,12 +570,15 @@ async fn customer(
 /// The form's fields in order: checkboxes repeat, so a map would lose them.
 type Fields = Vec<(String, String)>;
 
-/// The set, evidence and reason of a submitted form, or the messages for its fields.
+/// The set, evidence and reason of a submitted form, or the messages for its fields. The set is
+/// checked under `policy`, the one in force now, so that one answer names every field to fix;
+/// the use case checks it again under the version in force when it is recorded.
 fn qualification_change(
     form: &QualificationForm,
+    policy: &Policy,
 ) -> Result<QualificationChange, BTreeMap<String, String>> {
     let mut errors = BTreeMap::new();
-    let qualifications = app::policy_in_force()
+    let qualifications = policy
         .qualification_set(form.chosen.iter().copied())
         .map_err(|e| errors.insert("qualifications".to_owned(), view::sentence(&e.to_string())));
     let reason = Reason::parse(Some(&form.reason))
@@ -618,7 +626,8 @@ async fn change_qualifications(
         .and_then(|(_, v)| v.parse::<i64>().ok())
         .ok_or_else(|| ConsoleError::BadForm("the form lacks the version it was read at".into()))?;
     let submitted = QualificationForm::from_fields(&form);
-    let change = match qualification_change(&submitted) {
+    let policy = app::policies::current(&state.pool).await?;
+    let change = match qualification_change(&submitted, &policy) {
         Ok(change) => change,
         Err(errors) => return show_again(&state, &staff, id, submitted, errors).await,
     };
@@ -806,7 +815,8 @@ async fn create_customer(
         raw => ExternalReference::parse(raw).map(Some),
     };
     // Evidence is checked with the rest, so one answer names every field to fix.
-    let change = qualification_change(&submitted).and_then(|change| {
+    let policy = app::policies::current(&state.pool).await?;
+    let change = qualification_change(&submitted, &policy).and_then(|change| {
         app::customers::initial_evidence(&change)
             .map(|_| change)
             .map_err(|e| match e {
