@@ -23,5 +23,7 @@ select
          where reseller_id = ('00000000-0000-7000-9000-' || lpad(to_hex(:p::int), 12, '0'))::uuid),
   exists(select 1 from subscriptions
          where customer_id = ('00000000-0000-7000-8000-' || lpad(to_hex(:c::int), 12, '0'))::uuid
-           and segment = 'gcc');
+           and segment = 'gcc'),
+  t.at, pv.version, pv.digest
+  from (select clock_timestamp() as at) t join policy_versions pv on pv.version = policy_version_at(t.at);
 commit;

@@ -26,8 +26,11 @@ declare
     v_related boolean;
     v_has_provider boolean;
     v_gcc_history boolean;
+    v_decided_at timestamptz;
+    v_policy_version integer;
     v_sub record;
 begin
+    perform policy_lock_shared();
     perform pg_advisory_xact_lock(1346589249, hashtext(v_customer::text || ' ' || v_owner || ' ' || k));
     perform 1 from idempotency_keys
         where customer_id = v_customer and owner = v_owner and key = k;
@@ -44,10 +47,15 @@ begin
     select exists(select 1 from customer_partners
                   where customer_id = v_customer and partner_id = v_partner),
            exists(select 1 from indirect_reseller_providers where reseller_id = v_partner),
-           exists(select 1 from subscriptions where customer_id = v_customer and segment = 'gcc')
-        into v_related, v_has_provider, v_gcc_history;
-    insert into subscriptions (id, customer_id, partner_id, offer_id, segment, quantity)
-        select gen_random_uuid(), v_customer, v_partner, v_offer.id, v_offer.segment, 5
+           exists(select 1 from subscriptions where customer_id = v_customer and segment = 'gcc'),
+           t.at, pv.version
+        into v_related, v_has_provider, v_gcc_history, v_decided_at, v_policy_version
+        from (select clock_timestamp() as at) t
+        join policy_versions pv on pv.version = policy_version_at(t.at);
+    insert into subscriptions (id, customer_id, partner_id, offer_id, segment, quantity, created_at,
+                               policy_version)
+        select gen_random_uuid(), v_customer, v_partner, v_offer.id, v_offer.segment, 5, v_decided_at,
+               v_policy_version
         where not (v_gcc_history and v_offer.segment <> 'gcc')
         returning id, segment, status, created_at into v_sub;
     if v_sub.id is null then
@@ -60,7 +68,8 @@ begin
                 jsonb_build_object('subscription_id', v_sub.id, 'offer_id', v_offer.id,
                                    'segment', v_offer.segment, 'quantity', 5,
                                    'customer_qualifications', to_jsonb(v_quals),
-                                   'idempotency_key', k));
+                                   'idempotency_key', k, 'policy_version', v_policy_version,
+                                   'decided_at', v_decided_at));
     insert into idempotency_keys (owner, key, customer_id, request, outcome, subscription_id)
         values (v_owner, k, v_customer,
                 jsonb_build_object('customer_id', c, 'partner_id', p, 'offer_id', v_offer.id, 'quantity', 5),
@@ -76,7 +85,8 @@ $$;
 -- stable SQL function, as the service's read-only repeatable-read transaction).
 create or replace function bench_decide(c int, p int, o int) returns table (
     visible boolean, segment text, product_kind text, special_qualifications text[], kind text,
-    reseller_qualifications text[], related boolean, has_provider boolean, gcc_history boolean)
+    reseller_qualifications text[], related boolean, has_provider boolean, gcc_history boolean,
+    policy_version integer)
 language sql stable as $$
     select exists(select 1 from customer_partners
                   where customer_id = bench_id('8000', c) and partner_id = bench_id('9000', p)),
@@ -84,7 +94,8 @@ language sql stable as $$
            exists(select 1 from customer_partners
                   where customer_id = bench_id('8000', c) and partner_id = bench_id('9000', p)),
            exists(select 1 from indirect_reseller_providers where reseller_id = bench_id('9000', p)),
-           exists(select 1 from subscriptions where customer_id = bench_id('8000', c) and segment = 'gcc')
+           exists(select 1 from subscriptions where customer_id = bench_id('8000', c) and segment = 'gcc'),
+           policy_version_at(clock_timestamp())
     from offers o2, customers cu, partners pa
     where o2.id = bench_id('a000', o) and cu.id = bench_id('8000', c) and pa.id = bench_id('9000', p)
 $$;
@@ -98,6 +109,7 @@ declare
     v_version bigint;
     v_quals text[];
 begin
+    perform policy_lock_shared();
     perform version from customers where id = v_customer for no key update;
     perform special_qualifications, evidence from customer_qualification_history
         where customer_id = v_customer order by version desc limit 1;

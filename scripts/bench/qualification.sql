@@ -3,11 +3,14 @@
 -- is the customer's seeded one, so the purchase mix stays the same.
 \set c random(1, :customers)
 begin;
+select policy_lock_shared();
 select version from customers
   where id = ('00000000-0000-7000-8000-' || lpad(to_hex(:c::int), 12, '0'))::uuid for no key update;
 select special_qualifications, evidence from customer_qualification_history
   where customer_id = ('00000000-0000-7000-8000-' || lpad(to_hex(:c::int), 12, '0'))::uuid
   order by version desc limit 1;
+select t.at, pv.version, pv.digest
+  from (select clock_timestamp() as at) t join policy_versions pv on pv.version = policy_version_at(t.at);
 update customers
   set special_qualifications = (array['{}','{}','{}','{}','{}','{}','{}','{}','{education}','{education}',
         '{education}','{nonprofit}','{nonprofit}','{nonprofit}','{gcc}','{gcc}','{state_owned_entity}',
