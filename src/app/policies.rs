@@ -413,17 +413,16 @@ pub async fn preview(
 }
 
 /// One page of a list, gathered from rows read in key order, batch by batch: each row is kept
-/// as an item or skipped, until one item more than the page shows that more follow.
+/// as an item or skipped, until one item more than the page holds shows that more follow.
 struct Pager<K, T> {
     limit: usize,
     items: Vec<T>,
-    /// The key of the last item kept: the page's cursor if more follow.
-    last_item: Option<K>,
     /// The key of the last row read: the next batch starts after it.
     cursor: Option<K>,
-    /// The list ended, or more items than the page holds were found.
+    /// No batch is needed: the list ended, or the page is full.
     done: bool,
-    more: bool,
+    /// The key of the page's last item, once an item beyond the page was found.
+    next: Option<K>,
 }
 
 impl<K: Copy, T> Pager<K, T> {
@@ -431,38 +430,76 @@ impl<K: Copy, T> Pager<K, T> {
         Self {
             limit,
             items: Vec::new(),
-            last_item: None,
             cursor: after,
             done: false,
-            more: false,
+            next: None,
         }
     }
 
-    /// Where the next batch starts (`Some(None)`: at the beginning); `None` once the page is full.
+    /// Where the next batch starts (`Some(None)`: at the beginning); `None` once none is needed.
     fn next_batch(&self) -> Option<Option<K>> {
         (!self.done).then_some(self.cursor)
     }
 
-    /// Takes a batch of rows.
+    /// Takes a batch of rows read after the cursor.
     fn take<R>(&mut self, rows: Vec<R>, key: impl Fn(&R) -> K, keep: impl Fn(R) -> Option<T>) {
         self.done = rows.len() < SCAN_BATCH as usize;
         for row in rows {
             let row_key = key(&row);
-            self.cursor = Some(row_key);
             if let Some(item) = keep(row) {
                 if self.items.len() == self.limit {
-                    (self.done, self.more) = (true, true);
+                    self.done = true;
+                    self.next = self.cursor;
                     return;
                 }
                 self.items.push(item);
-                self.last_item = Some(row_key);
             }
+            self.cursor = Some(row_key);
         }
     }
 
     /// The page, and the key to resume after if more items follow.
     fn page(self) -> (Vec<T>, Option<K>) {
-        let next = if self.more { self.last_item } else { None };
-        (self.items, next)
+        (self.items, self.next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every page of the multiples of 7 below 2,500, read as the database would serve them.
+    fn pages(limit: usize) -> Vec<Vec<u32>> {
+        let rows: Vec<u32> = (0..2500).collect();
+        let mut pages = Vec::new();
+        let mut after = None;
+        loop {
+            let mut pager = Pager::new(after, limit);
+            while let Some(cursor) = pager.next_batch() {
+                let batch = rows
+                    .iter()
+                    .copied()
+                    .filter(|&r| cursor.is_none_or(|c| r > c))
+                    .take(SCAN_BATCH as usize)
+                    .collect();
+                pager.take(batch, |&r| r, |r| (r % 7 == 0).then_some(r));
+            }
+            let (items, next) = pager.page();
+            pages.push(items);
+            match next {
+                Some(next) => after = Some(next),
+                None => return pages,
+            }
+        }
+    }
+
+    #[test]
+    fn pages_across_batches_hold_every_kept_row_once_in_order() {
+        let expected: Vec<u32> = (0..2500).filter(|r| r % 7 == 0).collect();
+        for limit in [1, 7, 100, 357, 358, 1000] {
+            let pages = pages(limit);
+            assert!(pages.iter().all(|p| p.len() <= limit && !p.is_empty()));
+            assert_eq!(pages.concat(), expected, "limit {limit}");
+        }
     }
 }
