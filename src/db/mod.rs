@@ -9,6 +9,7 @@ pub mod import_jobs;
 pub mod offers;
 pub mod partners;
 pub mod policies;
+pub mod policy_impact;
 pub mod principals;
 pub mod purchases;
 pub mod seed;

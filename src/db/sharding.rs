@@ -85,6 +85,9 @@ pub const FAN_OUTS: &[&str] = &[
     // The webhook dispatcher and sender: chains past their mark, due deliveries of any chain,
     // and an endpoint's deliveries across chains.
     "webhook dispatch",
+    // A policy draft's impact preview: every customer, relationship and subscription, counted by
+    // the facts the rules read and listed in keyset pages.
+    "policy impact",
 ];
 
 /// The placement of `table`, if it is declared.

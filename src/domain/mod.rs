@@ -6,6 +6,7 @@ pub mod audit;
 mod customer;
 mod evidence;
 mod ids;
+mod impact;
 mod import;
 mod offer;
 mod partner;
@@ -23,6 +24,7 @@ pub use evidence::{
     EvidenceError, Evidenced, InvalidReason, MAX_EVIDENCE_CHARS, Reason, evidence_after_change,
 };
 pub use ids::{CustomerId, ImportJobId, OfferId, PartnerId, SubscriptionId};
+pub use impact::{OfferChange, PolicyChange, Standing};
 pub use import::{FileFormat, ImportJobStatus, UTF8_BOM, percent_done};
 pub use offer::{OfferTerms, ProductKind, Segment, SubscriptionStatus};
 pub use partner::{PartnerKind, PartnerProfile, ResellerQualification};

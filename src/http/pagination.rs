@@ -69,6 +69,18 @@ pub fn page_size(limit: Option<u32>) -> Result<usize, ApiError> {
     Ok(limit as usize)
 }
 
+/// Checks a page size given in a request body: the same bounds, answered as a field.
+pub fn body_page_size(limit: Option<u32>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    Ok(limit as usize)
+}
+
 /// The cursor of an id-ordered listing: the last id of the page.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]

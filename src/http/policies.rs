@@ -1,4 +1,5 @@
-//! `/v1/policies`: the published policy versions, checking a draft, and publishing it (issue 14).
+//! `/v1/policies`: the published policy versions, checking a draft, previewing its impact, and
+//! publishing it (issue 14).
 
 use axum::{
     extract::State,
@@ -12,15 +13,21 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     ApiError, AppState, Code,
+    error::violations_json,
     extract::{Json, Path},
-    openapi::{AUTHENTICATED, JSON_BODY, PATH, problems},
+    openapi::{AUTHENTICATED, JSON_BODY, PATH, Violation, problems},
+    pagination::body_page_size,
 };
 use crate::{
     app::{
         self, RequestContext,
-        policies::{Publication, PublishedPolicy},
+        policies::{ChangedPair, LostSubscription, PreviewPages, Publication, PublishedPolicy},
     },
-    domain::PolicyDocument,
+    db::policy_impact::CustomerSet,
+    domain::{
+        CustomerId, CustomerQualification, OfferId, OfferTerms, PartnerId, PolicyDocument,
+        ProductKind, Segment, SubscriptionId, SubscriptionStatus,
+    },
 };
 
 /// The policy routes.
@@ -29,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list, publish))
         .routes(routes!(show))
         .routes(routes!(check))
+        .routes(routes!(preview))
 }
 
 /// A published policy version.
@@ -197,4 +205,235 @@ async fn publish(
         [(header::LOCATION, location)],
         Json(view),
     ))
+}
+
+/// A draft to measure against the version in force, and where each list's page starts.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PreviewBody {
+    /// The draft; checked as `POST /v1/policy-checks` checks it.
+    document: PolicyDocument,
+    /// Items per list, 1 to 200 (default 50).
+    #[schema(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// The `customers.next_cursor` of a previous answer.
+    customers_after: Option<CustomerId>,
+    /// The `subscriptions.next_cursor` of a previous answer.
+    subscriptions_after: Option<SubscriptionId>,
+    /// The `pairs.next_cursor` of a previous answer.
+    pairs_after: Option<PairKey>,
+}
+
+/// A linked customer–partner pair, the key of the pairs list.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PairKey {
+    customer_id: CustomerId,
+    partner_id: PartnerId,
+}
+
+/// What publishing the draft now would change. Nothing is written.
+#[derive(Debug, Serialize, ToSchema)]
+struct PreviewView {
+    /// The version in force now, which the draft is measured against.
+    current_version: u32,
+    /// The draft's version.
+    draft_version: u32,
+    /// Customers whose qualification set is valid now and not under the draft.
+    customers: InvalidatedCustomers,
+    /// Active and suspended subscriptions whose purchase the version in force allows and the
+    /// draft would deny, decided on the customer's and partner's facts now. They stay.
+    subscriptions: LostSubscriptions,
+    /// Linked customer–partner pairs that gain or lose offers of the catalog.
+    pairs: ChangedPairs,
+}
+
+/// Customers whose set the draft does not accept, by id.
+#[derive(Debug, Serialize, ToSchema)]
+struct InvalidatedCustomers {
+    /// All of them, not only this page.
+    count: i64,
+    items: Vec<InvalidatedCustomer>,
+    /// For `customers_after`; `null` on the last page.
+    #[schema(nullable)]
+    next_cursor: Option<CustomerId>,
+}
+
+/// A customer whose set the draft does not accept.
+#[derive(Debug, Serialize, ToSchema)]
+struct InvalidatedCustomer {
+    customer_id: CustomerId,
+    name: String,
+    /// The set it holds now.
+    special_qualifications: CustomerQualification,
+}
+
+impl From<CustomerSet> for InvalidatedCustomer {
+    fn from(customer: CustomerSet) -> Self {
+        Self {
+            customer_id: customer.id,
+            name: customer.name,
+            special_qualifications: customer.set,
+        }
+    }
+}
+
+/// Subscriptions that could no longer be bought, by id.
+#[derive(Debug, Serialize, ToSchema)]
+struct LostSubscriptions {
+    /// All of them, not only this page.
+    count: i64,
+    items: Vec<LostSubscriptionView>,
+    /// For `subscriptions_after`; `null` on the last page.
+    #[schema(nullable)]
+    next_cursor: Option<SubscriptionId>,
+}
+
+/// A subscription that could no longer be bought.
+#[derive(Debug, Serialize, ToSchema)]
+struct LostSubscriptionView {
+    subscription_id: SubscriptionId,
+    customer_id: CustomerId,
+    partner_id: PartnerId,
+    offer_id: OfferId,
+    status: SubscriptionStatus,
+    /// Every rule of the draft its purchase would break.
+    #[schema(value_type = Vec<Violation>)]
+    violations: serde_json::Value,
+}
+
+impl From<LostSubscription> for LostSubscriptionView {
+    fn from(lost: LostSubscription) -> Self {
+        let s = lost.subscription;
+        Self {
+            subscription_id: s.id,
+            customer_id: s.customer_id,
+            partner_id: s.partner_id,
+            offer_id: s.offer_id,
+            status: s.status,
+            violations: violations_json(&lost.violations),
+        }
+    }
+}
+
+/// Pairs whose eligible offers change, by (customer, partner).
+#[derive(Debug, Serialize, ToSchema)]
+struct ChangedPairs {
+    /// All of them, not only this page.
+    count: i64,
+    /// Of them, those that gain offers.
+    gaining: i64,
+    /// Of them, those that lose offers (a pair may both gain and lose).
+    losing: i64,
+    items: Vec<ChangedPairView>,
+    /// For `pairs_after`; `null` on the last page.
+    #[schema(nullable)]
+    next_cursor: Option<PairKey>,
+}
+
+/// A pair whose eligible offers change.
+#[derive(Debug, Serialize, ToSchema)]
+struct ChangedPairView {
+    customer_id: CustomerId,
+    partner_id: PartnerId,
+    /// Terms of catalog offers the pair may buy under the draft and not now.
+    gained: Vec<TermsView>,
+    /// Terms of catalog offers the pair may buy now and not under the draft.
+    lost: Vec<TermsView>,
+}
+
+/// The terms of offers: every offer with them is decided alike.
+#[derive(Debug, Serialize, ToSchema)]
+struct TermsView {
+    segment: Segment,
+    product_kind: ProductKind,
+}
+
+impl From<OfferTerms> for TermsView {
+    fn from(terms: OfferTerms) -> Self {
+        Self {
+            segment: terms.segment,
+            product_kind: terms.product_kind,
+        }
+    }
+}
+
+impl From<ChangedPair> for ChangedPairView {
+    fn from(pair: ChangedPair) -> Self {
+        Self {
+            customer_id: pair.customer_id,
+            partner_id: pair.partner_id,
+            gained: pair
+                .change
+                .gained
+                .into_iter()
+                .map(TermsView::from)
+                .collect(),
+            lost: pair.change.lost.into_iter().map(TermsView::from).collect(),
+        }
+    }
+}
+
+problems!(
+    PreviewProblems = [
+        AUTHENTICATED,
+        JSON_BODY,
+        &[Code::InvalidField, Code::InvalidPolicy]
+    ]
+);
+
+/// Preview a draft's impact against the version in force (operator): customers whose sets become
+/// invalid, subscriptions that could no longer be bought, pairs that gain or lose offers. Writes
+/// nothing.
+#[utoipa::path(
+    post, path = "/v1/policy-previews", tag = "policies", operation_id = "preview_policy",
+    request_body = PreviewBody,
+    responses((status = 200, description = "The impact.", body = PreviewView), PreviewProblems),
+)]
+async fn preview(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Json(body): Json<PreviewBody>,
+) -> Result<Json<PreviewView>, ApiError> {
+    let pages = PreviewPages {
+        limit: body_page_size(body.limit)?,
+        customers_after: body.customers_after,
+        subscriptions_after: body.subscriptions_after,
+        pairs_after: body.pairs_after.map(|k| (k.customer_id, k.partner_id)),
+    };
+    let preview = app::policies::preview(&state.pool, &ctx, body.document, pages).await?;
+    Ok(Json(PreviewView {
+        current_version: preview.current.get(),
+        draft_version: preview.draft.version().get(),
+        customers: InvalidatedCustomers {
+            count: preview.customers.count,
+            items: preview
+                .customers
+                .items
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            next_cursor: preview.customers.next,
+        },
+        subscriptions: LostSubscriptions {
+            count: preview.subscriptions.count,
+            items: preview
+                .subscriptions
+                .items
+                .into_iter()
+                .map(Into::into)
+                .collect(),
+            next_cursor: preview.subscriptions.next,
+        },
+        pairs: ChangedPairs {
+            count: preview.pairs.count,
+            gaining: preview.pairs_gaining,
+            losing: preview.pairs_losing,
+            items: preview.pairs.items.into_iter().map(Into::into).collect(),
+            next_cursor: preview.pairs.next.map(|(customer_id, partner_id)| PairKey {
+                customer_id,
+                partner_id,
+            }),
+        },
+    }))
 }

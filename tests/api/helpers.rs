@@ -178,6 +178,7 @@ impl TestApp {
     pub fn default_token(&self, method: &Method, path: &str) -> &str {
         if path.starts_with("/v1/tokens")
             || path.starts_with("/v1/policy-checks")
+            || path.starts_with("/v1/policy-previews")
             || ((path.starts_with("/v1/offers") || path.starts_with("/v1/policies"))
                 && method == Method::POST)
         {

@@ -684,6 +684,14 @@ async fn no_hostile_value_in_any_field_answers_5xx_or_writes_on_refusal() {
         ),
         base(
             M::POST,
+            "/v1/policy-previews",
+            &[],
+            &[],
+            Some(json!({"document": policy_2024.clone(), "limit": 3})),
+            &op,
+        ),
+        base(
+            M::POST,
             "/v1/policies",
             &[],
             &[],

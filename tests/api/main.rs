@@ -20,6 +20,7 @@ mod offers;
 mod openapi;
 mod partners;
 mod policies;
+mod policy_preview;
 mod principals;
 mod purchases;
 mod qualifications;
