@@ -330,17 +330,18 @@ pub async fn set_qualifications(
     if !precondition.holds(current.version) {
         return Err(Error::CustomerVersionMismatch(Box::new(current)));
     }
-    let decision = db::policies::in_force_now(&mut *tx).await?;
-    let policy = super::policies::policy(&mut tx, decision.policy).await?;
+    let in_force = super::policies::in_force_now(&mut tx).await?;
     let before = current.special_qualifications;
-    let after = policy.qualification_set(change.qualifications.iter())?;
+    let after = in_force
+        .policy
+        .qualification_set(change.qualifications.iter())?;
     let evidence = evidence_after_change(
         &before.qualifications(),
         &current.evidence,
         &after.qualifications(),
         &change.evidence,
     )?;
-    let version = db::customers::set_qualifications(&mut *tx, id, after, decision.at).await?;
+    let version = db::customers::set_qualifications(&mut *tx, id, after, in_force.at).await?;
     db::customers::insert_history(
         &mut *tx,
         &ctx.actor,
@@ -349,7 +350,7 @@ pub async fn set_qualifications(
         after,
         &evidence,
         &change.reason,
-        decision.at,
+        in_force.at,
     )
     .await?;
     db::events::append(
@@ -365,13 +366,13 @@ pub async fn set_qualifications(
                 "evidence": evidence,
                 "reason": change.reason.as_str(),
                 "version": version,
-                "policy_version": decision.policy.version,
+                "policy_version": in_force.version,
             }),
         },
     )
     .await?;
     let mut warnings = Vec::new();
-    let locked_out = policy.gcc_lockout_segments();
+    let locked_out = in_force.policy.gcc_lockout_segments();
     if !after.has(SpecialQualification::Gcc)
         && !locked_out.is_empty()
         && db::subscriptions::has_gcc_history(&mut *tx, id).await?

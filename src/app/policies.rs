@@ -77,10 +77,16 @@ pub(crate) struct InForce {
 }
 
 /// Takes POLICY_LOCK shared in `tx`, then reads the instant and the policy in force: for a write
-/// that holds no row lock yet (one that does reads the instant after its lock, as a qualification
-/// change does).
+/// that holds no row lock yet.
 pub(crate) async fn for_write(tx: &mut PgConnection) -> Result<InForce> {
     db::policies::lock_shared(&mut *tx).await?;
+    in_force_now(tx).await
+}
+
+/// The instant now and the policy in force then, read in a statement of its own: a write that
+/// holds POLICY_LOCK reads them after its row locks (as a qualification change does), a
+/// read-only decision whenever it likes.
+pub(crate) async fn in_force_now(tx: &mut PgConnection) -> Result<InForce> {
     let decision = db::policies::in_force_now(&mut *tx).await?;
     Ok(InForce {
         at: decision.at,
@@ -89,17 +95,11 @@ pub(crate) async fn for_write(tx: &mut PgConnection) -> Result<InForce> {
     })
 }
 
-/// The policy in force now, for a read-only decision in `tx`.
-pub(crate) async fn in_force_now(tx: &mut PgConnection) -> Result<Arc<Policy>> {
-    let decision = db::policies::in_force_now(&mut *tx).await?;
-    policy(tx, decision.policy).await
-}
-
 /// The policy in force now, for checks ahead of a write that checks again under its own lock
 /// (e.g. the lines of an import file, before they are imported).
 pub async fn current(pool: &PgPool) -> Result<Arc<Policy>> {
     let mut db = pool.acquire().await?;
-    in_force_now(&mut db).await
+    Ok(in_force_now(&mut db).await?.policy)
 }
 
 /// A published version, as the API and the console show it.
@@ -304,7 +304,7 @@ pub async fn preview(
     ctx.require(Action::PublishPolicies)?;
     let draft = Policy::try_from(document)?;
     let mut tx = db::begin_read_only(pool).await?;
-    let current = in_force_now(&mut tx).await?;
+    let current = in_force_now(&mut tx).await?.policy;
     let change = PolicyChange {
         current: &current,
         draft: &draft,

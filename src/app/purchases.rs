@@ -1,5 +1,7 @@
 //! Purchases: the decision, the subscription it creates, and idempotent retries.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,7 +18,7 @@ use crate::{
         subscriptions::{NewSubscription, SubscriptionRow},
     },
     domain::{
-        Action, CustomerId, EventType, OfferId, OfferTerms, PartnerId, PurchaseContext,
+        Action, CustomerId, EventType, OfferId, OfferTerms, PartnerId, Policy, PurchaseContext,
         PurchaseDecision, Quantity, RuleViolation, Segment, SubscriptionId, SubscriptionStatus,
         decide,
     },
@@ -427,20 +429,25 @@ pub async fn decide_only(
     })
 }
 
-/// The facts now or at `at` (`None` if a party did not exist yet then), and the policy in force
-/// at that instant.
+/// What a read-only decision is made on: the facts now or at an instant, and the policy in force
+/// then.
+struct FactsAt {
+    /// `None` if a party did not exist yet at that instant.
+    facts: Option<PurchaseFacts>,
+    /// The version in force then.
+    policy_version: i32,
+    /// Its rules.
+    policy: Arc<Policy>,
+}
+
+/// The facts now or at `at`, and the policy in force at that instant.
 async fn facts_at(
     tx: &mut sqlx::PgConnection,
     ctx: &RequestContext,
     customer: CustomerId,
     partner: PartnerId,
     at: Option<DateTime<Utc>>,
-) -> Result<
-    Option<(
-        PurchaseFacts,
-        Decided<std::sync::Arc<crate::domain::Policy>>,
-    )>,
-> {
+) -> Result<FactsAt> {
     check_parties(tx, ctx, customer, partner).await?;
     let (now, decision) = db::purchases::load(tx, customer, partner, Locking::None)
         .await?
@@ -452,16 +459,11 @@ async fn facts_at(
             db::policies::in_force_at(&mut *tx, at).await?,
         ),
     };
-    let Some(facts) = facts else {
-        return Ok(None);
-    };
-    Ok(Some((
+    Ok(FactsAt {
         facts,
-        Decided {
-            answer: policies::policy(tx, version).await?,
-            policy_version: version.version,
-        },
-    )))
+        policy_version: version.version,
+        policy: policies::policy(tx, version).await?,
+    })
 }
 
 /// Every offer (up to `limit`) with the decision a purchase of it by `partner` for `customer`
@@ -476,7 +478,12 @@ pub async fn eligibility(
     limit: i64,
 ) -> Result<Option<Decided<Vec<(Offer, PurchaseDecision)>>>> {
     let mut tx = db::begin_read_only(pool).await?;
-    let Some((facts, policy)) = facts_at(&mut tx, ctx, customer, partner, at).await? else {
+    let FactsAt {
+        facts,
+        policy_version,
+        policy,
+    } = facts_at(&mut tx, ctx, customer, partner, at).await?;
+    let Some(facts) = facts else {
         return Ok(None);
     };
     let every: Vec<_> = OfferTerms::all().collect();
@@ -486,11 +493,11 @@ pub async fn eligibility(
         answer: offers
             .into_iter()
             .map(|offer| {
-                let decision = decide(&policy.answer, &context(&facts, offer.terms()));
+                let decision = decide(&policy, &context(&facts, offer.terms()));
                 (offer, decision)
             })
             .collect(),
-        policy_version: policy.policy_version,
+        policy_version,
     }))
 }
 
@@ -507,21 +514,22 @@ pub async fn eligible_offers(
     page: Keyset,
 ) -> Result<Decided<Vec<Offer>>> {
     let mut tx = db::begin_read_only(pool).await?;
-    let Some((facts, policy)) = facts_at(&mut tx, ctx, customer, partner, at).await? else {
-        let version = match at {
-            Some(at) => db::policies::in_force_at(&mut *tx, at).await?.version,
-            None => db::policies::in_force_now(&mut *tx).await?.policy.version,
-        };
+    let FactsAt {
+        facts,
+        policy_version,
+        policy,
+    } = facts_at(&mut tx, ctx, customer, partner, at).await?;
+    let Some(facts) = facts else {
         return Ok(Decided {
             answer: Vec::new(),
-            policy_version: version,
+            policy_version,
         });
     };
     let allowed: Vec<_> = OfferTerms::all()
-        .filter(|&terms| decide(&policy.answer, &context(&facts, terms)).is_allowed())
+        .filter(|&terms| decide(&policy, &context(&facts, terms)).is_allowed())
         .collect();
     Ok(Decided {
         answer: db::offers::list_with_terms(&mut *tx, &allowed, at, page).await?,
-        policy_version: policy.policy_version,
+        policy_version,
     })
 }
