@@ -98,7 +98,7 @@ impl std::fmt::Display for RuleViolation {
             }
             Self::OfferNotLicenseBased { segment, product_kind } => write!(
                 f,
-                "Special prices exist only for license-based products; this {segment} offer is {product_kind}."
+                "The policy in force sells {segment} prices only for the product kinds it lists, and this offer is {product_kind}."
             ),
             Self::ResellerNotQualified { required } => write!(
                 f,
