@@ -537,6 +537,8 @@ async fn every_input_has_a_label_and_pages_fit_a_phone() {
         ("jdoe", "/account".to_owned()),
         ("jdoe", "/import".to_owned()),
         ("ops", "/offers".to_owned()),
+        ("ops", "/policies".to_owned()),
+        ("ops", "/policies/1".to_owned()),
         ("ops", "/access".to_owned()),
         ("ops", "/webhooks".to_owned()),
         ("ops", "/webhooks/new".to_owned()),

@@ -17,6 +17,7 @@ mod home;
 mod import;
 mod offers;
 mod partners;
+mod policies;
 mod view;
 mod webhooks;
 
@@ -65,6 +66,7 @@ pub fn router() -> Router<AppState> {
         .merge(customers::router())
         .merge(partners::router())
         .merge(offers::router())
+        .merge(policies::router())
         .merge(access::router())
         .merge(audit::router())
         .merge(import::router())

@@ -31,7 +31,7 @@ pub(super) fn router() -> Router<AppState> {
 /// Offers per page.
 const PAGE: i64 = 50;
 
-fn segment_text(segment: Segment) -> (&'static str, &'static str) {
+pub(super) fn segment_text(segment: Segment) -> (&'static str, &'static str) {
     let label = match segment {
         Segment::Commercial => "Commercial",
         Segment::Education => "Education",
@@ -41,7 +41,7 @@ fn segment_text(segment: Segment) -> (&'static str, &'static str) {
     (segment.as_str(), label)
 }
 
-fn product_kind_text(kind: ProductKind) -> (&'static str, &'static str) {
+pub(super) fn product_kind_text(kind: ProductKind) -> (&'static str, &'static str) {
     let label = match kind {
         ProductKind::LicenseBased => "License based",
         ProductKind::SoftwareSubscription => "Software subscription",

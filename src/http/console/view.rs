@@ -2,7 +2,7 @@
 //! page, and small formatting helpers for templates.
 
 use askama::Template;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::Staff;
 use crate::domain::Action;
@@ -32,10 +32,11 @@ pub struct Chrome {
 }
 
 /// The sections of the console and the action that opens each.
-const SECTIONS: [(&str, &str, Action); 7] = [
+const SECTIONS: [(&str, &str, Action); 8] = [
     ("/customers", "Customers", Action::ReadCustomers),
     ("/partners", "Partners", Action::ReadPartners),
     ("/offers", "Offers", Action::ReadOffers),
+    ("/policies", "Policies", Action::ReadPolicies),
     ("/import", "Import", Action::ManageCustomers),
     ("/audit", "Audit", Action::ReadAudit),
     ("/access", "Access", Action::ManageAccess),
@@ -109,4 +110,56 @@ pub fn sentence(message: &str) -> String {
         text.push('.');
     }
     text
+}
+
+/// An instant from a `datetime-local` input (`2026-11-27T10:00`, seconds optional), read as
+/// UTC; or in RFC 3339 (the "continue" form carries the exact instant the last call stopped at).
+pub fn instant(raw: &str) -> Option<DateTime<Utc>> {
+    let raw = raw.trim();
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            [
+                "%Y-%m-%dT%H:%M",
+                "%Y-%m-%dT%H:%M:%S",
+                "%Y-%m-%dT%H:%M:%S%.f",
+            ]
+            .iter()
+            .find_map(|format| NaiveDateTime::parse_from_str(raw, format).ok())
+            .map(|t| t.and_utc())
+        })
+        .filter(crate::http::extract::in_storable_years)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+
+    use super::instant;
+
+    fn at(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339).unwrap().into()
+    }
+
+    #[test]
+    fn datetime_local_values_are_read_as_utc_and_rfc3339_exactly() {
+        for (raw, expected) in [
+            ("2026-11-27T10:00", Some("2026-11-27T10:00:00Z")),
+            (" 2026-11-27T10:00:30 ", Some("2026-11-27T10:00:30Z")),
+            ("2026-11-27T10:00:30.250", Some("2026-11-27T10:00:30.250Z")),
+            (
+                "2026-11-27T10:00:00.123456Z",
+                Some("2026-11-27T10:00:00.123456Z"),
+            ),
+            ("2026-11-27T12:00:00+02:00", Some("2026-11-27T10:00:00Z")),
+            ("2026-11-27", None),
+            ("-4714-01-01T00:00", None),
+            ("10000-01-01T00:00:00Z", None),
+            ("yesterday", None),
+            ("", None),
+        ] {
+            assert_eq!(instant(raw), expected.map(at), "{raw:?}");
+        }
+    }
 }

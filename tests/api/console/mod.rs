@@ -8,6 +8,7 @@ mod customers;
 mod import;
 mod offers;
 mod partners;
+mod policies;
 mod webhooks;
 
 use partner_catalog::{
