@@ -41,7 +41,7 @@ struct Task {
     text: &'static str,
 }
 
-const TASKS: [(Action, Task); 10] = [
+const TASKS: [(Action, Task); 11] = [
     (
         Action::ManageCustomers,
         Task {
@@ -80,6 +80,14 @@ const TASKS: [(Action, Task); 10] = [
             href: "/offers",
             title: "Offers",
             text: "See the offer catalog and create offers.",
+        },
+    ),
+    (
+        Action::PublishPolicies,
+        Task {
+            href: "/policies",
+            title: "Policies",
+            text: "See the rules of every policy version, preview what a new version would change, and publish it.",
         },
     ),
     (
