@@ -478,12 +478,8 @@ pub async fn eligibility(
     limit: i64,
 ) -> Result<Option<Decided<Vec<(Offer, PurchaseDecision)>>>> {
     let mut tx = db::begin_read_only(pool).await?;
-    let FactsAt {
-        facts,
-        policy_version,
-        policy,
-    } = facts_at(&mut tx, ctx, customer, partner, at).await?;
-    let Some(facts) = facts else {
+    let then = facts_at(&mut tx, ctx, customer, partner, at).await?;
+    let Some(facts) = then.facts else {
         return Ok(None);
     };
     let every: Vec<_> = OfferTerms::all().collect();
@@ -493,11 +489,11 @@ pub async fn eligibility(
         answer: offers
             .into_iter()
             .map(|offer| {
-                let decision = decide(&policy, &context(&facts, offer.terms()));
+                let decision = decide(&then.policy, &context(&facts, offer.terms()));
                 (offer, decision)
             })
             .collect(),
-        policy_version,
+        policy_version: then.policy_version,
     }))
 }
 
@@ -514,22 +510,18 @@ pub async fn eligible_offers(
     page: Keyset,
 ) -> Result<Decided<Vec<Offer>>> {
     let mut tx = db::begin_read_only(pool).await?;
-    let FactsAt {
-        facts,
-        policy_version,
-        policy,
-    } = facts_at(&mut tx, ctx, customer, partner, at).await?;
-    let Some(facts) = facts else {
+    let then = facts_at(&mut tx, ctx, customer, partner, at).await?;
+    let Some(facts) = then.facts else {
         return Ok(Decided {
             answer: Vec::new(),
-            policy_version,
+            policy_version: then.policy_version,
         });
     };
     let allowed: Vec<_> = OfferTerms::all()
-        .filter(|&terms| decide(&policy, &context(&facts, terms)).is_allowed())
+        .filter(|&terms| decide(&then.policy, &context(&facts, terms)).is_allowed())
         .collect();
     Ok(Decided {
         answer: db::offers::list_with_terms(&mut *tx, &allowed, at, page).await?,
-        policy_version,
+        policy_version: then.policy_version,
     })
 }
