@@ -167,7 +167,7 @@ pub enum Error {
     InvalidQualificationSet(#[from] InvalidQualificationSet),
     /// R1 at offer creation.
     #[error(
-        "the policy in force sells special prices only for the product kinds it lists: a {segment} offer cannot be {product_kind}"
+        "the policy in force does not sell {segment} offers as {product_kind}: special prices are only for the product kinds it lists"
     )]
     OfferNotLicenseBased {
         /// Requested segment.

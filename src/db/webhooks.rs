@@ -705,7 +705,8 @@ pub struct Leased {
 /// Leases up to `limit` due deliveries to `owner` for `lease_secs`: pending, due, not leased (or
 /// the lease expired, e.g. its instance crashed), to an enabled endpoint, and with no earlier
 /// pending delivery of the same chain to the same endpoint (per customer in order). Rows another
-/// instance is leasing right now are skipped, never waited for.
+/// instance is leasing right now are skipped, never waited for. "No earlier pending" is one probe
+/// of `webhook_deliveries_pending_idx` (`scripts/bench-lease.sh` times this selection).
 pub async fn lease(
     db: impl PgExecutor<'_>,
     owner: Uuid,

@@ -98,7 +98,7 @@ impl std::fmt::Display for RuleViolation {
             }
             Self::OfferNotLicenseBased { segment, product_kind } => write!(
                 f,
-                "The policy in force sells {segment} prices only for the product kinds it lists, and this offer is {product_kind}."
+                "The policy does not sell {segment} offers as {product_kind}: special prices are only for the product kinds it lists."
             ),
             Self::ResellerNotQualified { required } => write!(
                 f,

@@ -69,7 +69,7 @@ problem_codes! {
     InvalidQualificationSet = "invalid_qualification_set", UNPROCESSABLE_ENTITY, "Not one of the qualification sets of the policy version in force (R3).";
     InvalidPolicy = "invalid_policy", UNPROCESSABLE_ENTITY, "A policy document that cannot be published; `problems` lists every reason.";
     PolicyEffectiveTooEarly = "policy_effective_too_early", UNPROCESSABLE_ENTITY, "`effective_from` is in the past, or not after the latest version's; `earliest` is the first instant allowed.";
-    OfferNotLicenseBased = "offer_not_license_based", UNPROCESSABLE_ENTITY, "A special offer that is not license based (R1).";
+    OfferNotLicenseBased = "offer_not_license_based", UNPROCESSABLE_ENTITY, "A special offer of a product kind the policy does not sell in its segment (R1; in version 1, anything but license based).";
     PartnerNotIndirectReseller = "partner_not_indirect_reseller", UNPROCESSABLE_ENTITY, "Provider links are for indirect resellers only.";
     ProviderNotFound = "provider_not_found", UNPROCESSABLE_ENTITY, "A named provider does not exist.";
     ProviderNotIndirectProvider = "provider_not_indirect_provider", UNPROCESSABLE_ENTITY, "A named provider is not an indirect provider.";

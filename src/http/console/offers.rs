@@ -15,7 +15,7 @@ use super::{
     ConsoleError, Posted, Staff,
     partners::{Choice, after_id, choices, more, optional, read_query},
     render, render_status,
-    view::{self, Chrome},
+    view::{self, Chrome, product_kind_text, segment_text},
 };
 use crate::{
     app,
@@ -30,26 +30,6 @@ pub(super) fn router() -> Router<AppState> {
 
 /// Offers per page.
 const PAGE: i64 = 50;
-
-pub(super) fn segment_text(segment: Segment) -> (&'static str, &'static str) {
-    let label = match segment {
-        Segment::Commercial => "Commercial",
-        Segment::Education => "Education",
-        Segment::Nonprofit => "Nonprofit",
-        Segment::Gcc => "GCC",
-    };
-    (segment.as_str(), label)
-}
-
-pub(super) fn product_kind_text(kind: ProductKind) -> (&'static str, &'static str) {
-    let label = match kind {
-        ProductKind::LicenseBased => "License based",
-        ProductKind::SoftwareSubscription => "Software subscription",
-        ProductKind::PerpetualSoftware => "Perpetual software",
-        ProductKind::Azure => "Azure",
-    };
-    (kind.as_str(), label)
-}
 
 struct OfferRow {
     name: String,

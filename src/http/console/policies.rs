@@ -15,10 +15,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{
-    ConsoleError, Posted, Staff, actor_names,
-    offers::{product_kind_text, segment_text},
-    render, render_status,
-    view::{self, Chrome},
+    ConsoleError, Posted, Staff, actor_names, render, render_status,
+    view::{self, Chrome, product_kind_text, segment_text},
 };
 use crate::{
     app::{
@@ -95,7 +93,7 @@ struct PoliciesPage {
 
 #[derive(Deserialize)]
 struct ListQuery {
-    /// The version just published; a mistyped one shows no notice, not an error.
+    /// The version just published.
     published: Option<String>,
 }
 
@@ -105,11 +103,12 @@ fn effective(version: &PublishedPolicy) -> String {
         .map_or_else(|| "always (the rule book)".to_owned(), |at| view::when(&at))
 }
 
-/// The versions page, with `form` (and `preview`) for operators.
+/// The versions page, with `form` (and `preview`) for operators, and a notice when `published`
+/// is a version that exists (a mistyped one shows none, not an error).
 async fn policies_page(
     state: &AppState,
     staff: &Staff,
-    notice: Option<String>,
+    published: Option<u32>,
     form: Option<DraftForm>,
     preview: Option<PreviewView>,
 ) -> Result<PoliciesPage, ConsoleError> {
@@ -153,6 +152,9 @@ async fn policies_page(
         }),
         None => None,
     };
+    let notice = published
+        .filter(|&p| versions.iter().any(|v| v.policy.version().get() == p))
+        .map(|p| format!("Version {p} published."));
     Ok(PoliciesPage {
         chrome: staff.chrome("/policies"),
         notice,
@@ -167,11 +169,18 @@ async fn list(
     staff: Staff,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ConsoleError> {
-    let notice = query
-        .published
-        .and_then(|v| v.parse::<u32>().ok())
-        .map(|v| format!("Version {v} published."));
-    render(&policies_page(&state, &staff, notice, None, None).await?)
+    let published = query.published.and_then(|v| v.parse::<u32>().ok());
+    render(&policies_page(&state, &staff, published, None, None).await?)
+}
+
+/// The draft form's buttons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum DraftAction {
+    /// Check it and show what it would change.
+    Preview,
+    /// Store it for good.
+    Publish,
 }
 
 #[derive(Deserialize)]
@@ -182,9 +191,7 @@ struct DraftFields {
     effective_from: String,
     #[serde(default)]
     reason: String,
-    /// `preview` or `publish`.
-    #[serde(default)]
-    action: String,
+    action: DraftAction,
 }
 
 /// Checks, previews or publishes the posted draft; the form comes back as typed, with the
@@ -202,6 +209,10 @@ async fn draft(
         reason: form.reason,
         reason_error: None,
     };
+    // A publication's own fields first, so that every message shows at once.
+    let publication = (form.action == DraftAction::Publish)
+        .then(|| publication_fields(&mut shown))
+        .flatten();
     let document = match serde_json::from_str::<PolicyDocument>(&shown.document) {
         Ok(document) => document,
         Err(e) => {
@@ -209,10 +220,8 @@ async fn draft(
             return again(&state, &staff, shown, None).await;
         }
     };
-    let outcome = if form.action == "publish" {
-        publish(&state, &staff, &mut shown, document).await
-    } else {
-        app::policies::preview(
+    let outcome = match (form.action, publication) {
+        (DraftAction::Preview, _) => app::policies::preview(
             &state.pool,
             &staff.ctx,
             document,
@@ -224,14 +233,29 @@ async fn draft(
             },
         )
         .await
-        .map(|preview| Outcome::Previewed(preview_view(&preview)))
+        .map(|preview| Some(preview_view(&preview))),
+        (DraftAction::Publish, Some((reason, effective_from))) => {
+            let published = app::policies::publish(
+                &state.pool,
+                &staff.ctx,
+                Publication {
+                    document,
+                    effective_from,
+                    reason,
+                },
+            )
+            .await;
+            if let Ok(published) = published {
+                let version = published.policy.version();
+                return Ok(Redirect::to(&format!("/policies?published={version}")).into_response());
+            }
+            published.map(|_| None)
+        }
+        // The document is checked too, so that its messages show with the fields'.
+        (DraftAction::Publish, None) => app::policies::check(&staff.ctx, document).map(|_| None),
     };
     match outcome {
-        Ok(Outcome::Published(version)) => {
-            Ok(Redirect::to(&format!("/policies?published={version}")).into_response())
-        }
-        Ok(Outcome::Previewed(preview)) => again(&state, &staff, shown, Some(preview)).await,
-        Ok(Outcome::FieldErrors) => again(&state, &staff, shown, None).await,
+        Ok(preview) => again(&state, &staff, shown, preview).await,
         Err(app::Error::InvalidPolicy(invalid)) => {
             shown.document_errors = invalid
                 .0
@@ -244,60 +268,34 @@ async fn draft(
             shown.document_errors = vec![view::sentence(&e.to_string())];
             again(&state, &staff, shown, None).await
         }
-        Err(e @ app::Error::PolicyEffectiveTooEarly { .. }) => {
-            shown.effective_from_error = Some(view::sentence(&e.to_string()));
+        Err(app::Error::PolicyEffectiveTooEarly { earliest }) => {
+            shown.effective_from_error = Some(format!(
+                "Too early: a version takes effect after the latest one and never in the past, \
+                 so not before {}.",
+                view::when(&earliest)
+            ));
             again(&state, &staff, shown, None).await
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// What a posted draft came to.
-enum Outcome {
-    /// This version was published.
-    Published(u32),
-    /// What it would change.
-    Previewed(PreviewView),
-    /// Its effective instant or reason is wrong: the messages are in the form.
-    FieldErrors,
-}
-
-/// Publishes the draft, unless a field of the form is wrong: then its message goes into `shown`
-/// and nothing is published.
-async fn publish(
-    state: &AppState,
-    staff: &Staff,
-    shown: &mut DraftForm,
-    document: PolicyDocument,
-) -> app::Result<Outcome> {
+/// The reason and the effective instant (`None`: now) of a publication, or `None` with their
+/// messages put next to their fields.
+fn publication_fields(shown: &mut DraftForm) -> Option<(Reason, Option<DateTime<Utc>>)> {
     let reason = Reason::parse(Some(&shown.reason));
     let effective_from = match shown.effective_from.trim() {
-        "" => Ok(None),
-        raw => view::instant(raw).map(Some).ok_or(()),
+        "" => Some(None),
+        raw => view::instant(raw).map(Some),
     };
     if let Err(e) = &reason {
         shown.reason_error = Some(view::sentence(&e.to_string()));
     }
-    if effective_from.is_err() {
+    if effective_from.is_none() {
         shown.effective_from_error =
             Some("Enter a date and time (UTC), or leave it empty for now.".to_owned());
     }
-    let (Ok(reason), Ok(effective_from)) = (reason, effective_from) else {
-        // The document is checked too, so that every message shows at once.
-        app::policies::check(&staff.ctx, document)?;
-        return Ok(Outcome::FieldErrors);
-    };
-    let published = app::policies::publish(
-        &state.pool,
-        &staff.ctx,
-        Publication {
-            document,
-            effective_from,
-            reason,
-        },
-    )
-    .await?;
-    Ok(Outcome::Published(published.policy.version().get()))
+    Some((reason.ok()?, effective_from?))
 }
 
 fn preview_view(preview: &Preview) -> PreviewView {
@@ -410,6 +408,7 @@ struct PolicyPage {
     standing: &'static str,
     reason: String,
     published_at: String,
+    published_by: String,
     sets: Vec<SetRow>,
     segments: Vec<SegmentRow>,
     lockout: String,
@@ -421,13 +420,14 @@ async fn show(
     staff: Staff,
     Path(version): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let version: i32 = version.parse().map_err(|_| ConsoleError::NotFound)?;
+    let version: u32 = version.parse().map_err(|_| ConsoleError::NotFound)?;
     let versions = app::policies::list(&state.pool, &staff.ctx).await?;
     let index = versions
         .iter()
-        .position(|v| i64::from(v.policy.version().get()) == i64::from(version))
+        .position(|v| v.policy.version().get() == version)
         .ok_or(ConsoleError::NotFound)?;
     let published = &versions[index];
+    let names = actor_names(&state, &staff, [published.published_by.as_str()]).await?;
     let document = PolicyDocument::from(&published.policy);
     let segments_text = |s: &[Segment]| listing(s.iter().map(|s| segment_text(*s).1), "and");
     render(&PolicyPage {
@@ -437,6 +437,10 @@ async fn show(
         standing: standing(&versions, index, Utc::now()),
         reason: published.reason.clone(),
         published_at: view::when(&published.published_at),
+        published_by: names
+            .get(&published.published_by)
+            .cloned()
+            .unwrap_or_else(|| published.published_by.clone()),
         sets: document
             .qualification_sets
             .iter()

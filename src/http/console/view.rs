@@ -5,7 +5,7 @@ use askama::Template;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::Staff;
-use crate::domain::Action;
+use crate::domain::{Action, ProductKind, Segment};
 
 /// One link of the navigation.
 #[derive(Debug, Clone)]
@@ -112,8 +112,30 @@ pub fn sentence(message: &str) -> String {
     text
 }
 
+/// A segment's form value and label.
+pub fn segment_text(segment: Segment) -> (&'static str, &'static str) {
+    let label = match segment {
+        Segment::Commercial => "Commercial",
+        Segment::Education => "Education",
+        Segment::Nonprofit => "Nonprofit",
+        Segment::Gcc => "GCC",
+    };
+    (segment.as_str(), label)
+}
+
+/// A product kind's form value and label.
+pub fn product_kind_text(kind: ProductKind) -> (&'static str, &'static str) {
+    let label = match kind {
+        ProductKind::LicenseBased => "License based",
+        ProductKind::SoftwareSubscription => "Software subscription",
+        ProductKind::PerpetualSoftware => "Perpetual software",
+        ProductKind::Azure => "Azure",
+    };
+    (kind.as_str(), label)
+}
+
 /// An instant from a `datetime-local` input (`2026-11-27T10:00`, seconds optional), read as
-/// UTC; or in RFC 3339 (the "continue" form carries the exact instant the last call stopped at).
+/// UTC; or in RFC 3339 (a form may carry an exact instant, e.g. where a redelivery stopped).
 pub fn instant(raw: &str) -> Option<DateTime<Utc>> {
     let raw = raw.trim();
     DateTime::parse_from_rfc3339(raw)

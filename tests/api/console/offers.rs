@@ -65,7 +65,7 @@ async fn an_operator_creates_offers_and_an_r1_refusal_shows_next_to_the_product_
         .await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     refused
-        .assert_contains("id=\"product_kind-error\">R1: the policy in force sells special prices only for the product kinds it lists: a gcc offer cannot be azure.</span>")
+        .assert_contains("id=\"product_kind-error\">R1: the policy in force does not sell gcc offers as azure: special prices are only for the product kinds it lists.</span>")
         .assert_contains("name=\"name\" value=\"Azure Gov\"")
         .assert_contains("value=\"gcc\" selected")
         .assert_contains("value=\"azure\" selected");

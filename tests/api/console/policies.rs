@@ -51,7 +51,16 @@ async fn every_role_reads_the_versions_and_the_rules_of_each() {
             "{missing}"
         );
     }
-    // A draft from someone who may not publish is refused, and nothing is written.
+    // A draft from someone who may not publish is refused, previewed or published, and nothing
+    // is written.
+    let back_office = signed_in(&app, Role::BackOffice, None).await;
+    let preview = back_office
+        .post(
+            "/policies",
+            &[("document", V2_EDUCATION_NONPROFIT), ("action", "preview")],
+        )
+        .await;
+    assert_eq!(preview.status, StatusCode::FORBIDDEN);
     let refused = auditor
         .post(
             "/policies",
@@ -165,16 +174,20 @@ async fn an_operator_previews_a_draft_then_publishes_it_and_each_refusal_shows_a
         )
         .await;
     assert_eq!(past.status, StatusCode::UNPROCESSABLE_ENTITY);
-    past.assert_contains("id=\"effective_from-error\">Effective_from must be");
+    past.assert_contains("id=\"effective_from-error\">Too early: a version takes effect after the latest one and never in the past, so not before 20");
     assert_eq!(app.count("policy_versions").await, 1, "a refusal wrote");
 
-    // Published, now: version 2 is in force, and publishing is audited as the operator.
+    // Published, now: version 2 is in force, and publishing is audited as the operator. Its
+    // reason is shown as text.
     let published = operator
         .post(
             "/policies",
             &[
                 ("document", V2_EDUCATION_NONPROFIT),
-                ("reason", "January 2024: education and nonprofit together"),
+                (
+                    "reason",
+                    "January 2024: education and nonprofit together <script>alert(1)</script>",
+                ),
                 ("action", "publish"),
             ],
         )
@@ -191,7 +204,11 @@ async fn an_operator_previews_a_draft_then_publishes_it_and_each_refusal_shows_a
         .await
         .assert_contains("Version 2 published.")
         .assert_contains("<td><a href=\"/policies/1\">Version 1</a></td><td>always (the rule book)</td><td>superseded</td>")
-        .assert_contains("<span class=\"allowed\">in force</span></td><td>January 2024: education and nonprofit together</td>");
+        .assert_contains("<span class=\"allowed\">in force</span></td><td>January 2024: education and nonprofit together &#60;script&#62;alert(1)&#60;/script&#62;</td>");
+    // A notice only for a version that exists.
+    let bogus = operator.get("/policies?published=9").await;
+    assert_eq!(bogus.status, StatusCode::OK);
+    assert!(!bogus.html.contains("published."), "{}", bogus.html);
     let actor: String =
         sqlx::query_scalar("select actor from events where event_type = 'policy_published'")
             .fetch_one(&app.pool)
