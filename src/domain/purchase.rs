@@ -105,7 +105,7 @@ impl std::fmt::Display for RuleViolation {
                 "The partner's profile does not list the {required} reseller qualification."
             ),
             Self::IndirectResellerWithoutProvider => f.write_str(
-                "An indirect reseller must be connected to an indirect provider to deliver education offers.",
+                "An indirect reseller must be connected to an indirect provider to deliver offers of this segment.",
             ),
             Self::CustomerNotQualified { required } => write!(
                 f,
