@@ -478,3 +478,40 @@ async fn show(
         document: serde_json::to_string_pretty(&document).unwrap_or_default(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone, Utc};
+
+    use super::standing;
+    use crate::{app::policies::PublishedPolicy, domain::Policy};
+
+    fn version(effective_from: Option<chrono::DateTime<Utc>>) -> PublishedPolicy {
+        PublishedPolicy {
+            policy: Policy::rule_book(),
+            effective_from,
+            reason: String::new(),
+            published_by: String::new(),
+            published_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_version_is_in_force_from_its_start_until_a_later_one_starts() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+        let versions = [
+            version(None),
+            version(Some(now - Duration::hours(1))),
+            version(Some(now)),
+            version(Some(now + Duration::seconds(1))),
+        ];
+        let standings: Vec<_> = (0..versions.len())
+            .map(|i| standing(&versions, i, now))
+            .collect();
+        assert_eq!(
+            standings,
+            ["superseded", "superseded", "in force", "scheduled"]
+        );
+        assert_eq!(standing(&versions[..1], 0, now), "in force");
+    }
+}
