@@ -14,7 +14,9 @@ use axum::{
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
-use super::{ConsoleError, Posted, Staff, actor_names, parse_id, render, render_status, view};
+use super::{
+    ConsoleError, Posted, Staff, actor_name, actor_names, parse_id, render, render_status, view,
+};
 use crate::{
     app::{
         self, Precondition,
@@ -434,7 +436,7 @@ async fn customer_page(
                     .iter()
                     .map(|(q, e)| (q.as_str().to_owned(), e.clone()))
                     .collect(),
-                actor: names.get(&h.actor).cloned().unwrap_or(h.actor),
+                actor: actor_name(&names, &h.actor),
                 reason: h.reason,
                 valid_from: view::when(&h.valid_from),
                 valid_to: h.valid_to.as_ref().map_or_else(|| "now".into(), view::when),
@@ -671,7 +673,7 @@ async fn change_qualifications(
                         .iter()
                         .map(|(q, e)| (q.as_str().to_owned(), e.clone()))
                         .collect(),
-                    actor: names.get(&current.actor).cloned().unwrap_or(current.actor),
+                    actor: actor_name(&names, &current.actor),
                     reason: current.reason,
                     valid_from: view::when(&current.valid_from),
                     valid_to: "now".into(),

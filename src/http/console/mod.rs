@@ -439,6 +439,11 @@ pub async fn actor_names<'a>(
     Ok(names)
 }
 
+/// How `id` is shown, from the names of [`actor_names`]; an actor it does not know, as its id.
+pub fn actor_name(names: &std::collections::HashMap<String, String>, id: &str) -> String {
+    names.get(id).cloned().unwrap_or_else(|| id.to_owned())
+}
+
 /// An id from a path, or 404: a mistyped id is a page that does not exist.
 pub fn parse_id(raw: &str) -> Result<Uuid, ConsoleError> {
     raw.parse().map_err(|_| ConsoleError::NotFound)

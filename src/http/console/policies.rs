@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{
-    ConsoleError, Posted, Staff, actor_names, render, render_status,
+    ConsoleError, Posted, Staff, actor_name, actor_names, render, render_status,
     view::{self, Chrome, product_kind_text, segment_text},
 };
 use crate::{
@@ -128,10 +128,7 @@ async fn policies_page(
             effective: effective(v),
             standing: standing(&versions, i, now),
             reason: v.reason.clone(),
-            published_by: names
-                .get(&v.published_by)
-                .cloned()
-                .unwrap_or_else(|| v.published_by.clone()),
+            published_by: actor_name(&names, &v.published_by),
             published_at: view::when(&v.published_at),
         })
         .collect();
@@ -235,21 +232,19 @@ async fn draft(
         .await
         .map(|preview| Some(preview_view(&preview))),
         (DraftAction::Publish, Some((reason, effective_from))) => {
-            let published = app::policies::publish(
-                &state.pool,
-                &staff.ctx,
-                Publication {
-                    document,
-                    effective_from,
-                    reason,
-                },
-            )
-            .await;
-            if let Ok(published) = published {
-                let version = published.policy.version();
-                return Ok(Redirect::to(&format!("/policies?published={version}")).into_response());
+            let publication = Publication {
+                document,
+                effective_from,
+                reason,
+            };
+            match app::policies::publish(&state.pool, &staff.ctx, publication).await {
+                Ok(published) => {
+                    let version = published.policy.version();
+                    let to = format!("/policies?published={version}");
+                    return Ok(Redirect::to(&to).into_response());
+                }
+                Err(e) => Err(e),
             }
-            published.map(|_| None)
         }
         // The document is checked too, so that its messages show with the fields'.
         (DraftAction::Publish, None) => app::policies::check(&staff.ctx, document).map(|_| None),
@@ -298,14 +293,16 @@ fn publication_fields(shown: &mut DraftForm) -> Option<(Reason, Option<DateTime<
     Some((reason.ok()?, effective_from?))
 }
 
+/// A qualification set in words: its qualifications, or that it has none.
+fn qualification_set_text(qualifications: &[SpecialQualification]) -> String {
+    if qualifications.is_empty() {
+        "None (commercial)".to_owned()
+    } else {
+        listing(qualifications.iter().map(|q| q.as_str()), "and")
+    }
+}
+
 fn preview_view(preview: &Preview) -> PreviewView {
-    let sets = |q: &[SpecialQualification]| {
-        if q.is_empty() {
-            "no special qualification".to_owned()
-        } else {
-            listing(q.iter().map(|q| q.as_str()), "and")
-        }
-    };
     let terms = |t: &[crate::domain::OfferTerms]| {
         listing(
             t.iter().map(|t| {
@@ -327,7 +324,10 @@ fn preview_view(preview: &Preview) -> PreviewView {
             .customers
             .items
             .iter()
-            .map(|c| format!("{} ({}): {}", c.name, c.id, sets(&c.set.qualifications())))
+            .map(|c| {
+                let set = qualification_set_text(&c.set.qualifications());
+                format!("{} ({}): {set}", c.name, c.id)
+            })
             .collect(),
         subscription_count: preview.subscriptions.count,
         subscription_items: preview
@@ -437,19 +437,12 @@ async fn show(
         standing: standing(&versions, index, Utc::now()),
         reason: published.reason.clone(),
         published_at: view::when(&published.published_at),
-        published_by: names
-            .get(&published.published_by)
-            .cloned()
-            .unwrap_or_else(|| published.published_by.clone()),
+        published_by: actor_name(&names, &published.published_by),
         sets: document
             .qualification_sets
             .iter()
             .map(|set| SetRow {
-                qualifications: if set.qualifications.is_empty() {
-                    "None (commercial)".to_owned()
-                } else {
-                    listing(set.qualifications.iter().map(|q| q.as_str()), "and")
-                },
+                qualifications: qualification_set_text(&set.qualifications),
                 may_buy: segments_text(&set.may_buy),
             })
             .collect(),

@@ -21,7 +21,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    ConsoleError, NoFields, Posted, Staff, actor_names, parse_id,
+    ConsoleError, NoFields, Posted, Staff, actor_name, actor_names, parse_id,
     partners::{after_id, more},
     render, render_status,
     view::{self, Chrome},
@@ -592,10 +592,7 @@ impl EndpointPage {
             href: endpoint_href(endpoint.id),
             back: list_href(endpoint.partner_id),
             owner: owner_name(state, staff, endpoint.partner_id).await?,
-            created_by: names
-                .get(&endpoint.created_by)
-                .cloned()
-                .unwrap_or_else(|| endpoint.created_by.clone()),
+            created_by: actor_name(&names, &endpoint.created_by),
             url: endpoint.url,
             description: endpoint.description,
             event_types: types_text(&endpoint.event_types),
