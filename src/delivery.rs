@@ -442,8 +442,10 @@ async fn attempt(settings: &Settings, client: &HttpClient, delivery: &Leased) ->
     }
 }
 
-/// Records a round's attempts and settles its deliveries, in one transaction: the attempts in one
-/// statement, the delivered ones in another, the rest (retries, `410 Gone`, failures) one by one.
+/// Records a round's attempts and settles its deliveries, in one transaction: the deliveries
+/// locked first, in key order (see [`db::webhooks::lock_round`]), then the attempts in one
+/// statement, the delivered ones in another, the rest (retries, `410 Gone`, failures) one by one,
+/// and last the endpoints to disable, in id order.
 async fn settle_round(
     pool: &PgPool,
     settings: &Settings,
@@ -463,6 +465,7 @@ async fn settle_round(
         })
         .collect();
     let mut tx = pool.begin().await?;
+    db::webhooks::lock_round(&mut *tx, &deliveries).await?;
     db::webhooks::record_attempts(&mut *tx, &deliveries, &attempts).await?;
     let delivered: Vec<&Leased> = leased
         .iter()
@@ -474,19 +477,15 @@ async fn settle_round(
         db::webhooks::settle_delivered(&mut *tx, &delivered, owner).await?;
     }
     let mut results = Vec::with_capacity(leased.len());
+    // An outcome that settles nothing (the lease was lost) disables nothing either: the delivery
+    // is someone else's now, or was asked for again with a fresh schedule.
+    let mut to_disable: Vec<(Uuid, &str)> = Vec::new();
     for (delivery, sent) in leased.iter().zip(sent) {
         let result = match sent.outcome.status {
             Some(status) if (200..300).contains(&status) => "delivered",
-            // An outcome that settles nothing (the lease was lost) disables nothing either: the
-            // delivery is someone else's now, or was asked for again with a fresh schedule.
             Some(410) => {
                 if db::webhooks::settle(&mut *tx, delivery, owner, "pending", None).await? {
-                    db::webhooks::disable_endpoint(
-                        &mut *tx,
-                        delivery.endpoint_id,
-                        "the endpoint answered 410 Gone",
-                    )
-                    .await?;
+                    to_disable.push((delivery.endpoint_id, "the endpoint answered 410 Gone"));
                 }
                 "gone"
             }
@@ -507,12 +506,10 @@ async fn settle_round(
                     }
                     None => {
                         if db::webhooks::settle(&mut *tx, delivery, owner, "failed", None).await? {
-                            db::webhooks::disable_endpoint(
-                                &mut *tx,
+                            to_disable.push((
                                 delivery.endpoint_id,
                                 "deliveries kept failing for the whole retry schedule",
-                            )
-                            .await?;
+                            ));
                         }
                         "failed"
                     }
@@ -520,6 +517,12 @@ async fn settle_round(
             }
         };
         results.push(result);
+    }
+    // The first reason of each endpoint is the one recorded.
+    to_disable.sort_by_key(|(endpoint, _)| *endpoint);
+    to_disable.dedup_by_key(|(endpoint, _)| *endpoint);
+    for (endpoint, reason) in to_disable {
+        db::webhooks::disable_endpoint(&mut *tx, endpoint, reason).await?;
     }
     tx.commit().await?;
     let now = std::time::SystemTime::now()

@@ -127,7 +127,29 @@ pub async fn disable_endpoint(db: impl PgExecutor<'_>, id: Uuid, reason: &str) -
 
 /// Enables a disabled endpoint; whether it was disabled. Its pending deliveries are sent again;
 /// what happened while it was disabled was not queued for it (see [`notices_to_redeliver`]).
+///
+/// Its deliveries are locked before the endpoint, in key order: the order of every writer of both
+/// (see [`lock_round`]), so that a sender settling one of them and disabling the endpoint cannot
+/// deadlock with this.
 pub async fn enable_endpoint(db: &mut sqlx::PgConnection, id: Uuid) -> Result<bool> {
+    // Its pending deliveries start their schedules over: after a long outage, one near the end of
+    // its schedule would otherwise disable the endpoint again at its first failure.
+    sqlx::query!(
+        "with pending as (
+             select chain_id, endpoint_id, chain_seq from webhook_deliveries -- fan-out: webhook dispatch
+             where endpoint_id = $1 and state = 'pending'
+               and exists (select 1 from webhook_endpoints where id = $1 and disabled_at is not null)
+             order by chain_id, endpoint_id, chain_seq
+             for no key update
+         )
+         update webhook_deliveries d set retry_base = d.attempts
+         from pending p
+         where d.chain_id = p.chain_id and d.endpoint_id = p.endpoint_id and d.chain_seq = p.chain_seq",
+        id
+    )
+    .execute(&mut *db)
+    .await
+    .context("webhooks::enable_endpoint")?;
     let done = sqlx::query!(
         "update webhook_endpoints set disabled_at = null, disabled_reason = null
          where id = $1 and disabled_at is not null",
@@ -136,20 +158,7 @@ pub async fn enable_endpoint(db: &mut sqlx::PgConnection, id: Uuid) -> Result<bo
     .execute(&mut *db)
     .await
     .context("webhooks::enable_endpoint")?;
-    if done.rows_affected() == 0 {
-        return Ok(false);
-    }
-    // Its pending deliveries start their schedules over: after a long outage, one near the end of
-    // its schedule would otherwise disable the endpoint again at its first failure.
-    sqlx::query!(
-        "update webhook_deliveries set retry_base = attempts -- fan-out: webhook dispatch
-         where endpoint_id = $1 and state = 'pending'",
-        id
-    )
-    .execute(&mut *db)
-    .await
-    .context("webhooks::enable_endpoint")?;
-    Ok(true)
+    Ok(done.rows_affected() == 1)
 }
 
 /// Replaces the signing key; the old one keeps signing until `overlap_until`.
@@ -475,11 +484,14 @@ pub struct Queue {
     pub bodies: Vec<String>,
 }
 
-/// Queues deliveries (each once: the chain position is the key), in one statement.
+/// Queues deliveries (each once: the chain position is the key), in one statement, in key order
+/// (see [`lock_round`]).
 pub async fn queue_all(db: impl PgExecutor<'_>, q: &Queue) -> Result<u64> {
     let done = sqlx::query!(
         "insert into webhook_deliveries (chain_id, endpoint_id, chain_seq, event_id, event_type, body)
          select * from unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[])
+                    as q(c, e, s, i, t, b)
+         order by c, e, s
          on conflict do nothing",
         &q.chains,
         &q.endpoints,
@@ -577,7 +589,7 @@ pub async fn notices_to_redeliver(
 /// again (their attempts stay on record). One in flight loses its owner, so that attempt's outcome
 /// settles nothing, but keeps its lease's end: it is sent again once that attempt is over, never
 /// beside it (nor is the customer's next notice released meanwhile). `bodies` pairs with
-/// `notices`.
+/// `notices`. Rows are written in key order, not the notices' (see [`lock_round`]).
 pub async fn requeue(
     db: impl PgExecutor<'_>,
     endpoint: Uuid,
@@ -591,6 +603,7 @@ pub async fn requeue(
     let done = sqlx::query!(
         "insert into webhook_deliveries (chain_id, endpoint_id, chain_seq, event_id, event_type, body)
          select c, $1, s, i, t, b from unnest($2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[]) as n(c, s, i, t, b)
+         order by c, s
          on conflict (chain_id, endpoint_id, chain_seq) do update
          set state = 'pending', next_attempt_at = now(), retry_base = webhook_deliveries.attempts,
              delivered_at = null, lease_owner = null",
@@ -759,6 +772,32 @@ pub struct Attempt<'a> {
     pub error: Option<&'a str>,
     /// The first bytes of the response body.
     pub body_prefix: Option<&'a str>,
+}
+
+/// Locks a sending round's deliveries, in key order, before its outcomes are written.
+///
+/// Every transaction that writes several deliveries takes their row locks in key order
+/// (`chain_id, endpoint_id, chain_seq`) and deliveries before endpoints: queueing, redelivery,
+/// enabling an endpoint and settling a round. Without one order, two of them locking the same
+/// rows in opposite orders deadlock, and one fails (a redelivery answered 500).
+pub async fn lock_round(db: impl PgExecutor<'_>, deliveries: &[&Leased]) -> Result<()> {
+    let chains: Vec<Uuid> = deliveries.iter().map(|d| d.chain_id).collect();
+    let endpoints: Vec<Uuid> = deliveries.iter().map(|d| d.endpoint_id).collect();
+    let seqs: Vec<i64> = deliveries.iter().map(|d| d.chain_seq).collect();
+    sqlx::query!(
+        "select 1 as locked from webhook_deliveries d -- fan-out: webhook dispatch
+         join unnest($1::uuid[], $2::uuid[], $3::bigint[]) as n(chain_id, endpoint_id, chain_seq)
+           on d.chain_id = n.chain_id and d.endpoint_id = n.endpoint_id and d.chain_seq = n.chain_seq
+         order by d.chain_id, d.endpoint_id, d.chain_seq
+         for no key update of d",
+        &chains,
+        &endpoints,
+        &seqs,
+    )
+    .fetch_all(db)
+    .await
+    .context("webhooks::lock_round")?;
+    Ok(())
 }
 
 /// Records the attempts of one sending round, `attempts` pairing with `deliveries`, in one

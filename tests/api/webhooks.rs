@@ -1028,3 +1028,158 @@ async fn an_attempt_whose_delivery_was_redelivered_meanwhile_neither_settles_it_
         "sent beside the slow attempt"
     );
 }
+
+/// Waits until a statement of the service that is `like` the pattern waits for a lock.
+async fn waits_for_a_lock(app: &TestApp, like: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: bool = sqlx::query_scalar(
+            "select exists (select 1 from pg_stat_activity
+                            where datname = current_database() and wait_event_type = 'Lock'
+                              and query like $1)",
+        )
+        .bind(like)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        if waiting {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no statement like `{like}` came to wait for a lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Whether the rows `select … for update nowait` names could be locked now, none held by another
+/// transaction (the lock is released at once).
+async fn lockable(app: &TestApp, select_for_update_nowait: &str, id: Uuid) -> bool {
+    let mut probe = app.pool.begin().await.unwrap();
+    match sqlx::query(select_for_update_nowait)
+        .bind(id)
+        .fetch_all(&mut *probe)
+        .await
+    {
+        Ok(_) => true,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => false,
+        Err(e) => panic!("{select_for_update_nowait}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn a_redelivery_locks_its_deliveries_in_key_order_not_in_the_order_they_happened() {
+    let app = spawn_app().await;
+    let started = chrono::Utc::now();
+    let a = app.create_qualified_partner().await;
+    let admin = issue_token(&app.pool, Role::GlobalAdmin, Some(a)).await;
+    let (receiver, url) = Receiver::start(Behaviour::Ok).await;
+    let endpoint = register(&app, &admin, &receiver, &url, &["customer.linked"]).await;
+    let (one, two) = (
+        app.create_customer(&[]).await,
+        app.create_customer(&[]).await,
+    );
+    let (first_key, second_key) = (one.min(two), one.max(two));
+    // The second in key order happens first.
+    app.link(second_key, a).await;
+    app.link(first_key, a).await;
+    settled(&app).await;
+
+    // Another transaction holds the first delivery in key order; the range's redelivery waits.
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("select 1 from webhook_deliveries where chain_id = $1 for update")
+        .bind(first_key)
+        .fetch_all(&mut *holder)
+        .await
+        .unwrap();
+    let redelivery = as_token(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/webhook-endpoints/{endpoint}/redeliver"),
+        &admin,
+    )
+    .json(&json!({"since": started}))
+    .send();
+    let redelivery = tokio::spawn(redelivery);
+    waits_for_a_lock(&app, "%insert into webhook_deliveries%").await;
+    // It waits before locking the other one: a transaction locking both in key order (a sender
+    // settling its round) cannot deadlock with it.
+    assert!(
+        lockable(
+            &app,
+            "select 1 from webhook_deliveries where chain_id = $1 for update nowait",
+            second_key
+        )
+        .await,
+        "the redelivery locked the later key first"
+    );
+    holder.rollback().await.unwrap();
+    let reply = redelivery.await.unwrap().unwrap();
+    assert_eq!(reply.status(), 202);
+    settled(&app).await;
+    assert_eq!(receiver.got().len(), 4);
+}
+
+#[tokio::test]
+async fn enabling_an_endpoint_locks_its_deliveries_before_the_endpoint() {
+    let app = spawn_app().await;
+    let a = app.create_qualified_partner().await;
+    let admin = issue_token(&app.pool, Role::GlobalAdmin, Some(a)).await;
+    let (receiver, url) = Receiver::start(Behaviour::Ok).await;
+    let endpoint = register(&app, &admin, &receiver, &url, &["customer.linked"]).await;
+    let customer = app.create_customer(&[]).await;
+    app.link(customer, a).await;
+    let event = latest_event(&app, customer, "customer_partner_linked").await;
+    settled(&app).await;
+    let post = |path: String, body: Value| {
+        as_token(&app, reqwest::Method::POST, &path, &admin)
+            .json(&body)
+            .send()
+    };
+    let disabled = post(
+        format!("/v1/webhook-endpoints/{endpoint}/disable"),
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(disabled.status(), 200);
+    // Queued again while disabled: pending, and sent once enabled.
+    let queued = post(
+        format!("/v1/webhook-endpoints/{endpoint}/redeliver"),
+        json!({"event_id": event}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(queued.status(), 202);
+
+    // Another transaction holds the pending delivery; enabling waits for it.
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("select 1 from webhook_deliveries where endpoint_id = $1 for update")
+        .bind(endpoint)
+        .fetch_all(&mut *holder)
+        .await
+        .unwrap();
+    let enabling = tokio::spawn(post(
+        format!("/v1/webhook-endpoints/{endpoint}/enable"),
+        json!({}),
+    ));
+    waits_for_a_lock(&app, "%update webhook_deliveries%").await;
+    // Without the endpoint's row: a sender that settles that delivery and then disables the
+    // endpoint cannot deadlock with it.
+    assert!(
+        lockable(
+            &app,
+            "select 1 from webhook_endpoints where id = $1 for update nowait",
+            endpoint
+        )
+        .await,
+        "enabling locked the endpoint before its deliveries"
+    );
+    holder.rollback().await.unwrap();
+    let enabled = enabling.await.unwrap().unwrap();
+    assert_eq!(enabled.status(), 200);
+    settled(&app).await;
+    assert_eq!(delivery_of(&app, endpoint, event).await.0, "delivered");
+    assert_eq!(receiver.got().len(), 2);
+}
