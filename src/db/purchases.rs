@@ -148,7 +148,10 @@ async fn related_history(
              exists(select 1 from subscriptions where customer_id = $1 and segment = 'gcc') as "gcc_history!",
              t.at as "decided_at!", p.version as policy_version, p.digest as policy_digest
            from (select clock_timestamp() as at) t
-           join policy_versions p on p.version = policy_version_at(t.at)"#,
+           -- policy_version_at(t.at), inlined: one index probe instead of a function call
+           cross join lateral (select version, digest from policy_versions
+                               where effective_from <= t.at
+                               order by effective_from desc limit 1) p"#,
         customer.0,
         partner.0
     )

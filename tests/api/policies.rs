@@ -323,6 +323,42 @@ async fn the_database_refuses_a_subscription_decided_under_a_version_not_in_forc
     assert_eq!(version, 2);
 }
 
+#[tokio::test]
+async fn the_database_refuses_a_special_subscription_whose_offer_the_version_in_force_does_not_sell()
+ {
+    let app = spawn_app().await;
+    let partner = app.create_qualified_partner().await;
+    let customer = app.create_customer(&["education"]).await;
+    // Version 2 also sells education as perpetual software; version 3 no longer does.
+    let mut v2 = v2();
+    v2["special_segments"][0]["product_kinds"] = json!(["license_based", "perpetual_software"]);
+    publish(&app, v2.clone(), None).await;
+    let perpetual = app.create_offer("education", "perpetual_software").await;
+    let licensed = app.create_offer("education", "license_based").await;
+    let mut v3 = v2;
+    v3["version"] = json!(3);
+    v3["special_segments"][0]["product_kinds"] = json!(["license_based"]);
+    publish(&app, v3, None).await;
+
+    let insert =
+        "insert into subscriptions (id, customer_id, partner_id, offer_id, segment, quantity)
+                  values ($1, $2, $3, $4, 'education', 1)";
+    let raw = |offer: Uuid| {
+        sqlx::query(insert)
+            .bind(Uuid::now_v7())
+            .bind(customer)
+            .bind(partner)
+            .bind(offer)
+    };
+    let err = raw(perpetual).execute(&app.pool).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("subscriptions_product_kind_sellable"),
+        "{err}"
+    );
+    raw(licensed).execute(&app.pool).await.unwrap();
+}
+
 /// Purchases race two switch-overs on two instances: one scheduled ahead, one effective at once
 /// (its publication waits for the decisions in flight). Every decision is made under the version in
 /// force at the instant it records, however the requests interleave with the publications.
