@@ -7,7 +7,10 @@
 # template database with its own binaries (loadgen seed: the same dataset), so each runs on the
 # schema it shipped with. Then alternates runs (RUNS="base new base new new base"), each on a fresh
 # copy of its side's template, so the machine's noise hits both: the release service driven by the
-# load generator. Prints one row per run and the ratio of the means, new / base.
+# load generator. Prints one row per run and the ratio of the means, new / base, with the CPU time
+# each purchase cost the service and PostgreSQL (its processes' user + system time over the run:
+# on this 2-core machine they share the cores with the load generator, so CPU per purchase is what
+# decides throughput, and it is less noisy than throughput).
 #
 # Usage: BASE_REV=main scripts/bench-before-after.sh   CLIENTS=32 SECONDS_PER_RUN=20 SCENARIO=spread
 #        RUNS="base new base new new base"
@@ -53,10 +56,20 @@ for side in base new; do
 done
 
 printf '%s\n' "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(psql -Atc 'select version()' | cut -d, -f1); base $(git rev-parse --short "$base_rev"), new $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+changes'); $scenario, $clients clients, ${seconds} s per run, pool $pool"
-echo "| run | side | load (1 min) | req/s | ms p50 / p95 / p99 / max | 5xx | deadlocks | GCC violations |"
-echo "|---|---|---|---|---|---|---|---|"
-declare -A sum count
+echo "| run | side | load (1 min) | req/s | ms p50 / p95 / p99 / max | 5xx | deadlocks | GCC violations | CPU µs per purchase: service / PostgreSQL |"
+echo "|---|---|---|---|---|---|---|---|---|"
+declare -A sum count cpu_service cpu_postgres
 i=0
+# User + system CPU time, in ms, of the given processes (those still alive).
+cpu_ms() {
+    local ticks=0 pid stat
+    for pid in "$@"; do
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+        stat=${stat##*) }
+        ticks=$((ticks + $(cut -d' ' -f12 <<< "$stat") + $(cut -d' ' -f13 <<< "$stat")))
+    done
+    echo $((ticks * 1000 / $(getconf CLK_TCK)))
+}
 for side in $runs; do
     i=$((i + 1))
     [ -n "${bin[$side]:-}" ] || { echo "unknown run $side (base or new)" >&2; exit 2; }
@@ -67,17 +80,30 @@ for side in $runs; do
         "${bin[$side]}" serve > "$out/service-$i-$side.log" 2>&1 &
     pid=$!
     for _ in $(seq 1 50); do curl -fsS "http://$bind/readyz" >/dev/null 2>&1 && break; sleep 0.2; done
+    service0=$(cpu_ms "$pid") postgres0=$(cpu_ms $(pgrep -u postgres))
     "${loadgen[$side]}" --database-url "$server/$db" run --url "http://$bind" --scenario "$scenario" \
         --clients "$clients" --seconds "$seconds" > "$out/loadgen-$i-$side.txt"
+    # Before the service stops, while its connections' backends are alive (a backend that started
+    # during the run counts from zero, one that ended during it is missed: a few autovacuum workers).
+    service_ms=$(( $(cpu_ms "$pid") - service0 )) postgres_ms=$(( $(cpu_ms $(pgrep -u postgres)) - postgres0 ))
     kill "$pid"; wait "$pid" || true; pid=
     result=$(grep '^RESULT' "$out/loadgen-$i-$side.txt")
     get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< "$result"; }
     rps=$(get rps)
     sum[$side]=$(awk -v a="${sum[$side]:-0}" -v b="$rps" 'BEGIN { print a + b }')
     count[$side]=$(( ${count[$side]:-0} + 1 ))
-    echo "| $i | $side | $load | $rps | $(get p50) / $(get p95) / $(get p99) / $(get max) | $(get 5xx) | $(get deadlocks) | $(get gcc_violations) |"
+    purchases=$(awk -v r="$rps" -v s="$seconds" 'BEGIN { print r * s }')
+    per_purchase() { awk -v ms="$1" -v n="$purchases" 'BEGIN { printf "%.0f", ms * 1000 / n }'; }
+    cpu_service[$side]=$(awk -v a="${cpu_service[$side]:-0}" -v b="$(per_purchase "$service_ms")" 'BEGIN { print a + b }')
+    cpu_postgres[$side]=$(awk -v a="${cpu_postgres[$side]:-0}" -v b="$(per_purchase "$postgres_ms")" 'BEGIN { print a + b }')
+    echo "| $i | $side | $load | $rps | $(get p50) / $(get p95) / $(get p99) / $(get max) | $(get 5xx) | $(get deadlocks) | $(get gcc_violations) | $(per_purchase "$service_ms") / $(per_purchase "$postgres_ms") |"
 done
 echo
 awk -v sb="${sum[base]:-0}" -v nb="${count[base]:-0}" -v sn="${sum[new]:-0}" -v nn="${count[new]:-0}" 'BEGIN {
     if (nb == 0 || nn == 0) exit;
     printf "mean req/s: base %.0f, new %.0f; new / base = **%.3f**\n", sb / nb, sn / nn, (sn / nn) / (sb / nb) }'
+awk -v sb="${cpu_service[base]:-0}" -v pb="${cpu_postgres[base]:-0}" -v nb="${count[base]:-0}" \
+    -v sn="${cpu_service[new]:-0}" -v pn="${cpu_postgres[new]:-0}" -v nn="${count[new]:-0}" 'BEGIN {
+    if (nb == 0 || nn == 0) exit;
+    printf "mean CPU µs per purchase, service / PostgreSQL: base %.0f / %.0f, new %.0f / %.0f\n",
+        sb / nb, pb / nb, sn / nn, pn / nn }'
