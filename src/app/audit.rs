@@ -41,6 +41,8 @@ pub struct EventQuery {
     pub actor: Option<String>,
     /// Events of this type.
     pub event_type: Option<EventType>,
+    /// Events naming this policy version: decisions made under it, and its publication.
+    pub policy_version: Option<i32>,
     /// Events that occurred at or after this instant.
     pub from: Option<DateTime<Utc>>,
     /// Events that occurred before this instant.
@@ -63,6 +65,7 @@ impl EventQuery {
             partner_id: self.partner_id.map(|p| p.0),
             actor: self.actor.clone(),
             event_type: self.event_type.map(EventType::as_str),
+            policy_version: self.policy_version,
         }
     }
 }
@@ -135,6 +138,7 @@ pub async fn event(pool: &PgPool, ctx: &RequestContext, id: Uuid) -> Result<Opti
         partner_id: None,
         actor: None,
         event_type: None,
+        policy_version: None,
     };
     let mut tx = db::audit::begin_search(pool).await?;
     let row = db::audit::events(&mut tx, &filter, Some(1))

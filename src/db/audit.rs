@@ -59,6 +59,8 @@ pub struct EventFilter {
     pub actor: Option<String>,
     /// Only events of this type.
     pub event_type: Option<&'static str>,
+    /// Only events naming this policy version (decisions made under it, its publication).
+    pub policy_version: Option<i32>,
 }
 
 /// Begins the read-only transaction that [`events`] runs in.
@@ -101,6 +103,8 @@ pub fn events<'e>(
              and ($4::uuid is null or partner_id = $4)
              and ($5::text is null or actor = $5)
              and ($6::text is null or event_type = $6)
+             and ($8::integer is null
+                  or (payload ? 'policy_version' and (payload ->> 'policy_version')::integer = $8))
            order by id desc
            limit $7"#,
         filter.ids_from,
@@ -109,7 +113,8 @@ pub fn events<'e>(
         filter.partner_id,
         filter.actor.as_deref(),
         filter.event_type,
-        limit
+        limit,
+        filter.policy_version
     )
     .fetch(db)
     .map(|row| row.context("audit::events"))

@@ -88,6 +88,9 @@ struct EventParams {
     actor: Option<String>,
     #[serde(rename = "type")]
     event_type: Option<EventType>,
+    /// Events naming this policy version: decisions made under it, and its publication.
+    #[param(minimum = 1, maximum = 2147483647)]
+    policy_version: Option<u32>,
     /// RFC 3339; events at or after it.
     #[serde(default, deserialize_with = "super::extract::optional_instant")]
     from: Option<DateTime<Utc>>,
@@ -119,8 +122,17 @@ impl EventParams {
                 "actor must be 1 to {MAX_ACTOR_CHARS} printable characters"
             )));
         }
+        let policy_version = self
+            .policy_version
+            .map(|v| {
+                i32::try_from(v).ok().filter(|v| *v >= 1).ok_or_else(|| {
+                    ApiError::invalid_query("policy_version is a version number, from 1")
+                })
+            })
+            .transpose()?;
         Ok(EventQuery {
             customer_id: self.customer_id,
+            policy_version,
             partner_id: self.partner_id,
             actor: self.actor.clone(),
             event_type: self.event_type,

@@ -100,14 +100,33 @@ async fn the_2024_version_lets_a_customer_be_education_and_nonprofit_and_buy_bot
     .unwrap();
     assert_eq!(chain, Uuid::from_u128(1));
     assert_eq!(payload["policy_version"], 2);
-    let decided_under_2: i64 = sqlx::query_scalar(
-        "select count(*) from events where (payload ->> 'policy_version')::integer = 2
-           and event_type = 'subscription_created'",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(decided_under_2, 2);
+    let auditor = &app;
+    let named = |version: &str| {
+        let path = format!("/v1/audit/events?policy_version={version}");
+        async move {
+            let found = auditor.get(&path).await;
+            assert_eq!(found.status, StatusCode::OK, "{:#}", found.body);
+            found.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["type"].as_str().unwrap().to_owned())
+                .collect::<Vec<String>>()
+        }
+    };
+    let under_2 = named("2").await;
+    let count = |types: &[String], t: &str| types.iter().filter(|x| *x == t).count();
+    assert_eq!(count(&under_2, "subscription_created"), 2, "{under_2:?}");
+    assert_eq!(count(&under_2, "policy_published"), 1, "{under_2:?}");
+    assert!(
+        !under_2.contains(&"customer_partner_linked".to_owned()),
+        "{under_2:?}"
+    );
+    let under_1 = named("1").await;
+    assert_eq!(count(&under_1, "subscription_created"), 0, "{under_1:?}");
+    app.get("/v1/audit/events?policy_version=0")
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST, "invalid_query_parameter");
 }
 
 #[tokio::test]

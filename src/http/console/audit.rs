@@ -61,6 +61,7 @@ struct RawFilters {
     partner_id: String,
     actor: String,
     event_type: String,
+    policy_version: String,
     from: String,
     to: String,
     after: String,
@@ -81,6 +82,7 @@ impl RawFilters {
                 "partner_id" => &mut raw.partner_id,
                 "actor" => &mut raw.actor,
                 "type" => &mut raw.event_type,
+                "policy_version" => &mut raw.policy_version,
                 "from" => &mut raw.from,
                 "to" => &mut raw.to,
                 "after" => &mut raw.after,
@@ -122,6 +124,7 @@ struct Filters {
     partner_id: Field,
     actor: Field,
     event_type: Field,
+    policy_version: Field,
     from: Field,
     to: Field,
     /// A problem with the page link itself (the cursor), shown above the results.
@@ -135,6 +138,7 @@ impl Filters {
             &self.partner_id,
             &self.actor,
             &self.event_type,
+            &self.policy_version,
             &self.from,
             &self.to,
         ]
@@ -152,6 +156,7 @@ fn check(raw: &RawFilters) -> (Filters, Option<EventQuery>) {
         partner_id: Field::new(&raw.partner_id),
         actor: Field::new(&raw.actor),
         event_type: Field::new(&raw.event_type),
+        policy_version: Field::new(&raw.policy_version),
         from: Field::new(&raw.from),
         to: Field::new(&raw.to),
         cursor_error: None,
@@ -186,6 +191,14 @@ fn check(raw: &RawFilters) -> (Filters, Option<EventQuery>) {
             Err(_) => filters
                 .event_type
                 .fail("Not an event type: choose one from the list."),
+        }
+    }
+    if !filters.policy_version.value.is_empty() {
+        match filters.policy_version.value.parse::<i32>() {
+            Ok(v) if v >= 1 => query.policy_version = Some(v),
+            _ => filters
+                .policy_version
+                .fail("Not a policy version: a whole number, from 1."),
         }
     }
     query.from = instant(&mut filters.from);
@@ -267,6 +280,9 @@ fn query_string(query: &EventQuery) -> String {
     }
     if let Some(t) = query.event_type {
         pairs.push(("type", t.as_str().to_owned()));
+    }
+    if let Some(v) = query.policy_version {
+        pairs.push(("policy_version", v.to_string()));
     }
     let exact = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     if let Some(from) = query.from {

@@ -174,6 +174,14 @@ async fn auditors_search_with_every_filter_and_read_who_acted_in_words() {
     assert_eq!(future.status, StatusCode::OK);
     assert_eq!(rows(&future.html), 0);
     future.assert_contains("value=\"2999-01-01T00:00:00\"");
+    // By policy version: what was decided under it, as the API finds it.
+    let under_1 = auditor.get("/audit?policy_version=1").await;
+    assert_eq!(
+        rows(&under_1.html),
+        event_ids(&app, "policy_version=1").await.len()
+    );
+    assert!(rows(&under_1.html) >= 2, "{}", under_1.html);
+    assert_eq!(rows(&auditor.get("/audit?policy_version=2").await.html), 0);
     // Filters combine.
     let both = auditor
         .get(&format!(
@@ -189,7 +197,7 @@ async fn bad_filter_values_are_shown_next_to_their_fields_and_nothing_is_searche
     let app = spawn_app().await;
     let auditor = signed_in(&app, Role::Auditor, None).await;
     let page = auditor
-        .get("/audit?customer_id=42&partner_id=x&type=purchase_made&from=yesterday&to=2026-13-40T00:00&actor=")
+        .get("/audit?customer_id=42&partner_id=x&type=purchase_made&policy_version=0&from=yesterday&to=2026-13-40T00:00&actor=")
         .await;
     assert_eq!(
         page.status,
@@ -197,7 +205,14 @@ async fn bad_filter_values_are_shown_next_to_their_fields_and_nothing_is_searche
         "{}",
         page.html
     );
-    for field in ["customer_id", "partner_id", "type", "from", "to"] {
+    for field in [
+        "customer_id",
+        "partner_id",
+        "type",
+        "policy_version",
+        "from",
+        "to",
+    ] {
         page.assert_contains(&format!(
             "<span class=\"field-error\" id=\"{field}-error\">"
         ));
@@ -205,6 +220,7 @@ async fn bad_filter_values_are_shown_next_to_their_fields_and_nothing_is_searche
     }
     page.assert_contains("Not a customer id")
         .assert_contains("Not an event type")
+        .assert_contains("Not a policy version")
         .assert_contains("value=\"42\"")
         .assert_contains("“yesterday” is not a date and time")
         .assert_contains(
