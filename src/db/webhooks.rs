@@ -128,26 +128,18 @@ pub async fn disable_endpoint(db: impl PgExecutor<'_>, id: Uuid, reason: &str) -
 /// Enables a disabled endpoint; whether it was disabled. Its pending deliveries are sent again;
 /// what happened while it was disabled was not queued for it (see [`notices_to_redeliver`]).
 ///
-/// Its deliveries are locked before the endpoint, in key order: the order of every writer of both
-/// (see [`lock_round`]), so that a sender settling one of them and disabling the endpoint cannot
-/// deadlock with this.
+/// Its pending deliveries are locked before the endpoint, in key order: the order of every writer
+/// of both (see [`lock_round`]), so that a sender settling one of them and disabling the endpoint
+/// cannot deadlock with this.
 pub async fn enable_endpoint(db: &mut sqlx::PgConnection, id: Uuid) -> Result<bool> {
-    // Its pending deliveries start their schedules over: after a long outage, one near the end of
-    // its schedule would otherwise disable the endpoint again at its first failure.
-    sqlx::query!(
-        "with pending as (
-             select chain_id, endpoint_id, chain_seq from webhook_deliveries -- fan-out: webhook dispatch
-             where endpoint_id = $1 and state = 'pending'
-               and exists (select 1 from webhook_endpoints where id = $1 and disabled_at is not null)
-             order by chain_id, endpoint_id, chain_seq
-             for no key update
-         )
-         update webhook_deliveries d set retry_base = d.attempts
-         from pending p
-         where d.chain_id = p.chain_id and d.endpoint_id = p.endpoint_id and d.chain_seq = p.chain_seq",
+    let pending = sqlx::query!(
+        "select chain_id, chain_seq from webhook_deliveries -- fan-out: webhook dispatch
+         where endpoint_id = $1 and state = 'pending'
+         order by chain_id, endpoint_id, chain_seq
+         for no key update",
         id
     )
-    .execute(&mut *db)
+    .fetch_all(&mut *db)
     .await
     .context("webhooks::enable_endpoint")?;
     let done = sqlx::query!(
@@ -158,7 +150,29 @@ pub async fn enable_endpoint(db: &mut sqlx::PgConnection, id: Uuid) -> Result<bo
     .execute(&mut *db)
     .await
     .context("webhooks::enable_endpoint")?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    // Its pending deliveries start their schedules over: after a long outage, one near the end of
+    // its schedule would otherwise disable the endpoint again at its first failure. Only the rows
+    // locked above: any other is new since, queued with a fresh schedule.
+    let (chains, seqs): (Vec<Uuid>, Vec<i64>) = pending
+        .into_iter()
+        .map(|d| (d.chain_id, d.chain_seq))
+        .unzip();
+    sqlx::query!(
+        "update webhook_deliveries d set retry_base = d.attempts -- fan-out: webhook dispatch
+         from unnest($2::uuid[], $3::bigint[]) as n(chain_id, chain_seq)
+         where d.chain_id = n.chain_id and d.endpoint_id = $1 and d.chain_seq = n.chain_seq
+           and d.state = 'pending'",
+        id,
+        &chains,
+        &seqs
+    )
+    .execute(&mut *db)
+    .await
+    .context("webhooks::enable_endpoint")?;
+    Ok(true)
 }
 
 /// Replaces the signing key; the old one keeps signing until `overlap_until`.
@@ -776,10 +790,11 @@ pub struct Attempt<'a> {
 
 /// Locks a sending round's deliveries, in key order, before its outcomes are written.
 ///
-/// Every transaction that writes several deliveries takes their row locks in key order
-/// (`chain_id, endpoint_id, chain_seq`) and deliveries before endpoints: queueing, redelivery,
-/// enabling an endpoint and settling a round. Without one order, two of them locking the same
-/// rows in opposite orders deadlock, and one fails (a redelivery answered 500).
+/// Every transaction that writes several deliveries and may wait for them takes their row locks
+/// in key order (`chain_id, endpoint_id, chain_seq`) and deliveries before endpoints: queueing,
+/// redelivery, enabling an endpoint and settling a round ([`lease`] never waits: it skips locked
+/// rows). Without one order, two of them locking the same rows in opposite orders deadlock, and
+/// one fails (a redelivery answered 500).
 pub async fn lock_round(db: impl PgExecutor<'_>, deliveries: &[&Leased]) -> Result<()> {
     let chains: Vec<Uuid> = deliveries.iter().map(|d| d.chain_id).collect();
     let endpoints: Vec<Uuid> = deliveries.iter().map(|d| d.endpoint_id).collect();

@@ -1164,7 +1164,7 @@ async fn enabling_an_endpoint_locks_its_deliveries_before_the_endpoint() {
         format!("/v1/webhook-endpoints/{endpoint}/enable"),
         json!({}),
     ));
-    waits_for_a_lock(&app, "%update webhook_deliveries%").await;
+    waits_for_a_lock(&app, "%webhook_deliveries%").await;
     // Without the endpoint's row: a sender that settles that delivery and then disables the
     // endpoint cannot deadlock with it.
     assert!(
