@@ -5,7 +5,8 @@
 -- on the row of the version in force, the one row all purchases share, so concurrent purchases
 -- made a MultiXact of it at each insert and dirtied its page. The trigger below refuses any
 -- version but the one in force at created_at, and published versions are never updated or deleted
--- (policy_versions_immutable), so the key protected nothing more.
+-- (policy_versions_immutable), so the key protected nothing more. (A superuser who disables user
+-- triggers now disables this check too; the key would have stayed.)
 alter table subscriptions drop constraint subscriptions_policy_version_fkey;
 
 -- The backstop of R1 and R4, as before (it takes the customer's row lock, then POLICY_LOCK shared),
@@ -62,7 +63,9 @@ $$;
 
 -- The audit log's search by policy version keeps an index, a BRIN one: versions only rise with
 -- time and events are appended in time order, so each block range holds one or two versions. The
--- B-tree it replaces took an insert on its rightmost page, with WAL, at every purchase.
+-- B-tree it replaces took an insert on its rightmost page, with WAL, at every purchase. Block
+-- ranges are summarised as they fill (autosummarize), not only by the next vacuum.
 drop index events_policy_version_idx;
-create index events_policy_version_brin on events using brin (((payload ->> 'policy_version')::integer))
+create index events_policy_version_idx on events using brin (((payload ->> 'policy_version')::integer))
+    with (autosummarize = on)
     where payload ? 'policy_version';

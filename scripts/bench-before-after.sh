@@ -8,9 +8,10 @@
 # schema it shipped with. Then alternates runs (RUNS="base new base new new base"), each on a fresh
 # copy of its side's template, so the machine's noise hits both: the release service driven by the
 # load generator. Prints one row per run and the ratio of the means, new / base, with the CPU time
-# each purchase cost the service and PostgreSQL (its processes' user + system time over the run:
-# on this 2-core machine they share the cores with the load generator, so CPU per purchase is what
-# decides throughput, and it is less noisy than throughput).
+# each purchase cost the service and PostgreSQL (their processes' user + system time over the run,
+# the load generator's warm-up second included, divided by the purchases of the measured seconds:
+# compare sides at one run length). When the machine is saturated it mostly mirrors throughput;
+# its split between service and PostgreSQL, and runs below saturation, say more.
 #
 # Usage: BASE_REV=main scripts/bench-before-after.sh   CLIENTS=32 SECONDS_PER_RUN=20 SCENARIO=spread
 #        RUNS="base new base new new base"

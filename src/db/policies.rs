@@ -81,7 +81,10 @@ pub async fn in_force_now(db: impl PgExecutor<'_>) -> Result<Decision> {
     let row = sqlx::query!(
         r#"select t.at as "at!", p.version, p.digest
            from (select clock_timestamp() as at) t
-           join policy_versions p on p.version = policy_version_at(t.at)"#
+           -- policy_version_at(t.at), inlined: one index probe instead of a function call
+           cross join lateral (select version, digest from policy_versions
+                               where effective_from <= t.at
+                               order by effective_from desc limit 1) p"#
     )
     .fetch_one(db)
     .await
@@ -98,7 +101,8 @@ pub async fn in_force_now(db: impl PgExecutor<'_>) -> Result<Decision> {
 /// The version in force at `at`.
 pub async fn in_force_at(db: impl PgExecutor<'_>, at: DateTime<Utc>) -> Result<VersionInForce> {
     let row = sqlx::query!(
-        "select version, digest from policy_versions where version = policy_version_at($1)",
+        "select version, digest from policy_versions where effective_from <= $1
+         order by effective_from desc limit 1",
         at
     )
     .fetch_one(db)

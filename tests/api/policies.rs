@@ -100,11 +100,11 @@ async fn the_2024_version_lets_a_customer_be_education_and_nonprofit_and_buy_bot
     .unwrap();
     assert_eq!(chain, Uuid::from_u128(1));
     assert_eq!(payload["policy_version"], 2);
-    let auditor = &app;
+    let app_ref = &app;
     let named = |version: &str| {
         let path = format!("/v1/audit/events?policy_version={version}");
         async move {
-            let found = auditor.get(&path).await;
+            let found = app_ref.get(&path).await;
             assert_eq!(found.status, StatusCode::OK, "{:#}", found.body);
             found.body["items"]
                 .as_array()
