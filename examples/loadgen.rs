@@ -132,6 +132,10 @@ enum Scenario {
     Spread,
     /// Every client buys for the same 5 customers.
     Hot,
+    /// Dry-run decisions (`POST /v1/purchase-decisions`) for random customers.
+    Decide,
+    /// Eligible-offer listings (`GET /v1/customers/{id}/eligible-offers`) for random customers.
+    Eligible,
     /// 50 % purchases, 25 % dry-run decisions, 24 % eligible-offer listings, 1 % qualification changes.
     Mixed,
 }
@@ -447,15 +451,20 @@ async fn drive(
         i += 1;
         let customer = match scenario {
             Scenario::Hot => rng.below(HOT_CUSTOMERS) + 1,
-            Scenario::Spread | Scenario::Mixed => rng.below(CUSTOMERS) + 1,
+            Scenario::Spread | Scenario::Decide | Scenario::Eligible | Scenario::Mixed => {
+                rng.below(CUSTOMERS) + 1
+            }
         };
         let partner = partner_of(customer);
         let sales = &tokens.sales[(partner - 1) as usize];
         let (c, p) = (customer_id(customer), partner_id(partner));
         let offer = offer_id(OFFER_FOR[(customer % 20) as usize]);
+        // Which request: below 50 a purchase, below 75 a decision, below 99 a listing.
         let roll = match scenario {
+            Scenario::Spread | Scenario::Hot => 0,
+            Scenario::Decide => 50,
+            Scenario::Eligible => 75,
             Scenario::Mixed => rng.below(100),
-            _ => 0,
         };
         let request = if roll < 50 {
             http.post(format!("{url}/v1/customers/{c}/subscriptions"))

@@ -2,22 +2,25 @@
 # Purchases per second, service against the database's own limit (issues 6 and 15, BENCHMARKS.md).
 #
 # Seeds one dataset (loadgen seed) into a template database, then for each client count and
-# scenario (spread, hot, mixed) runs on fresh copies of it, one after the other:
-#   - pgbench with the service's transactions as raw SQL, statement for statement
-#     (scripts/bench/{purchase,decide,qualification}.sql: one round trip per statement);
+# scenario (spread and hot: purchases; decide: dry-run decisions; eligible: eligible-offer listings;
+# mixed: all of them and qualification changes, weighted as the load generator sends them) runs on
+# fresh copies of it, one after the other:
+#   - pgbench with the service's transactions as raw SQL, statement for statement as the service
+#     sent them before issue 15 (scripts/bench/{purchase,decide,eligible,qualification}.sql: one
+#     round trip per statement);
 #   - pgbench with the same durable work in ONE round trip per transaction, a function call
 #     (scripts/bench/one_trip.sql, *_1rt.sql): the database's limit;
 #   - the release service driven by the load generator over HTTP.
 # Prints one table with service/statements and service/one-trip per scenario and client count.
 #
-# Usage: scripts/bench.sh   CLIENTS="8 32" SECONDS_PER_RUN=20 SCENARIOS="spread hot mixed"
+# Usage: scripts/bench.sh   CLIENTS="8 32" SECONDS_PER_RUN=20 SCENARIOS="spread hot decide eligible mixed"
 #        (PROFILE=debug builds without optimizations: CI's smoke run, not a measurement)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 client_counts=${CLIENTS:-8 32}
 seconds=${SECONDS_PER_RUN:-20}
-scenarios=${SCENARIOS:-spread hot mixed}
+scenarios=${SCENARIOS:-spread hot decide eligible mixed}
 pool=${DATABASE_MAX_CONNECTIONS:-16}
 server=postgres://postgres@127.0.0.1:5432
 # This run's own databases and port, so it can run beside anything else (dropped at exit).
@@ -89,10 +92,15 @@ for scenario in $scenarios; do
                 customers=10000 ;;
         hot) statements=(-f scripts/bench/purchase.sql); one_trip=(-f scripts/bench/purchase_1rt.sql)
              customers=5 ;;
-        mixed) statements=(-f scripts/bench/purchase.sql@50 -f scripts/bench/decide.sql@49
-                           -f scripts/bench/qualification.sql@1)
-               one_trip=(-f scripts/bench/purchase_1rt.sql@50 -f scripts/bench/decide_1rt.sql@49
-                         -f scripts/bench/qualification_1rt.sql@1)
+        decide) statements=(-f scripts/bench/decide.sql); one_trip=(-f scripts/bench/decide_1rt.sql)
+                customers=10000 ;;
+        eligible) statements=(-f scripts/bench/eligible.sql); one_trip=(-f scripts/bench/eligible_1rt.sql)
+                  customers=10000 ;;
+        # As loadgen's mix: 50 % purchases, 25 % decisions, 24 % listings, 1 % qualification changes.
+        mixed) statements=(-f scripts/bench/purchase.sql@50 -f scripts/bench/decide.sql@25
+                           -f scripts/bench/eligible.sql@24 -f scripts/bench/qualification.sql@1)
+               one_trip=(-f scripts/bench/purchase_1rt.sql@50 -f scripts/bench/decide_1rt.sql@25
+                         -f scripts/bench/eligible_1rt.sql@24 -f scripts/bench/qualification_1rt.sql@1)
                customers=10000 ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac

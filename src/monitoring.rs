@@ -161,6 +161,12 @@ pub fn purchase_replayed() {
     metrics::counter!("purchase_replays_total").increment(1);
 }
 
+/// A purchase whose facts changed between its read and its record, decided again:
+/// `purchase_facts_changed_total`.
+pub fn purchase_facts_changed() {
+    metrics::counter!("purchase_facts_changed_total").increment(1);
+}
+
 /// `audit_exports_in_flight`: one more export streams (its slot was admitted).
 pub fn export_started() {
     metrics::gauge!("audit_exports_in_flight").increment(1.0);

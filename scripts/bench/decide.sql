@@ -1,5 +1,6 @@
--- pgbench: a dry-run decision (POST /v1/purchase-decisions, GET …/eligible-offers) as raw SQL: the
--- service's read-only transaction with the visibility check, the offer and the decision facts.
+-- pgbench: a dry-run decision (POST /v1/purchase-decisions) as raw SQL, statement for statement as
+-- the service ran it before issue 15: a read-only transaction with the visibility check, the offer
+-- and the decision facts.
 \set c random(1, :customers)
 \set p :c % :partners + 1
 \set m :c % 20

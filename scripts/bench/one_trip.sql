@@ -130,3 +130,34 @@ begin
     return v_version;
 end
 $$;
+
+-- The segments the seeded qualification set of customer number c (m = c % 20, as loadgen seeds
+-- them) may buy: what the rules in Rust compute for an eligible-offer listing, written out for the
+-- benchmark's SQL sides only.
+create or replace function bench_allowed_segments(m int) returns text[]
+language sql immutable as $$
+    select case when m < 8 or m = 16 then array['commercial']
+                when m < 11 or m = 17 then array['commercial', 'education']
+                when m < 14 then array['commercial', 'nonprofit']
+                else array['gcc'] end
+$$;
+
+-- An eligible-offer listing: the visibility check, the decision facts and the page of allowed
+-- offers, in one statement (one snapshot).
+create or replace function bench_eligible(c int, p int, m int) returns table (
+    related boolean, special_qualifications text[], kind text, reseller_qualifications text[],
+    has_provider boolean, gcc_history boolean, policy_version integer, offer_ids uuid[])
+language sql stable as $$
+    select exists(select 1 from customer_partners
+                  where customer_id = bench_id('8000', c) and partner_id = bench_id('9000', p)),
+           cu.special_qualifications, pa.kind, pa.reseller_qualifications,
+           exists(select 1 from indirect_reseller_providers where reseller_id = bench_id('9000', p)),
+           exists(select 1 from subscriptions where customer_id = bench_id('8000', c) and segment = 'gcc'),
+           policy_version_at(clock_timestamp()),
+           array(select o.id from offers o
+                 where (o.segment, o.product_kind) in
+                       (select s, 'license_based' from unnest(bench_allowed_segments(m)) s)
+                 order by o.id limit 50)
+    from customers cu, partners pa
+    where cu.id = bench_id('8000', c) and pa.id = bench_id('9000', p)
+$$;

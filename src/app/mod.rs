@@ -32,13 +32,29 @@ pub struct RequestContext {
     pub principal: Option<Principal>,
     /// The actor every change of the request records.
     pub actor: Actor,
+    /// When the caller is answered 503 `request_timeout`, "nothing was changed", if the request
+    /// is not done by then (`REQUEST_TIMEOUT_SECS`); `None` outside HTTP requests. A transaction
+    /// the service commits itself is rolled back when the request is dropped at this instant; a
+    /// write committed by the database on its own (a purchase's `purchase_record`) is given the
+    /// time left and must refuse to commit after it.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 impl RequestContext {
     /// The caller `principal`, acting through the request `request_id` (`x-request-id`).
     pub fn new(principal: Option<Principal>, request_id: Option<String>) -> Self {
         let actor = Actor::new(principal.as_ref(), request_id);
-        Self { principal, actor }
+        Self {
+            principal,
+            actor,
+            deadline: None,
+        }
+    }
+
+    /// The same, answered `request_timeout` at `deadline`.
+    #[must_use]
+    pub fn answered_by(self, deadline: Option<tokio::time::Instant>) -> Self {
+        Self { deadline, ..self }
     }
 
     /// The command line acting as the operator of the installation.
@@ -205,8 +221,8 @@ pub enum Error {
     /// The database could not be reached in time; retrying later may succeed.
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] db::Error),
-    /// A statement ran past `statement_timeout` (e.g. waiting for a lock): the transaction was
-    /// rolled back, so retrying later may succeed.
+    /// A statement ran past `statement_timeout` (e.g. waiting for a lock), or a purchase past
+    /// its request's deadline: the transaction was rolled back, so retrying later may succeed.
     #[error("a statement ran past its time limit")]
     RequestTimeout(#[source] db::Error),
     /// No export slot is free (`app::audit::Exports`); retrying later may succeed.

@@ -8,14 +8,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::{Error, RequestContext, Result, customers::authorize, policies};
+use super::{Error, RequestContext, Result, policies};
 use crate::{
     db::{
         self, Keyset,
         events::NewEvent,
+        idempotency::KeyRecord,
         offers::Offer,
-        purchases::{Locking, Missing, PurchaseFacts, Record},
-        subscriptions::{NewSubscription, SubscriptionRow},
+        policies::Decision,
+        purchases::{Missing, PurchaseFacts, Record, Recorded},
+        subscriptions::SubscriptionRow,
     },
     domain::{
         Action, CustomerId, EventType, OfferId, OfferTerms, PartnerId, Policy, PurchaseContext,
@@ -213,14 +215,32 @@ fn not_found(missing: Missing, customer: CustomerId, partner: PartnerId) -> Erro
     }
 }
 
-/// Decides and records a purchase in one transaction.
+/// How often a purchase decides again when its facts changed between reading and recording. Each
+/// time means that another writer of this customer or partner committed in the meantime (a
+/// qualification change, a GCC purchase, a published version): with the fresh facts read under the
+/// locks, a second attempt almost always records.
+const ATTEMPTS: usize = 8;
+
+/// How long before the request's deadline `purchase_record` must have decided to write: the
+/// writes and the commit after its check take milliseconds, and the answer must not say "nothing
+/// was changed" about a purchase committed after it.
+const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Decides and records a purchase in two round trips on one connection, each a transaction of its
+/// own (README, "How it stays correct under concurrency").
 ///
-/// Concurrency: the transaction row-locks the customer (`FOR NO KEY UPDATE`), the lock every
-/// qualification change of that customer takes too, and only then reads its GCC history. Writers
-/// of one customer therefore run one after another and each sees what the previous committed, on
-/// any number of service instances. We chose the lock over SERIALIZABLE because it never aborts, so
-/// there is no retry loop, and a hot customer queues instead of failing; unrelated customers never
-/// wait for each other.
+/// 1. [`db::purchases::read`], without locks: the stored outcome of the key, the offer, and the
+///    facts now with the version in force. A stored outcome is replayed.
+/// 2. The pure rules decide on those facts.
+/// 3. [`db::purchases::record`] takes the key's lock, the customer's row lock (`FOR NO KEY UPDATE`,
+///    the lock every qualification change of that customer takes too) and the partner's, reads the
+///    facts again in a fresh snapshot and writes the decision only if they are the facts it was
+///    made on. Otherwise it writes nothing and answers the fresh facts, and we decide again.
+///
+/// So every purchase is recorded under the facts in force while it holds the locks, as if it had
+/// read them under the locks, on any number of service instances, and the customer's lock is held
+/// for one call inside the database, never across a round trip. A lock never aborts, so a hot
+/// customer queues instead of failing, and unrelated customers never wait for each other.
 pub async fn purchase(
     pool: &PgPool,
     ctx: &RequestContext,
@@ -233,82 +253,118 @@ pub async fn purchase(
         .context("serialize purchase request")
         .map_err(Error::Internal)?;
     let owner = idempotency_owner(ctx);
-    let mut tx = pool.begin().await?;
+    let (customer, partner) = (request.customer_id, request.partner_id);
+    let mut conn = pool.acquire().await?;
 
-    db::idempotency::lock(&mut *tx, request.customer_id, &owner, key.as_str()).await?;
-    let (stored, offer) = db::purchases::stored_outcome_and_offer(
-        &mut *tx,
-        request.customer_id,
+    let reading = db::purchases::read(
+        &mut *conn,
+        customer,
+        partner,
         &owner,
         key.as_str(),
         request.offer_id,
     )
     .await?;
-    if let Some(stored) = stored {
-        if stored.request != request_json {
-            return Err(Error::IdempotencyKeyReused(key.as_str().to_owned()));
+    if let Some(stored) = reading.stored {
+        return replay(&mut conn, ctx, key, request, &request_json, stored).await;
+    }
+    let offer = reading
+        .offer
+        .ok_or(Error::OfferNotFound(request.offer_id))?;
+    let Some((mut facts, mut decision)) = reading.facts else {
+        let missing = db::purchases::missing(&mut *conn, customer).await?;
+        return Err(not_found(missing, customer, partner));
+    };
+    for _ in 0..ATTEMPTS {
+        // Partner roles see only their partner's customers: an unrelated one does not exist for them.
+        if ctx.partner_scope().is_some() && !facts.related {
+            return Err(Error::CustomerNotFound(customer));
         }
-        let outcome = StoredOutcome::read(stored.outcome)?;
-        // Serving a stored outcome is a decision too: auditors see every retry, and which outcome
-        // it was answered with.
-        let (result, subscription_id) = match &outcome {
-            PurchaseOutcome::Created { subscription } => ("created", Some(subscription.id)),
-            PurchaseOutcome::Denied { .. } => ("denied", None),
-        };
-        db::events::append(
-            &mut *tx,
+        let policy = policies::policy(&mut conn, decision.policy).await?;
+        let decided = decide(&policy, &context(&facts, offer.terms()));
+        let (mut outcome, event) =
+            outcome_and_event(decided, request, &offer, &facts, decision, key);
+        let recorded = db::purchases::record(
+            &mut *conn,
             &ctx.actor,
-            NewEvent {
-                event_type: EventType::IdempotentReplayServed,
-                customer_id: Some(request.customer_id),
-                partner_id: Some(request.partner_id),
-                payload: json!({
-                    "idempotency_key": key.as_str(),
-                    "result": result,
-                    "subscription_id": subscription_id,
+            customer,
+            partner,
+            Record {
+                owner: &owner,
+                key: key.as_str(),
+                facts: &facts,
+                policy_version: decision.policy.version,
+                subscription: match &outcome {
+                    PurchaseOutcome::Created { subscription } => Some(subscription),
+                    PurchaseOutcome::Denied { .. } => None,
+                },
+                event: &event,
+                request: &request_json,
+                outcome: &StoredOutcome::write(&outcome)?,
+                budget: ctx.deadline.map(|deadline| {
+                    deadline
+                        .saturating_duration_since(tokio::time::Instant::now())
+                        .saturating_sub(DEADLINE_MARGIN)
                 }),
             },
         )
         .await?;
-        tx.commit().await?;
-        crate::monitoring::purchase_replayed();
-        return Ok(Purchase {
-            outcome,
-            replayed: true,
-        });
+        match recorded {
+            Recorded::Written { decided_at } => {
+                if let PurchaseOutcome::Created { subscription } = &mut outcome {
+                    subscription.created_at = decided_at;
+                }
+                crate::monitoring::purchase_decided(match &outcome {
+                    PurchaseOutcome::Created { .. } => &[],
+                    PurchaseOutcome::Denied { violations, .. } => violations,
+                });
+                return Ok(Purchase {
+                    outcome,
+                    replayed: false,
+                });
+            }
+            Recorded::Stored(stored) => {
+                return replay(&mut conn, ctx, key, request, &request_json, stored).await;
+            }
+            Recorded::Stale(fresh, at) => {
+                crate::monitoring::purchase_facts_changed();
+                (facts, decision) = (fresh, at);
+            }
+            Recorded::Missing => {
+                let missing = db::purchases::missing(&mut *conn, customer).await?;
+                return Err(not_found(missing, customer, partner));
+            }
+        }
     }
+    Err(Error::Internal(anyhow::anyhow!(
+        "the facts of customer {customer} and partner {partner} changed {ATTEMPTS} times while purchasing"
+    )))
+}
 
-    // Offers never change, so reading it before taking the customer lock is safe and shortens the lock.
-    let offer = offer.ok_or(Error::OfferNotFound(request.offer_id))?;
-    let (facts, decision) = db::purchases::load(
-        &mut tx,
-        request.customer_id,
-        request.partner_id,
-        Locking::ForPurchase,
-    )
-    .await?
-    .map_err(|m| not_found(m, request.customer_id, request.partner_id))?;
-
-    // Partner roles see only their partner's customers: an unrelated one does not exist for them.
-    if ctx.partner_scope().is_some() && !facts.related {
-        return Err(Error::CustomerNotFound(request.customer_id));
-    }
-    let policy = policies::policy(&mut tx, decision.policy).await?;
+/// What a decision writes: its outcome (a new subscription's `created_at`, the decision's
+/// instant, is replaced when it is recorded) and its event on the customer's chain.
+fn outcome_and_event(
+    decided: PurchaseDecision,
+    request: PurchaseRequest,
+    offer: &Offer,
+    facts: &PurchaseFacts,
+    decision: Decision,
+    key: &IdempotencyKey,
+) -> (PurchaseOutcome, NewEvent) {
     let policy_version = decision.policy.version;
-    let (outcome, event) = match decide(&policy, &context(&facts, offer.terms())) {
+    let (outcome, event_type, payload) = match decided {
         PurchaseDecision::Allowed => {
-            let subscription = db::subscriptions::insert(
-                &mut *tx,
-                NewSubscription {
-                    customer_id: request.customer_id,
-                    partner_id: request.partner_id,
-                    offer_id: request.offer_id,
-                    segment: offer.segment,
-                    quantity: request.quantity.get(),
-                    decision,
-                },
-            )
-            .await?;
+            let subscription = SubscriptionRow {
+                id: SubscriptionId::new(),
+                customer_id: request.customer_id,
+                partner_id: request.partner_id,
+                offer_id: offer.id,
+                segment: offer.segment,
+                quantity: request.quantity.get(),
+                status: SubscriptionStatus::Active,
+                created_at: decision.at,
+                policy_version,
+            };
             let payload = json!({
                 "subscription_id": subscription.id,
                 "offer_id": offer.id,
@@ -321,7 +377,8 @@ pub async fn purchase(
             });
             (
                 PurchaseOutcome::Created { subscription },
-                (EventType::SubscriptionCreated, payload),
+                EventType::SubscriptionCreated,
+                payload,
             )
         }
         PurchaseDecision::Denied(violations) => {
@@ -340,42 +397,59 @@ pub async fn purchase(
                     violations,
                     policy_version,
                 },
-                (EventType::PurchaseDenied, payload),
+                EventType::PurchaseDenied,
+                payload,
             )
         }
     };
-    let subscription_id = match &outcome {
-        PurchaseOutcome::Created { subscription } => Some(subscription.id),
-        PurchaseOutcome::Denied { .. } => None,
+    let event = NewEvent {
+        event_type,
+        customer_id: Some(request.customer_id),
+        partner_id: Some(request.partner_id),
+        payload,
     };
-    let outcome_json = StoredOutcome::write(&outcome)?;
-    db::purchases::record(
-        &mut *tx,
+    (outcome, event)
+}
+
+/// Answers a request whose key has a stored outcome: the outcome, if the request is the one it
+/// was stored for.
+async fn replay(
+    conn: &mut sqlx::PgConnection,
+    ctx: &RequestContext,
+    key: &IdempotencyKey,
+    request: PurchaseRequest,
+    request_json: &serde_json::Value,
+    stored: KeyRecord,
+) -> Result<Purchase> {
+    if stored.request != *request_json {
+        return Err(Error::IdempotencyKeyReused(key.as_str().to_owned()));
+    }
+    let outcome = StoredOutcome::read(stored.outcome)?;
+    // Serving a stored outcome is a decision too: auditors see every retry, and which outcome
+    // it was answered with.
+    let (result, subscription_id) = match &outcome {
+        PurchaseOutcome::Created { subscription } => ("created", Some(subscription.id)),
+        PurchaseOutcome::Denied { .. } => ("denied", None),
+    };
+    db::events::append(
+        conn,
         &ctx.actor,
-        request.customer_id,
-        Record {
-            event: NewEvent {
-                event_type: event.0,
-                customer_id: Some(request.customer_id),
-                partner_id: Some(request.partner_id),
-                payload: event.1,
-            },
-            owner: &owner,
-            key: key.as_str(),
-            request: &request_json,
-            outcome: &outcome_json,
-            subscription: subscription_id,
+        NewEvent {
+            event_type: EventType::IdempotentReplayServed,
+            customer_id: Some(request.customer_id),
+            partner_id: Some(request.partner_id),
+            payload: json!({
+                "idempotency_key": key.as_str(),
+                "result": result,
+                "subscription_id": subscription_id,
+            }),
         },
     )
     .await?;
-    tx.commit().await?;
-    crate::monitoring::purchase_decided(match &outcome {
-        PurchaseOutcome::Created { .. } => &[],
-        PurchaseOutcome::Denied { violations, .. } => violations,
-    });
+    crate::monitoring::purchase_replayed();
     Ok(Purchase {
         outcome,
-        replayed: false,
+        replayed: true,
     })
 }
 
@@ -386,15 +460,22 @@ fn idempotency_owner(ctx: &RequestContext) -> String {
         .map_or_else(|| ctx.actor.id().to_owned(), |p| format!("partner:{p}"))
 }
 
-/// Checks that the caller may ask about `partner` selling to `customer`, inside `tx`.
-async fn check_parties(
-    tx: &mut sqlx::PgConnection,
+/// The facts of a decision that writes nothing, if the caller may ask about `partner` selling
+/// to `customer`: partner roles ask only about their own partner, and see only its customers (an
+/// unrelated one does not exist for them, as for purchases); then 403 unless the role may read
+/// decisions, so that a 403 never tells a partner that another partner's customer exists.
+fn visible(
     ctx: &RequestContext,
     customer: CustomerId,
     partner: PartnerId,
-) -> Result<()> {
-    ctx.check_partner(partner)?;
-    authorize(tx, ctx, Action::ReadDecisions, customer).await
+    facts: Result<(PurchaseFacts, Decision), Missing>,
+) -> Result<(PurchaseFacts, Decision)> {
+    let (facts, decision) = facts.map_err(|m| not_found(m, customer, partner))?;
+    if ctx.partner_scope().is_some() && !facts.related {
+        return Err(Error::CustomerNotFound(customer));
+    }
+    ctx.require(Action::ReadDecisions)?;
+    Ok((facts, decision))
 }
 
 /// A decision that wrote nothing, and the policy version it was made under.
@@ -414,15 +495,12 @@ pub async fn decide_only(
     partner: PartnerId,
     offer: OfferId,
 ) -> Result<Decided<PurchaseDecision>> {
-    let mut tx = db::begin_read_only(pool).await?;
-    check_parties(&mut tx, ctx, customer, partner).await?;
-    let offer = db::offers::get(&mut *tx, offer)
-        .await?
-        .ok_or(Error::OfferNotFound(offer))?;
-    let (facts, decision) = db::purchases::load(&mut tx, customer, partner, Locking::None)
-        .await?
-        .map_err(|m| not_found(m, customer, partner))?;
-    let policy = policies::policy(&mut tx, decision.policy).await?;
+    ctx.check_partner(partner)?;
+    let mut conn = pool.acquire().await?;
+    let loaded = db::purchases::load(&mut conn, customer, partner, Some(offer)).await?;
+    let (facts, decision) = visible(ctx, customer, partner, loaded.facts)?;
+    let offer = loaded.offer.ok_or(Error::OfferNotFound(offer))?;
+    let policy = policies::policy(&mut conn, decision.policy).await?;
     Ok(Decided {
         answer: decide(&policy, &context(&facts, offer.terms())),
         policy_version: decision.policy.version,
@@ -440,29 +518,29 @@ struct FactsAt {
     policy: Arc<Policy>,
 }
 
-/// The facts now or at `at`, and the policy in force at that instant.
+/// The facts now or at `at`, and the policy in force at that instant. No transaction: the facts
+/// now are read in one statement, and those at a past instant do not change.
 async fn facts_at(
-    tx: &mut sqlx::PgConnection,
+    conn: &mut sqlx::PgConnection,
     ctx: &RequestContext,
     customer: CustomerId,
     partner: PartnerId,
     at: Option<DateTime<Utc>>,
 ) -> Result<FactsAt> {
-    check_parties(tx, ctx, customer, partner).await?;
-    let (now, decision) = db::purchases::load(tx, customer, partner, Locking::None)
-        .await?
-        .map_err(|m| not_found(m, customer, partner))?;
+    ctx.check_partner(partner)?;
+    let loaded = db::purchases::load(&mut *conn, customer, partner, None).await?;
+    let (now, decision) = visible(ctx, customer, partner, loaded.facts)?;
     let (facts, version) = match at {
         None => (Some(now), decision.policy),
         Some(at) => (
-            db::purchases::load_as_of(&mut *tx, customer, partner, at).await?,
-            db::policies::in_force_at(&mut *tx, at).await?,
+            db::purchases::load_as_of(&mut *conn, customer, partner, at).await?,
+            db::policies::in_force_at(&mut *conn, at).await?,
         ),
     };
     Ok(FactsAt {
         facts,
         policy_version: version.version,
-        policy: policies::policy(tx, version).await?,
+        policy: policies::policy(conn, version).await?,
     })
 }
 
@@ -477,14 +555,14 @@ pub async fn eligibility(
     at: Option<DateTime<Utc>>,
     limit: i64,
 ) -> Result<Option<Decided<Vec<(Offer, PurchaseDecision)>>>> {
-    let mut tx = db::begin_read_only(pool).await?;
-    let then = facts_at(&mut tx, ctx, customer, partner, at).await?;
+    let mut conn = pool.acquire().await?;
+    let then = facts_at(&mut conn, ctx, customer, partner, at).await?;
     let Some(facts) = then.facts else {
         return Ok(None);
     };
     let every: Vec<_> = OfferTerms::all().collect();
     let offers =
-        db::offers::list_with_terms(&mut *tx, &every, at, Keyset { after: None, limit }).await?;
+        db::offers::list_with_terms(&mut *conn, &every, at, Keyset { after: None, limit }).await?;
     Ok(Some(Decided {
         answer: offers
             .into_iter()
@@ -509,8 +587,8 @@ pub async fn eligible_offers(
     at: Option<DateTime<Utc>>,
     page: Keyset,
 ) -> Result<Decided<Vec<Offer>>> {
-    let mut tx = db::begin_read_only(pool).await?;
-    let then = facts_at(&mut tx, ctx, customer, partner, at).await?;
+    let mut conn = pool.acquire().await?;
+    let then = facts_at(&mut conn, ctx, customer, partner, at).await?;
     let Some(facts) = then.facts else {
         return Ok(Decided {
             answer: Vec::new(),
@@ -521,7 +599,7 @@ pub async fn eligible_offers(
         .filter(|&terms| decide(&then.policy, &context(&facts, terms)).is_allowed())
         .collect();
     Ok(Decided {
-        answer: db::offers::list_with_terms(&mut *tx, &allowed, at, page).await?,
+        answer: db::offers::list_with_terms(&mut *conn, &allowed, at, page).await?,
         policy_version: then.policy_version,
     })
 }

@@ -32,7 +32,7 @@ pub struct Customer {
     pub external_reference: Option<String>,
 }
 
-fn qualification_texts(set: CustomerQualification) -> Vec<&'static str> {
+pub(super) fn qualification_texts(set: CustomerQualification) -> Vec<&'static str> {
     texts(&set.qualifications(), SpecialQualification::as_str)
 }
 

@@ -1,4 +1,5 @@
-//! The reads a purchase decision is made from, and the purchase's merged statements.
+//! The reads a decision is made from, and a purchase's two round trips: [`read`] without locks,
+//! then [`record`], which checks the facts under the locks and writes.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -6,14 +7,17 @@ use sqlx::{PgConnection, PgExecutor};
 
 use super::{
     Context, Result,
+    customers::qualification_texts,
     events::NewEvent,
     idempotency::KeyRecord,
     offers::Offer,
     policies::{Decision, VersionInForce},
+    subscriptions::SubscriptionRow,
+    texts,
 };
 use crate::domain::{
     Actor, CustomerId, CustomerQualification, OfferId, PartnerId, PartnerKind, PartnerProfile,
-    ProductKind, ResellerQualification, Segment, SubscriptionId,
+    ProductKind, ResellerQualification, Segment,
 };
 
 /// Everything about a customer and partner that the rules read, apart from the offer.
@@ -38,134 +42,132 @@ pub enum Missing {
     Partner,
 }
 
-/// Whether loading the facts takes the locks that a purchase needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Locking {
-    /// Lock the customer (the lock every writer of its purchases and qualifications takes) and
-    /// share-lock the partner (against a concurrent profile change), for a purchase.
-    ForPurchase,
-    /// Plain reads, for decisions that write nothing.
-    None,
+/// The columns of `purchase_facts`, all null when a party is missing.
+struct FactsColumns {
+    customer: Option<CustomerQualification>,
+    kind: Option<PartnerKind>,
+    reseller_qualifications: Option<Vec<ResellerQualification>>,
+    related: Option<bool>,
+    has_provider: Option<bool>,
+    gcc_history: Option<bool>,
 }
 
-struct Parties {
-    customer: CustomerQualification,
-    kind: PartnerKind,
-    reseller_qualifications: Vec<ResellerQualification>,
+impl FactsColumns {
+    fn facts(self) -> Option<PurchaseFacts> {
+        Some(PurchaseFacts {
+            customer: self.customer?,
+            partner: PartnerProfile {
+                kind: self.kind?,
+                reseller_qualifications: self.reseller_qualifications?.into_iter().collect(),
+                has_indirect_provider: self.has_provider?,
+            },
+            related: self.related?,
+            gcc_history: self.gcc_history?,
+        })
+    }
 }
 
-/// Reads the facts of a purchase by `partner` for `customer`, with the instant of the decision
-/// and the version in force then, or says which party is missing. A purchase holds POLICY_LOCK
-/// shared by now (`super::idempotency::lock`).
+fn decision(at: DateTime<Utc>, version: i32, digest: Vec<u8>) -> sqlx::Result<Decision> {
+    Ok(Decision {
+        at,
+        policy: VersionInForce {
+            version,
+            digest: digest
+                .try_into()
+                .map_err(|_| sqlx::Error::Decode("a policy digest is not 32 bytes".into()))?,
+        },
+    })
+}
+
+/// What a decision that writes nothing is made on, read in one statement without locks.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The offer asked about, if one was and it exists.
+    pub offer: Option<Offer>,
+    /// The facts now, with the instant and the version in force then, or which party is missing.
+    pub facts: Result<(PurchaseFacts, Decision), Missing>,
+}
+
+/// Reads the facts of a decision by `partner` for `customer` now, and the offer if one is named,
+/// in one statement (one snapshot, no transaction needed). For decisions that write nothing: a
+/// purchase reads them in [`read`] and has them checked under its locks by [`record`].
 pub async fn load(
     db: &mut PgConnection,
     customer: CustomerId,
     partner: PartnerId,
-    locking: Locking,
-) -> Result<Result<(PurchaseFacts, Decision), Missing>> {
-    let parties = match locking {
-        Locking::ForPurchase => sqlx::query_as!(
-            Parties,
-            r#"select c.special_qualifications as "customer: CustomerQualification",
-                      p.kind as "kind: PartnerKind",
-                      p.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>"
-               from customers c, partners p where c.id = $1 and p.id = $2
-               for no key update of c for share of p"#,
-            customer.0,
-            partner.0
-        )
-        .fetch_optional(&mut *db)
-        .await.context("purchases::load")?,
-        Locking::None => sqlx::query_as!(
-            Parties,
-            r#"select c.special_qualifications as "customer: CustomerQualification",
-                      p.kind as "kind: PartnerKind",
-                      p.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>"
-               from customers c, partners p where c.id = $1 and p.id = $2"#,
-            customer.0,
-            partner.0
-        )
-        .fetch_optional(&mut *db)
-        .await.context("purchases::load")?,
-    };
-    let Some(parties) = parties else {
-        return Ok(Err(missing(db, customer)
-            .await
-            .context("purchases::load")?));
-    };
-    // A separate statement on purpose: under READ COMMITTED each statement takes a fresh snapshot,
-    // so this one sees every subscription committed by the writers we waited for above. Reading the
-    // history in the locking statement would use a snapshot from before the wait. The same
-    // holds for the policy version, read after POLICY_LOCK.
-    let related = related_history(db, customer, partner)
-        .await
-        .context("purchases::load")?;
-    let decision = Decision {
-        at: related.decided_at,
-        policy: VersionInForce {
-            version: related.policy_version,
-            digest: related
-                .policy_digest
-                .try_into()
-                .map_err(|_| sqlx::Error::Decode("a policy digest is not 32 bytes".into()))
-                .context("purchases::load")?,
-        },
-    };
-    Ok(Ok((
-        PurchaseFacts {
-            customer: parties.customer,
-            partner: PartnerProfile {
-                kind: parties.kind,
-                reseller_qualifications: parties.reseller_qualifications.into_iter().collect(),
-                has_indirect_provider: related.has_provider,
-            },
-            related: related.related,
-            gcc_history: related.gcc_history,
-        },
-        decision,
-    )))
-}
-
-struct Related {
-    related: bool,
-    has_provider: bool,
-    gcc_history: bool,
-    decided_at: DateTime<Utc>,
-    policy_version: i32,
-    policy_digest: Vec<u8>,
-}
-
-async fn related_history(
-    db: &mut PgConnection,
-    customer: CustomerId,
-    partner: PartnerId,
-) -> sqlx::Result<Related> {
-    sqlx::query_as!(
-        Related,
-        r#"select
-             exists(select 1 from customer_partners where customer_id = $1 and partner_id = $2) as "related!",
-             exists(select 1 from indirect_reseller_providers where reseller_id = $2) as "has_provider!",
-             exists(select 1 from subscriptions where customer_id = $1 and segment = 'gcc') as "gcc_history!",
-             t.at as "decided_at!", p.version as policy_version, p.digest as policy_digest
+    offer: Option<OfferId>,
+) -> Result<Loaded> {
+    let row = sqlx::query!(
+        r#"select o.id as "offer_id?: OfferId", o.name as "name?", o.segment as "segment?: Segment",
+                  o.product_kind as "product_kind?: ProductKind", o.created_at as "created_at?",
+                  f.special_qualifications as "customer: CustomerQualification",
+                  f.partner_kind as "kind: PartnerKind",
+                  f.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>",
+                  f.related, f.has_provider, f.gcc_history,
+                  t.at as "at!", v.version as "version!", v.digest as "digest!"
            from (select clock_timestamp() as at) t
-           -- policy_version_at(t.at), inlined: one index probe instead of a function call
-           cross join lateral (select version, digest from policy_versions
-                               where effective_from <= t.at
-                               order by effective_from desc limit 1) p"#,
+           cross join lateral policy_in_force(t.at) v
+           left join offers o on o.id = $3
+           left join lateral purchase_facts($1, $2) f on true"#,
         customer.0,
-        partner.0
+        partner.0,
+        offer.map(|o| o.0),
     )
-    .fetch_one(db)
+    .fetch_one(&mut *db)
     .await
+    .context("purchases::load")?;
+    let offer = offer_of(
+        row.offer_id,
+        row.name,
+        row.segment,
+        row.product_kind,
+        row.created_at,
+    );
+    let facts = FactsColumns {
+        customer: row.customer,
+        kind: row.kind,
+        reseller_qualifications: row.reseller_qualifications,
+        related: row.related,
+        has_provider: row.has_provider,
+        gcc_history: row.gcc_history,
+    }
+    .facts();
+    let decision = decision(row.at, row.version, row.digest).context("purchases::load")?;
+    Ok(Loaded {
+        offer,
+        facts: match facts {
+            Some(facts) => Ok((facts, decision)),
+            None => Err(missing(db, customer).await?),
+        },
+    })
 }
 
-async fn missing(db: &mut PgConnection, customer: CustomerId) -> sqlx::Result<Missing> {
+/// The offer of a left-joined `offers` row.
+fn offer_of(
+    id: Option<OfferId>,
+    name: Option<String>,
+    segment: Option<Segment>,
+    product_kind: Option<ProductKind>,
+    created_at: Option<DateTime<Utc>>,
+) -> Option<Offer> {
+    Some(Offer {
+        id: id?,
+        name: name?,
+        segment: segment?,
+        product_kind: product_kind?,
+        created_at: created_at?,
+    })
+}
+
+/// Which party of a decision by a partner for `customer` is missing, when one is.
+pub async fn missing(db: impl PgExecutor<'_>, customer: CustomerId) -> Result<Missing> {
     let customer_exists = sqlx::query_scalar!(
         r#"select exists(select 1 from customers where id = $1) as "e!""#,
         customer.0
     )
     .fetch_one(db)
-    .await?;
+    .await
+    .context("purchases::missing")?;
     Ok(if customer_exists {
         Missing::Partner
     } else {
@@ -216,106 +218,229 @@ pub async fn load_as_of(
     }))
 }
 
-/// The outcome stored for `owner`'s `key` for `customer` (if any) and the offer (if it exists), in one statement:
-/// one round trip fewer on every purchase. Offers never change, so reading one here, before the
-/// customer lock, is as good as reading it later; the key must be read after
-/// [`super::idempotency::lock`], in a later statement, as it is here.
-pub async fn stored_outcome_and_offer(
+/// What a purchase's first round trip reads, without locks: the outcome stored for `owner`'s
+/// `key` for `customer` (if any), the offer (if it exists), and the facts now with the instant and
+/// the version in force then (`None` if a party is missing). Nothing read here is trusted for
+/// writing: [`record`] reads the key and the facts again under the locks.
+#[derive(Debug)]
+pub struct Reading {
+    /// The stored outcome.
+    pub stored: Option<KeyRecord>,
+    /// The offer; offers never change.
+    pub offer: Option<Offer>,
+    /// The facts and the version in force, unless a party is missing.
+    pub facts: Option<(PurchaseFacts, Decision)>,
+}
+
+/// A purchase's first round trip: see [`Reading`].
+pub async fn read(
     db: impl PgExecutor<'_>,
     customer: CustomerId,
+    partner: PartnerId,
     owner: &str,
     key: &str,
     offer: OfferId,
-) -> Result<(Option<KeyRecord>, Option<Offer>)> {
+) -> Result<Reading> {
     let row = sqlx::query!(
         r#"select k.request as "request?", k.outcome as "outcome?",
                   o.id as "offer_id?: OfferId", o.name as "name?", o.segment as "segment?: Segment",
-                  o.product_kind as "product_kind?: ProductKind", o.created_at as "created_at?"
-           from (select) as one
-           left join idempotency_keys k on k.customer_id = $4 and k.owner = $1 and k.key = $2
-           left join offers o on o.id = $3"#,
+                  o.product_kind as "product_kind?: ProductKind", o.created_at as "created_at?",
+                  f.special_qualifications as "customer: CustomerQualification",
+                  f.partner_kind as "kind: PartnerKind",
+                  f.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>",
+                  f.related, f.has_provider, f.gcc_history,
+                  t.at as "at!", v.version as "version!", v.digest as "digest!"
+           from (select clock_timestamp() as at) t
+           cross join lateral policy_in_force(t.at) v
+           left join idempotency_keys k on k.customer_id = $1 and k.owner = $3 and k.key = $4
+           left join offers o on o.id = $5
+           left join lateral purchase_facts($1, $2) f on true"#,
+        customer.0,
+        partner.0,
         owner,
         key,
         offer.0,
-        customer.0
     )
     .fetch_one(db)
     .await
-    .context("purchases::stored_outcome_and_offer")?;
+    .context("purchases::read")?;
     let stored = match (row.request, row.outcome) {
         (Some(request), Some(outcome)) => Some(KeyRecord { request, outcome }),
         _ => None,
     };
-    let offer = match (
+    let offer = offer_of(
         row.offer_id,
         row.name,
         row.segment,
         row.product_kind,
         row.created_at,
-    ) {
-        (Some(id), Some(name), Some(segment), Some(product_kind), Some(created_at)) => {
-            Some(Offer {
-                id,
-                name,
-                segment,
-                product_kind,
-                created_at,
-            })
-        }
-        _ => None,
-    };
-    Ok((stored, offer))
+    );
+    let facts = FactsColumns {
+        customer: row.customer,
+        kind: row.kind,
+        reseller_qualifications: row.reseller_qualifications,
+        related: row.related,
+        has_provider: row.has_provider,
+        gcc_history: row.gcc_history,
+    }
+    .facts();
+    let decision = decision(row.at, row.version, row.digest).context("purchases::read")?;
+    Ok(Reading {
+        stored,
+        offer,
+        facts: facts.map(|facts| (facts, decision)),
+    })
 }
 
-/// What a decided purchase leaves behind, apart from the subscription.
+/// A decided purchase, to be written if it was decided on the facts in force under the locks.
 #[derive(Debug)]
 pub struct Record<'a> {
-    /// The event (`subscription_created` or `purchase_denied`).
-    pub event: NewEvent,
     /// The idempotency key's owner.
     pub owner: &'a str,
     /// The idempotency key.
     pub key: &'a str,
+    /// The facts the decision was made on.
+    pub facts: &'a PurchaseFacts,
+    /// The version it was made under.
+    pub policy_version: i32,
+    /// The subscription it creates, if allowed; its `created_at` is replaced by the instant
+    /// of the decision.
+    pub subscription: Option<&'a SubscriptionRow>,
+    /// The event (`subscription_created` or `purchase_denied`) of the customer; the payload's
+    /// `decided_at` is replaced by the instant of the decision.
+    pub event: &'a NewEvent,
     /// The request, as stored with the key.
     pub request: &'a Value,
-    /// The outcome, as stored with the key.
+    /// The outcome, as stored with the key; a subscription's `created_at` in it is replaced by
+    /// the instant of the decision.
     pub outcome: &'a Value,
-    /// The subscription created, if any.
-    pub subscription: Option<SubscriptionId>,
+    /// How long the database may take before it must refuse to write (the request's deadline,
+    /// less a margin); `None`: no limit but `statement_timeout`.
+    pub budget: Option<std::time::Duration>,
 }
 
-/// Appends the purchase's event and stores its idempotency key in one statement (one round trip,
-/// and one fewer while the customer lock is held). The event is on the customer's chain, whose id
-/// is the customer's, so on Citus both rows land on the customer's shard. The `events_chain` trigger chains the event as
-/// in [`super::events::append`].
+/// What [`record`] did.
+#[derive(Debug)]
+pub enum Recorded {
+    /// The purchase was written, decided at this instant.
+    Written {
+        /// The subscription's `created_at`, the event's `decided_at`.
+        decided_at: DateTime<Utc>,
+    },
+    /// A request with the same key committed first: its outcome; nothing was written.
+    Stored(KeyRecord),
+    /// The facts or the version in force changed since they were read: the fresh ones, read
+    /// under the locks; nothing was written.
+    Stale(PurchaseFacts, Decision),
+    /// A party no longer exists; nothing was written.
+    Missing,
+}
+
+/// A purchase's second and last round trip, a transaction of its own: the `purchase_record`
+/// function takes the key's lock, the customer's and the partner's, reads the facts again in a
+/// fresh snapshot and writes the subscription, the event and the key's row only if they are the
+/// ones `record` was decided on (README, "How it stays correct under concurrency").
 pub async fn record(
     db: impl PgExecutor<'_>,
     actor: &Actor,
     customer: CustomerId,
+    partner: PartnerId,
     record: Record<'_>,
-) -> Result<()> {
-    sqlx::query!(
-        "with event as (
-             insert into events (chain_id, actor, actor_role, actor_partner_id, request_id, customer_id, partner_id, event_type, payload)
-             values ($5, $1, $2, $3, $4, $5, $6, $7, $8)
-         )
-         insert into idempotency_keys (owner, key, customer_id, request, outcome, subscription_id)
-         values ($9, $10, $5, $11, $12, $13)",
+) -> Result<Recorded> {
+    let sub = record.subscription;
+    let row = sqlx::query!(
+        r#"select result as "result!", decided_at, stored_request, stored_outcome,
+                  special_qualifications as "customer: CustomerQualification",
+                  partner_kind as "kind: PartnerKind",
+                  reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>",
+                  related, has_provider, gcc_history, policy_version, policy_digest
+           from purchase_record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                                $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"#,
+        customer.0,
+        partner.0,
+        record.owner,
+        record.key,
+        &qualification_texts(record.facts.customer) as &[&str],
+        record.facts.partner.kind.as_str(),
+        &texts(
+            &record
+                .facts
+                .partner
+                .reseller_qualifications
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+            ResellerQualification::as_str
+        ) as &[&str],
+        record.facts.related,
+        record.facts.partner.has_indirect_provider,
+        record.facts.gcc_history,
+        record.policy_version,
+        sub.map(|s| s.id.0),
+        sub.map(|s| s.offer_id.0),
+        sub.map(|s| s.segment.as_str()),
+        sub.map(|s| s.quantity),
+        sub.map(|s| s.status.as_str()),
         actor.id(),
         actor.role(),
         actor.partner_id(),
         actor.request_id(),
-        customer.0,
-        record.event.partner_id.map(|p| p.0),
         record.event.event_type.as_str(),
         record.event.payload,
-        record.owner,
-        record.key,
         record.request,
         record.outcome,
-        record.subscription.map(|s| s.0),
+        record.budget.map(|budget| sqlx::postgres::types::PgInterval {
+            months: 0,
+            days: 0,
+            microseconds: i64::try_from(budget.as_micros()).unwrap_or(i64::MAX),
+        }),
     )
-    .execute(db)
-    .await.context("purchases::record")?;
-    Ok(())
+    .fetch_one(db)
+    .await
+    .context("purchases::record")?;
+    Ok(match row.result.as_str() {
+        "recorded" => Recorded::Written {
+            decided_at: row
+                .decided_at
+                .ok_or_else(|| sqlx::Error::Decode("a recorded purchase without instant".into()))
+                .context("purchases::record")?,
+        },
+        "stored" => match (row.stored_request, row.stored_outcome) {
+            (Some(request), Some(outcome)) => Recorded::Stored(KeyRecord { request, outcome }),
+            _ => {
+                return Err(sqlx::Error::Decode(
+                    "a stored key without its outcome".into(),
+                ))
+                .context("purchases::record");
+            }
+        },
+        "stale" => {
+            let facts = FactsColumns {
+                customer: row.customer,
+                kind: row.kind,
+                reseller_qualifications: row.reseller_qualifications,
+                related: row.related,
+                has_provider: row.has_provider,
+                gcc_history: row.gcc_history,
+            }
+            .facts();
+            let (Some(facts), Some(at), Some(version), Some(digest)) =
+                (facts, row.decided_at, row.policy_version, row.policy_digest)
+            else {
+                return Err(sqlx::Error::Decode("stale facts missing a column".into()))
+                    .context("purchases::record");
+            };
+            Recorded::Stale(
+                facts,
+                decision(at, version, digest).context("purchases::record")?,
+            )
+        }
+        "missing" => Recorded::Missing,
+        other => {
+            return Err(sqlx::Error::Decode(
+                format!("purchase_record answered {other:?}").into(),
+            ))
+            .context("purchases::record");
+        }
+    })
 }

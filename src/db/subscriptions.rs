@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 
-use super::{Context, Keyset, Result, policies::Decision};
+use super::{Context, Keyset, Result};
 use crate::domain::{CustomerId, OfferId, PartnerId, Segment, SubscriptionId, SubscriptionStatus};
 
 /// A row of `subscriptions`.
@@ -27,48 +27,6 @@ pub struct SubscriptionRow {
     pub created_at: DateTime<Utc>,
     /// The policy version it was decided under: the one in force at `created_at`.
     pub policy_version: i32,
-}
-
-/// The fields of a new subscription.
-#[derive(Debug, Clone, Copy)]
-pub struct NewSubscription {
-    /// The customer.
-    pub customer_id: CustomerId,
-    /// The selling partner.
-    pub partner_id: PartnerId,
-    /// The offer.
-    pub offer_id: OfferId,
-    /// The offer's segment.
-    pub segment: Segment,
-    /// Number of licenses.
-    pub quantity: i32,
-    /// The instant of the decision and the version in force then.
-    pub decision: Decision,
-}
-
-/// Inserts an active subscription.
-pub async fn insert(db: impl PgExecutor<'_>, new: NewSubscription) -> Result<SubscriptionRow> {
-    sqlx::query_as!(
-        SubscriptionRow,
-        r#"insert into subscriptions (id, customer_id, partner_id, offer_id, segment, quantity,
-                                     created_at, policy_version)
-           values ($1, $2, $3, $4, $5, $6, $7, $8)
-           returning id as "id: SubscriptionId", customer_id as "customer_id: CustomerId",
-                     partner_id as "partner_id: PartnerId", offer_id as "offer_id: OfferId",
-                     segment as "segment: Segment", quantity,
-                     status as "status: SubscriptionStatus", created_at, policy_version"#,
-        SubscriptionId::new().0,
-        new.customer_id.0,
-        new.partner_id.0,
-        new.offer_id.0,
-        new.segment.as_str(),
-        new.quantity,
-        new.decision.at,
-        new.decision.policy.version,
-    )
-    .fetch_one(db)
-    .await
-    .context("subscriptions::insert")
 }
 
 /// `query_as!` of a [`SubscriptionRow`]: the one select list of the table, then `$rest` of the

@@ -82,7 +82,8 @@ impl FromRequestParts<AppState> for RequestContext {
             .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        Ok(RequestContext::new(Some(principal), request_id))
+        let deadline = parts.extensions.get::<super::Deadline>().map(|d| d.0);
+        Ok(RequestContext::new(Some(principal), request_id).answered_by(deadline))
     }
 }
 

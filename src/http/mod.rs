@@ -213,16 +213,24 @@ async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> 
     Ok("ready")
 }
 
+/// When a request is answered 503 `request_timeout` if it is not done: a request extension, which
+/// the handlers pass to the use cases in their `RequestContext`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline(pub(crate) tokio::time::Instant);
+
 /// Answers 503 `request_timeout` when producing a response takes longer than the configured
-/// limit. Dropping the handler's future rolls back its transaction; a body that is already
-/// streaming (an audit export) is not cut.
+/// limit. Dropping the handler's future rolls back its transaction (a purchase's last call, which
+/// the database commits on its own, is given the [`Deadline`]); a body that is already streaming
+/// (an audit export) is not cut.
 async fn request_timeout(
     State(state): State<AppState>,
-    request: Request<Body>,
+    mut request: Request<Body>,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match tokio::time::timeout(state.limits.request_timeout, next.run(request)).await {
+    let deadline = tokio::time::Instant::now() + state.limits.request_timeout;
+    request.extensions_mut().insert(Deadline(deadline));
+    match tokio::time::timeout_at(deadline, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::request_timeout().into_response(),
     }

@@ -195,3 +195,80 @@ async fn concurrent_purchases_and_qualification_changes_never_break_the_gcc_lock
     .unwrap();
     assert_eq!(outside_the_set, 0);
 }
+
+/// A purchase decides on facts read without locks and records only if they still hold under the
+/// customer's lock. Here a GCC subscription commits after the read and before the record (another
+/// transaction holds the customer's lock while the record waits for it): the commercial purchase
+/// must be decided again, and denied by the lockout, not recorded as allowed on the old facts.
+#[tokio::test]
+async fn a_purchase_whose_facts_change_before_its_locks_is_decided_again_on_the_new_ones() {
+    let app = spawn_app().await;
+    let partner = app.create_qualified_partner().await;
+    let commercial = app.create_offer("commercial", "license_based").await;
+    let gcc = app.create_offer("gcc", "license_based").await;
+    let customer = app.create_customer(&[]).await;
+    app.link(customer, partner).await;
+    let token = app.sales_token(partner).await;
+
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("select 1 from customers where id = $1 for no key update")
+        .bind(customer)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let buying = tokio::spawn({
+        let (client, address) = (app.client.clone(), app.address.clone());
+        async move {
+            purchase_at(
+                &client,
+                &address,
+                &token,
+                customer,
+                partner,
+                commercial,
+                "after-the-read",
+            )
+            .await
+        }
+    });
+    // The purchase has read its facts (no GCC history) and waits for the customer's lock.
+    app.waits_for_a_lock("%purchase_record%").await;
+    let gcc_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "insert into subscriptions (id, customer_id, partner_id, offer_id, segment, quantity, created_at)
+         values ($1, $2, $3, $4, 'gcc', 1, clock_timestamp()) returning created_at",
+    )
+    .bind(Uuid::now_v7())
+    .bind(customer)
+    .bind(partner)
+    .bind(gcc)
+    .fetch_one(&mut *holder)
+    .await
+    .unwrap();
+    holder.commit().await.unwrap();
+
+    let reply = buying.await.unwrap();
+    reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "purchase_denied");
+    assert_eq!(reply.violation_codes(), ["gcc_lockout"], "{:#}", reply.body);
+    assert_eq!(app.count("subscriptions").await, 1, "only the GCC one");
+    let decided_at: String = sqlx::query_scalar(
+        "select payload ->> 'decided_at' from events
+         where customer_id = $1 and event_type = 'purchase_denied'",
+    )
+    .bind(customer)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let decided_at: chrono::DateTime<chrono::Utc> = decided_at.parse().unwrap();
+    assert!(
+        decided_at > gcc_at,
+        "decided at {decided_at}, after the GCC subscription of {gcc_at}"
+    );
+    let stored: serde_json::Value = sqlx::query_scalar(
+        "select outcome from idempotency_keys where customer_id = $1 and key = 'after-the-read'",
+    )
+    .bind(customer)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored["result"], "denied", "{stored:#}");
+}

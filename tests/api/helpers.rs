@@ -405,6 +405,31 @@ impl TestApp {
         .await
     }
 
+    /// Returns once a statement `like` this waits for a lock, held by another transaction of the
+    /// test; fails after 10 s.
+    pub async fn waits_for_a_lock(&self, like: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let waiting: bool = sqlx::query_scalar(
+                "select exists (select 1 from pg_stat_activity
+                                where datname = current_database() and wait_event_type = 'Lock'
+                                  and query like $1)",
+            )
+            .bind(like)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+            if waiting {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no statement like `{like}` came to wait for a lock"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("select count(*) from {table}"))
             .fetch_one(&self.pool)

@@ -1029,30 +1029,6 @@ async fn an_attempt_whose_delivery_was_redelivered_meanwhile_neither_settles_it_
     );
 }
 
-/// Waits until a statement of the service that is `like` the pattern waits for a lock.
-async fn waits_for_a_lock(app: &TestApp, like: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let waiting: bool = sqlx::query_scalar(
-            "select exists (select 1 from pg_stat_activity
-                            where datname = current_database() and wait_event_type = 'Lock'
-                              and query like $1)",
-        )
-        .bind(like)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-        if waiting {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no statement like `{like}` came to wait for a lock"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Whether the rows `select … for update nowait` names could be locked now, none held by another
 /// transaction (the lock is released at once).
 async fn lockable(app: &TestApp, select_for_update_nowait: &str, id: Uuid) -> bool {
@@ -1102,7 +1078,8 @@ async fn a_redelivery_locks_its_deliveries_in_key_order_not_in_the_order_they_ha
     .json(&json!({"since": started}))
     .send();
     let redelivery = tokio::spawn(redelivery);
-    waits_for_a_lock(&app, "%insert into webhook_deliveries%").await;
+    app.waits_for_a_lock("%insert into webhook_deliveries%")
+        .await;
     // It waits before locking the other one: a transaction locking both in key order (a sender
     // settling its round) cannot deadlock with it.
     assert!(
@@ -1164,7 +1141,7 @@ async fn enabling_an_endpoint_locks_its_deliveries_before_the_endpoint() {
         format!("/v1/webhook-endpoints/{endpoint}/enable"),
         json!({}),
     ));
-    waits_for_a_lock(&app, "%webhook_deliveries%").await;
+    app.waits_for_a_lock("%webhook_deliveries%").await;
     // Without the endpoint's row: a sender that settles that delivery and then disables the
     // endpoint cannot deadlock with it.
     assert!(

@@ -204,7 +204,8 @@ impl FromRequestParts<AppState> for Staff {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         Ok(Self {
-            ctx: RequestContext::new(Some(session.principal.clone()), request_id),
+            ctx: RequestContext::new(Some(session.principal.clone()), request_id)
+                .answered_by(parts.extensions.get::<super::Deadline>().map(|d| d.0)),
             session,
         })
     }
