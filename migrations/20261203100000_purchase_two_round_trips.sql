@@ -18,20 +18,25 @@ $$;
 -- policy: no row if either does not exist. Read without locks by read-only decisions and a
 -- purchase's first round trip, and again under the locks by purchase_record. Inlined like
 -- policy_in_force.
-create function purchase_facts(customer uuid, partner uuid) returns table (
+-- Every table is read by the customer's id as a parameter, so on Citus each read is routed to the
+-- customer's shard (or a reference table).
+create function purchase_facts(p_customer uuid, p_partner uuid) returns table (
     special_qualifications text[], partner_kind text, reseller_qualifications text[],
     related boolean, has_provider boolean, gcc_history boolean)
 language sql stable as $$
     select c.special_qualifications, p.kind, p.reseller_qualifications,
-           exists(select 1 from customer_partners r where r.customer_id = c.id and r.partner_id = p.id),
-           exists(select 1 from indirect_reseller_providers i where i.reseller_id = p.id),
-           exists(select 1 from subscriptions s where s.customer_id = c.id and s.segment = 'gcc')
+           exists(select 1 from customer_partners r
+                  where r.customer_id = p_customer and r.partner_id = p_partner),
+           exists(select 1 from indirect_reseller_providers i where i.reseller_id = p_partner),
+           exists(select 1 from subscriptions s where s.customer_id = p_customer and s.segment = 'gcc')
     from customers c, partners p
-    where c.id = customer and p.id = partner
+    where c.id = p_customer and p.id = p_partner
 $$;
 
--- A purchase's one writing call, a transaction of its own. In order:
---   1. POLICY_LOCK shared, then the advisory lock on the idempotency key (as idempotency::lock);
+-- A purchase's one writing call, a transaction of its own (volatile, as it must be: under READ
+-- COMMITTED each of its statements takes a fresh snapshot). In order:
+--   1. POLICY_LOCK shared, then the advisory lock on the idempotency key (a hash of customer, owner
+--      and key; a collision merely serializes two keys);
 --   2. the key, in a new statement: if a racing request with this key committed first, its stored
 --      request and outcome are answered ('stored') and nothing is written;
 --   3. the customer's row lock (FOR NO KEY UPDATE, the lock every writer of its purchases and
@@ -40,12 +45,15 @@ $$;
 --      whoever held these locks before: the facts, the clock and the version in force at it;
 --   5. if the facts or the version differ from those the service decided on: 'stale', with the
 --      fresh ones, and nothing is written;
---   6. if the request's deadline has passed (p_budget after the call began; the service has
---      answered or is about to answer 503 request_timeout, "nothing was changed"): an error,
---      query_canceled, as when statement_timeout cancels, so nothing is written;
---   7. otherwise the subscription (unless the decision was a denial), the event and the key's row,
+--   6. otherwise the subscription (unless the decision was a denial), the event and the key's row,
 --      stamped with the instant of step 4: the subscription's created_at, the event payload's
---      decided_at and the stored outcome's subscription.created_at ('recorded').
+--      decided_at and the stored outcome's subscription.created_at ('recorded');
+--   7. last, if the request's deadline has passed (p_budget after the call began; the service has
+--      answered or is about to answer 503 request_timeout, "nothing was changed"): an error,
+--      query_canceled, as when statement_timeout cancels, which undoes step 6. Only the commit
+--      comes after this check.
+-- Every column is qualified, and without a #variable_conflict directive an ambiguous name is an
+-- error, never silently a column or a variable.
 -- The qualification sets are compared as sets: the service sends back what it decoded.
 create function purchase_record(
     p_customer uuid, p_partner uuid, p_owner text, p_key text,
@@ -64,8 +72,7 @@ create function purchase_record(
     out special_qualifications text[], out partner_kind text, out reseller_qualifications text[],
     out related boolean, out has_provider boolean, out gcc_history boolean,
     out policy_version integer, out policy_digest bytea)
-language plpgsql as $$
-#variable_conflict use_column
+language plpgsql volatile as $$
 declare
     stamp jsonb;
 begin
@@ -91,19 +98,19 @@ begin
       from (select clock_timestamp() as at) t
       cross join lateral policy_in_force(t.at) v
       cross join purchase_facts(p_customer, p_partner) f;
-    if not (special_qualifications @> p_special_qualifications
+    if not found then
+        -- Both rows are locked and customers are never deleted: a version must be missing.
+        raise exception 'purchase_record: no facts or no policy version in force at %', clock_timestamp();
+    end if;
+    if (special_qualifications @> p_special_qualifications
             and special_qualifications <@ p_special_qualifications
             and partner_kind = p_partner_kind
             and reseller_qualifications @> p_reseller_qualifications
             and reseller_qualifications <@ p_reseller_qualifications
             and related = p_related and has_provider = p_has_provider
-            and gcc_history = p_gcc_history and policy_version = p_policy_version) then
+            and gcc_history = p_gcc_history and policy_version = p_policy_version) is not true then
         result := 'stale';
         return;
-    end if;
-    if clock_timestamp() > statement_timestamp() + p_budget then
-        raise exception 'purchase_record: past the request''s deadline (% after the call began)', p_budget
-            using errcode = 'query_canceled';
     end if;
     -- The instant as the service writes it in JSON (RFC 3339, UTC).
     stamp := to_jsonb(to_char(decided_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
@@ -120,6 +127,10 @@ begin
             p_partner, p_event_type, p_payload || jsonb_build_object('decided_at', stamp));
     insert into idempotency_keys (owner, key, customer_id, request, outcome, subscription_id)
     values (p_owner, p_key, p_customer, p_request, p_outcome, p_subscription_id);
+    if clock_timestamp() > statement_timestamp() + p_budget then
+        raise exception 'purchase_record: past the request''s deadline (% after the call began)', p_budget
+            using errcode = 'query_canceled';
+    end if;
     result := 'recorded';
 end;
 $$;

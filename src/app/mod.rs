@@ -225,6 +225,10 @@ pub enum Error {
     /// its request's deadline: the transaction was rolled back, so retrying later may succeed.
     #[error("a statement ran past its time limit")]
     RequestTimeout(#[source] db::Error),
+    /// Too little of the request's time was left to make a write that the database commits on
+    /// its own (a purchase's last call), so it was not made.
+    #[error("too little of the request's time was left to record it")]
+    PastDeadline,
     /// No export slot is free (`app::audit::Exports`); retrying later may succeed.
     #[error("no audit export can start now: {0}; retry when one has finished")]
     ExportBusy(&'static str),

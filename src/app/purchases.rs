@@ -6,7 +6,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 
 use super::{Error, RequestContext, Result, policies};
 use crate::{
@@ -256,13 +256,16 @@ pub async fn purchase(
     let (customer, partner) = (request.customer_id, request.partner_id);
     let mut conn = pool.acquire().await?;
 
+    let stored_key = db::purchases::Key {
+        owner: &owner,
+        key: key.as_str(),
+    };
     let reading = db::purchases::read(
         &mut *conn,
         customer,
         partner,
-        &owner,
-        key.as_str(),
-        request.offer_id,
+        Some(stored_key),
+        Some(request.offer_id),
     )
     .await?;
     if let Some(stored) = reading.stored {
@@ -284,14 +287,23 @@ pub async fn purchase(
         let decided = decide(&policy, &context(&facts, offer.terms()));
         let (mut outcome, event) =
             outcome_and_event(decided, request, &offer, &facts, decision, key);
+        // A call that could not commit in time would take the locks only to refuse.
+        let budget = match ctx.deadline {
+            None => None,
+            Some(deadline) => Some(
+                deadline
+                    .checked_duration_since(tokio::time::Instant::now())
+                    .and_then(|left| left.checked_sub(DEADLINE_MARGIN))
+                    .ok_or(Error::PastDeadline)?,
+            ),
+        };
         let recorded = db::purchases::record(
             &mut *conn,
             &ctx.actor,
             customer,
             partner,
             Record {
-                owner: &owner,
-                key: key.as_str(),
+                key: stored_key,
                 facts: &facts,
                 policy_version: decision.policy.version,
                 subscription: match &outcome {
@@ -301,11 +313,7 @@ pub async fn purchase(
                 event: &event,
                 request: &request_json,
                 outcome: &StoredOutcome::write(&outcome)?,
-                budget: ctx.deadline.map(|deadline| {
-                    deadline
-                        .saturating_duration_since(tokio::time::Instant::now())
-                        .saturating_sub(DEADLINE_MARGIN)
-                }),
+                budget,
             },
         )
         .await?;
@@ -326,9 +334,9 @@ pub async fn purchase(
             Recorded::Stored(stored) => {
                 return replay(&mut conn, ctx, key, request, &request_json, stored).await;
             }
-            Recorded::Stale(fresh, at) => {
+            Recorded::Stale(fresh_facts, fresh_decision) => {
                 crate::monitoring::purchase_facts_changed();
-                (facts, decision) = (fresh, at);
+                (facts, decision) = (fresh_facts, fresh_decision);
             }
             Recorded::Missing => {
                 let missing = db::purchases::missing(&mut *conn, customer).await?;
@@ -431,8 +439,10 @@ async fn replay(
         PurchaseOutcome::Created { subscription } => ("created", Some(subscription.id)),
         PurchaseOutcome::Denied { .. } => ("denied", None),
     };
+    // In a transaction of its own, so that a request dropped at its deadline records nothing.
+    let mut tx = conn.begin().await?;
     db::events::append(
-        conn,
+        &mut *tx,
         &ctx.actor,
         NewEvent {
             event_type: EventType::IdempotentReplayServed,
@@ -446,6 +456,7 @@ async fn replay(
         },
     )
     .await?;
+    tx.commit().await?;
     crate::monitoring::purchase_replayed();
     Ok(Purchase {
         outcome,
@@ -464,13 +475,17 @@ fn idempotency_owner(ctx: &RequestContext) -> String {
 /// to `customer`: partner roles ask only about their own partner, and see only its customers (an
 /// unrelated one does not exist for them, as for purchases); then 403 unless the role may read
 /// decisions, so that a 403 never tells a partner that another partner's customer exists.
-fn visible(
+async fn visible(
+    conn: &mut sqlx::PgConnection,
     ctx: &RequestContext,
     customer: CustomerId,
     partner: PartnerId,
-    facts: Result<(PurchaseFacts, Decision), Missing>,
+    facts: Option<(PurchaseFacts, Decision)>,
 ) -> Result<(PurchaseFacts, Decision)> {
-    let (facts, decision) = facts.map_err(|m| not_found(m, customer, partner))?;
+    let Some((facts, decision)) = facts else {
+        let missing = db::purchases::missing(&mut *conn, customer).await?;
+        return Err(not_found(missing, customer, partner));
+    };
     if ctx.partner_scope().is_some() && !facts.related {
         return Err(Error::CustomerNotFound(customer));
     }
@@ -497,9 +512,9 @@ pub async fn decide_only(
 ) -> Result<Decided<PurchaseDecision>> {
     ctx.check_partner(partner)?;
     let mut conn = pool.acquire().await?;
-    let loaded = db::purchases::load(&mut conn, customer, partner, Some(offer)).await?;
-    let (facts, decision) = visible(ctx, customer, partner, loaded.facts)?;
-    let offer = loaded.offer.ok_or(Error::OfferNotFound(offer))?;
+    let reading = db::purchases::read(&mut *conn, customer, partner, None, Some(offer)).await?;
+    let (facts, decision) = visible(&mut conn, ctx, customer, partner, reading.facts).await?;
+    let offer = reading.offer.ok_or(Error::OfferNotFound(offer))?;
     let policy = policies::policy(&mut conn, decision.policy).await?;
     Ok(Decided {
         answer: decide(&policy, &context(&facts, offer.terms())),
@@ -518,8 +533,32 @@ struct FactsAt {
     policy: Arc<Policy>,
 }
 
-/// The facts now or at `at`, and the policy in force at that instant. No transaction: the facts
-/// now are read in one statement, and those at a past instant do not change.
+/// A read-only decision's connection: plain when it reads the facts now (one statement), in a
+/// read-only, repeatable-read transaction when it reads them at an instant (several statements,
+/// which must read one snapshot).
+enum ReadConnection {
+    Now(sqlx::pool::PoolConnection<sqlx::Postgres>),
+    AsOf(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl ReadConnection {
+    async fn open(pool: &PgPool, at: Option<DateTime<Utc>>) -> Result<Self> {
+        Ok(match at {
+            None => Self::Now(pool.acquire().await?),
+            Some(_) => Self::AsOf(db::begin_read_only(pool).await?),
+        })
+    }
+
+    fn get(&mut self) -> &mut sqlx::PgConnection {
+        match self {
+            Self::Now(conn) => conn,
+            Self::AsOf(tx) => tx,
+        }
+    }
+}
+
+/// The facts now or at `at`, and the policy in force at that instant; `conn` is in a read-only
+/// transaction when `at` is given, so that its several statements read one snapshot.
 async fn facts_at(
     conn: &mut sqlx::PgConnection,
     ctx: &RequestContext,
@@ -528,8 +567,8 @@ async fn facts_at(
     at: Option<DateTime<Utc>>,
 ) -> Result<FactsAt> {
     ctx.check_partner(partner)?;
-    let loaded = db::purchases::load(&mut *conn, customer, partner, None).await?;
-    let (now, decision) = visible(ctx, customer, partner, loaded.facts)?;
+    let reading = db::purchases::read(&mut *conn, customer, partner, None, None).await?;
+    let (now, decision) = visible(conn, ctx, customer, partner, reading.facts).await?;
     let (facts, version) = match at {
         None => (Some(now), decision.policy),
         Some(at) => (
@@ -555,8 +594,9 @@ pub async fn eligibility(
     at: Option<DateTime<Utc>>,
     limit: i64,
 ) -> Result<Option<Decided<Vec<(Offer, PurchaseDecision)>>>> {
-    let mut conn = pool.acquire().await?;
-    let then = facts_at(&mut conn, ctx, customer, partner, at).await?;
+    let mut conn = ReadConnection::open(pool, at).await?;
+    let conn = conn.get();
+    let then = facts_at(conn, ctx, customer, partner, at).await?;
     let Some(facts) = then.facts else {
         return Ok(None);
     };
@@ -587,8 +627,9 @@ pub async fn eligible_offers(
     at: Option<DateTime<Utc>>,
     page: Keyset,
 ) -> Result<Decided<Vec<Offer>>> {
-    let mut conn = pool.acquire().await?;
-    let then = facts_at(&mut conn, ctx, customer, partner, at).await?;
+    let mut conn = ReadConnection::open(pool, at).await?;
+    let conn = conn.get();
+    let then = facts_at(conn, ctx, customer, partner, at).await?;
     let Some(facts) = then.facts else {
         return Ok(Decided {
             answer: Vec::new(),

@@ -26,7 +26,8 @@ pub struct VersionInForce {
 /// A decision's instant on the database clock, and the version in force at it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
-    /// `clock_timestamp()`, read after the locks: the instant recorded with the decision.
+    /// `clock_timestamp()` when the facts were read. A write records the instant it read under
+    /// its locks instead (a purchase's `purchase_record`), with the version in force then.
     pub at: DateTime<Utc>,
     /// The version in force at `at`.
     pub policy: VersionInForce,

@@ -1,9 +1,10 @@
 //! The reads a decision is made from, and a purchase's two round trips: [`read`] without locks,
-//! then [`record`], which checks the facts under the locks and writes.
+//! then [`record`], which checks the facts under the locks and writes (README, "How it stays
+//! correct under concurrency").
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::PgExecutor;
 
 use super::{
     Context, Result,
@@ -75,69 +76,6 @@ fn decision(at: DateTime<Utc>, version: i32, digest: Vec<u8>) -> sqlx::Result<De
             digest: digest
                 .try_into()
                 .map_err(|_| sqlx::Error::Decode("a policy digest is not 32 bytes".into()))?,
-        },
-    })
-}
-
-/// What a decision that writes nothing is made on, read in one statement without locks.
-#[derive(Debug)]
-pub struct Loaded {
-    /// The offer asked about, if one was and it exists.
-    pub offer: Option<Offer>,
-    /// The facts now, with the instant and the version in force then, or which party is missing.
-    pub facts: Result<(PurchaseFacts, Decision), Missing>,
-}
-
-/// Reads the facts of a decision by `partner` for `customer` now, and the offer if one is named,
-/// in one statement (one snapshot, no transaction needed). For decisions that write nothing: a
-/// purchase reads them in [`read`] and has them checked under its locks by [`record`].
-pub async fn load(
-    db: &mut PgConnection,
-    customer: CustomerId,
-    partner: PartnerId,
-    offer: Option<OfferId>,
-) -> Result<Loaded> {
-    let row = sqlx::query!(
-        r#"select o.id as "offer_id?: OfferId", o.name as "name?", o.segment as "segment?: Segment",
-                  o.product_kind as "product_kind?: ProductKind", o.created_at as "created_at?",
-                  f.special_qualifications as "customer: CustomerQualification",
-                  f.partner_kind as "kind: PartnerKind",
-                  f.reseller_qualifications as "reseller_qualifications: Vec<ResellerQualification>",
-                  f.related, f.has_provider, f.gcc_history,
-                  t.at as "at!", v.version as "version!", v.digest as "digest!"
-           from (select clock_timestamp() as at) t
-           cross join lateral policy_in_force(t.at) v
-           left join offers o on o.id = $3
-           left join lateral purchase_facts($1, $2) f on true"#,
-        customer.0,
-        partner.0,
-        offer.map(|o| o.0),
-    )
-    .fetch_one(&mut *db)
-    .await
-    .context("purchases::load")?;
-    let offer = offer_of(
-        row.offer_id,
-        row.name,
-        row.segment,
-        row.product_kind,
-        row.created_at,
-    );
-    let facts = FactsColumns {
-        customer: row.customer,
-        kind: row.kind,
-        reseller_qualifications: row.reseller_qualifications,
-        related: row.related,
-        has_provider: row.has_provider,
-        gcc_history: row.gcc_history,
-    }
-    .facts();
-    let decision = decision(row.at, row.version, row.digest).context("purchases::load")?;
-    Ok(Loaded {
-        offer,
-        facts: match facts {
-            Some(facts) => Ok((facts, decision)),
-            None => Err(missing(db, customer).await?),
         },
     })
 }
@@ -218,28 +156,36 @@ pub async fn load_as_of(
     }))
 }
 
-/// What a purchase's first round trip reads, without locks: the outcome stored for `owner`'s
-/// `key` for `customer` (if any), the offer (if it exists), and the facts now with the instant and
-/// the version in force then (`None` if a party is missing). Nothing read here is trusted for
-/// writing: [`record`] reads the key and the facts again under the locks.
+/// What a decision is made on, read in one statement without locks (one snapshot, no
+/// transaction): the outcome stored for an idempotency key, the offer, and the facts now with the
+/// instant and the version in force then. A decision that writes nothing is made on it as it is;
+/// a purchase's is written only if [`record`] finds the same facts under the locks.
 #[derive(Debug)]
 pub struct Reading {
-    /// The stored outcome.
+    /// The outcome stored for the key, if one was named and has one.
     pub stored: Option<KeyRecord>,
-    /// The offer; offers never change.
+    /// The offer, if one was named and exists; offers never change.
     pub offer: Option<Offer>,
-    /// The facts and the version in force, unless a party is missing.
+    /// The facts and the version in force, unless a party is missing ([`missing`] says which).
     pub facts: Option<(PurchaseFacts, Decision)>,
 }
 
-/// A purchase's first round trip: see [`Reading`].
+/// An idempotency key and whose key space it lives in.
+#[derive(Debug, Clone, Copy)]
+pub struct Key<'a> {
+    /// The key's owner.
+    pub owner: &'a str,
+    /// The key.
+    pub key: &'a str,
+}
+
+/// Reads what a decision by `partner` for `customer` is made on: see [`Reading`].
 pub async fn read(
     db: impl PgExecutor<'_>,
     customer: CustomerId,
     partner: PartnerId,
-    owner: &str,
-    key: &str,
-    offer: OfferId,
+    key: Option<Key<'_>>,
+    offer: Option<OfferId>,
 ) -> Result<Reading> {
     let row = sqlx::query!(
         r#"select k.request as "request?", k.outcome as "outcome?",
@@ -257,9 +203,9 @@ pub async fn read(
            left join lateral purchase_facts($1, $2) f on true"#,
         customer.0,
         partner.0,
-        owner,
-        key,
-        offer.0,
+        key.map(|k| k.owner),
+        key.map(|k| k.key),
+        offer.map(|o| o.0),
     )
     .fetch_one(db)
     .await
@@ -295,10 +241,8 @@ pub async fn read(
 /// A decided purchase, to be written if it was decided on the facts in force under the locks.
 #[derive(Debug)]
 pub struct Record<'a> {
-    /// The idempotency key's owner.
-    pub owner: &'a str,
     /// The idempotency key.
-    pub key: &'a str,
+    pub key: Key<'a>,
     /// The facts the decision was made on.
     pub facts: &'a PurchaseFacts,
     /// The version it was made under.
@@ -358,8 +302,8 @@ pub async fn record(
                                 $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"#,
         customer.0,
         partner.0,
-        record.owner,
-        record.key,
+        record.key.owner,
+        record.key.key,
         &qualification_texts(record.facts.customer) as &[&str],
         record.facts.partner.kind.as_str(),
         &texts(
@@ -389,11 +333,13 @@ pub async fn record(
         record.event.payload,
         record.request,
         record.outcome,
-        record.budget.map(|budget| sqlx::postgres::types::PgInterval {
-            months: 0,
-            days: 0,
-            microseconds: i64::try_from(budget.as_micros()).unwrap_or(i64::MAX),
-        }),
+        record
+            .budget
+            .map(|budget| sqlx::postgres::types::PgInterval {
+                months: 0,
+                days: 0,
+                microseconds: i64::try_from(budget.as_micros()).unwrap_or(i64::MAX),
+            }),
     )
     .fetch_one(db)
     .await

@@ -234,6 +234,10 @@ impl From<app::Error> for ApiError {
                 tracing::warn!(statement = source.statement, error = %source.source, "statement timed out");
                 Self::request_timeout()
             }
+            E::PastDeadline => {
+                tracing::warn!("too little time left to record a purchase");
+                Self::request_timeout()
+            }
             E::Internal(source) => {
                 // Logged here with its whole chain, inside the request's span; never sent to clients.
                 tracing::error!(error = ?source, "internal error");

@@ -184,20 +184,24 @@ async fn on_citus_a_purchase_is_a_single_shard_transaction() {
     let (partner, offer) = (shop.partner, shop.offer);
     let key = format!("explain-{}", Uuid::now_v7());
     let statements = [
+        // The first round trip, as `db::purchases::read` sends it.
         format!(
-            "select k.request, k.outcome, o.id from (select) as one
+            "select k.request, k.outcome, o.id, f.* from (select clock_timestamp() as at) t
+             cross join lateral policy_in_force(t.at) v
              left join idempotency_keys k on k.customer_id = '{customer}' and k.owner = 'o' and k.key = '{key}'
-             left join offers o on o.id = '{offer}'"
+             left join offers o on o.id = '{offer}'
+             left join lateral purchase_facts('{customer}', '{partner}') f on true"
+        ),
+        // Then the statements of `purchase_record`.
+        format!(
+            "select k.request, k.outcome from idempotency_keys k
+             where k.customer_id = '{customer}' and k.owner = 'o' and k.key = '{key}'"
         ),
         format!(
-            "select c.special_qualifications, p.kind from customers c, partners p
+            "select 1 from customers c, partners p
              where c.id = '{customer}' and p.id = '{partner}' for no key update of c for share of p"
         ),
-        format!(
-            "select exists(select 1 from customer_partners where customer_id = '{customer}' and partner_id = '{partner}'),
-                    exists(select 1 from indirect_reseller_providers where reseller_id = '{partner}'),
-                    exists(select 1 from subscriptions where customer_id = '{customer}' and segment = 'gcc')"
-        ),
+        format!("select * from purchase_facts('{customer}', '{partner}')"),
         format!(
             "insert into subscriptions (id, customer_id, partner_id, offer_id, segment, quantity)
              values ('{}', '{customer}', '{partner}', '{offer}', 'education', 1)",

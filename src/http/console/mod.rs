@@ -35,6 +35,9 @@ use axum::{
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+/// What a request stopped at its time limit tells the user.
+const TOO_LONG: &str = "This took too long and was stopped; nothing was changed. Please try again.";
+
 use super::{AppState, REQUEST_ID};
 use crate::{
     app::{
@@ -347,11 +350,11 @@ impl ConsoleError {
                 }
                 E::RequestTimeout(source) => {
                     tracing::warn!(statement = source.statement, error = %source.source, "statement timed out");
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "This took too long and was stopped; nothing was changed. Please try again."
-                            .into(),
-                    )
+                    (StatusCode::SERVICE_UNAVAILABLE, TOO_LONG.into())
+                }
+                E::PastDeadline => {
+                    tracing::warn!("too little time left to record a purchase");
+                    (StatusCode::SERVICE_UNAVAILABLE, TOO_LONG.into())
                 }
                 E::ExportBusy(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
