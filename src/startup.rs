@@ -5,7 +5,7 @@ use std::{future::Future, net::SocketAddr, str::FromStr, time::Duration};
 use anyhow::Context;
 use futures_util::FutureExt;
 use sqlx::{
-    PgPool,
+    Connection, PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 use tokio::net::TcpListener;
@@ -15,6 +15,9 @@ use crate::{
     config::{Config, MetricsBind},
     db, delivery, domain, http, monitoring, server,
 };
+
+/// A pooled connection idle at least this long is pinged before it is handed out.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// A bound, ready-to-serve instance of the service.
 pub struct Application {
@@ -50,6 +53,19 @@ impl Application {
         let pool = PgPoolOptions::new()
             .max_connections(config.database_max_connections)
             .acquire_timeout(acquire_timeout)
+            // sqlx pings every connection it hands out, a round trip per request, and again
+            // each one returned. One returned a moment ago was checked then: ping only those idle
+            // for a while, which a restarted database may have cut (BENCHMARKS.md, "Purchases per
+            // second").
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone())
             .await
             .context("cannot connect to the database")?;
