@@ -68,6 +68,22 @@ impl FactsColumns {
     }
 }
 
+/// The facts of a `query!` row with the columns of `purchase_facts`, named as [`FactsColumns`]'s
+/// fields.
+macro_rules! facts_of {
+    ($row:ident) => {
+        FactsColumns {
+            customer: $row.customer,
+            kind: $row.kind,
+            reseller_qualifications: $row.reseller_qualifications,
+            related: $row.related,
+            has_provider: $row.has_provider,
+            gcc_history: $row.gcc_history,
+        }
+        .facts()
+    };
+}
+
 fn decision(at: DateTime<Utc>, version: i32, digest: Vec<u8>) -> sqlx::Result<Decision> {
     Ok(Decision {
         at,
@@ -221,15 +237,7 @@ pub async fn read(
         row.product_kind,
         row.created_at,
     );
-    let facts = FactsColumns {
-        customer: row.customer,
-        kind: row.kind,
-        reseller_qualifications: row.reseller_qualifications,
-        related: row.related,
-        has_provider: row.has_provider,
-        gcc_history: row.gcc_history,
-    }
-    .facts();
+    let facts = facts_of!(row);
     let decision = decision(row.at, row.version, row.digest).context("purchases::read")?;
     Ok(Reading {
         stored,
@@ -361,15 +369,7 @@ pub async fn record(
             }
         },
         "stale" => {
-            let facts = FactsColumns {
-                customer: row.customer,
-                kind: row.kind,
-                reseller_qualifications: row.reseller_qualifications,
-                related: row.related,
-                has_provider: row.has_provider,
-                gcc_history: row.gcc_history,
-            }
-            .facts();
+            let facts = facts_of!(row);
             let (Some(facts), Some(at), Some(version), Some(digest)) =
                 (facts, row.decided_at, row.policy_version, row.policy_digest)
             else {
