@@ -30,6 +30,12 @@ use crate::{
     },
 };
 
+/// The policy version an audit search may filter by: a version number, 1 up to what the
+/// database's `integer` holds; `None` for anything else.
+pub fn policy_version_filter(number: i64) -> Option<i32> {
+    i32::try_from(number).ok().filter(|v| *v >= 1)
+}
+
 /// Which events an auditor asks for; every field narrows the result.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {

@@ -208,11 +208,24 @@ fn context(facts: &PurchaseFacts, offer: OfferTerms) -> PurchaseContext<'_> {
     }
 }
 
-fn not_found(missing: Missing, customer: CustomerId, partner: PartnerId) -> Error {
-    match missing {
+/// The 404 of a decision whose facts read no row: which party is missing.
+async fn not_found(
+    conn: &mut sqlx::PgConnection,
+    customer: CustomerId,
+    partner: PartnerId,
+) -> Result<Error> {
+    Ok(match db::purchases::missing(conn, customer).await? {
         Missing::Customer => Error::CustomerNotFound(customer),
         Missing::Partner => Error::PartnerNotFound(partner),
+    })
+}
+
+/// Partner roles see only their partner's customers: an unrelated one does not exist for them.
+fn hide_unrelated(ctx: &RequestContext, customer: CustomerId, facts: &PurchaseFacts) -> Result<()> {
+    if ctx.partner_scope().is_some() && !facts.related {
+        return Err(Error::CustomerNotFound(customer));
     }
+    Ok(())
 }
 
 /// How often a purchase decides again when its facts changed between reading and recording. Each
@@ -275,14 +288,10 @@ pub async fn purchase(
         .offer
         .ok_or(Error::OfferNotFound(request.offer_id))?;
     let Some((mut facts, mut decision)) = reading.facts else {
-        let missing = db::purchases::missing(&mut *conn, customer).await?;
-        return Err(not_found(missing, customer, partner));
+        return Err(not_found(&mut conn, customer, partner).await?);
     };
     for _ in 0..ATTEMPTS {
-        // Partner roles see only their partner's customers: an unrelated one does not exist for them.
-        if ctx.partner_scope().is_some() && !facts.related {
-            return Err(Error::CustomerNotFound(customer));
-        }
+        hide_unrelated(ctx, customer, &facts)?;
         let policy = policies::policy(&mut conn, decision.policy).await?;
         let decided = decide(&policy, &context(&facts, offer.terms()));
         let (mut outcome, event) =
@@ -338,10 +347,7 @@ pub async fn purchase(
                 crate::monitoring::purchase_facts_changed();
                 (facts, decision) = (fresh_facts, fresh_decision);
             }
-            Recorded::Missing => {
-                let missing = db::purchases::missing(&mut *conn, customer).await?;
-                return Err(not_found(missing, customer, partner));
-            }
+            Recorded::Missing => return Err(not_found(&mut conn, customer, partner).await?),
         }
     }
     Err(Error::Internal(anyhow::anyhow!(
@@ -483,12 +489,9 @@ async fn visible(
     facts: Option<(PurchaseFacts, Decision)>,
 ) -> Result<(PurchaseFacts, Decision)> {
     let Some((facts, decision)) = facts else {
-        let missing = db::purchases::missing(&mut *conn, customer).await?;
-        return Err(not_found(missing, customer, partner));
+        return Err(not_found(conn, customer, partner).await?);
     };
-    if ctx.partner_scope().is_some() && !facts.related {
-        return Err(Error::CustomerNotFound(customer));
-    }
+    hide_unrelated(ctx, customer, &facts)?;
     ctx.require(Action::ReadDecisions)?;
     Ok((facts, decision))
 }

@@ -52,7 +52,8 @@ pub struct PolicyVersionRow {
     pub digest: Vec<u8>,
 }
 
-fn digest(bytes: Vec<u8>) -> sqlx::Result<[u8; 32]> {
+/// A stored SHA-256 digest.
+pub(super) fn digest(bytes: Vec<u8>) -> sqlx::Result<[u8; 32]> {
     bytes
         .try_into()
         .map_err(|_| sqlx::Error::Decode("a policy digest is not 32 bytes".into()))
@@ -80,12 +81,9 @@ pub async fn lock_exclusive(db: impl PgExecutor<'_>) -> Result<()> {
 /// later statement.
 pub async fn in_force_now(db: impl PgExecutor<'_>) -> Result<Decision> {
     let row = sqlx::query!(
-        r#"select t.at as "at!", p.version, p.digest
+        r#"select t.at as "at!", p.version as "version!", p.digest as "digest!"
            from (select clock_timestamp() as at) t
-           -- policy_version_at(t.at), inlined: one index probe instead of a function call
-           cross join lateral (select version, digest from policy_versions
-                               where effective_from <= t.at
-                               order by effective_from desc limit 1) p"#
+           cross join lateral policy_in_force(t.at) p"#
     )
     .fetch_one(db)
     .await
@@ -102,8 +100,7 @@ pub async fn in_force_now(db: impl PgExecutor<'_>) -> Result<Decision> {
 /// The version in force at `at`.
 pub async fn in_force_at(db: impl PgExecutor<'_>, at: DateTime<Utc>) -> Result<VersionInForce> {
     let row = sqlx::query!(
-        "select version, digest from policy_versions where effective_from <= $1
-         order by effective_from desc limit 1",
+        r#"select version as "version!", digest as "digest!" from policy_in_force($1)"#,
         at
     )
     .fetch_one(db)

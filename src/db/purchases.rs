@@ -12,9 +12,8 @@ use super::{
     events::NewEvent,
     idempotency::KeyRecord,
     offers::Offer,
-    policies::{Decision, VersionInForce},
+    policies::{self, Decision, VersionInForce},
     subscriptions::SubscriptionRow,
-    texts,
 };
 use crate::domain::{
     Actor, CustomerId, CustomerQualification, OfferId, PartnerId, PartnerKind, PartnerProfile,
@@ -89,9 +88,7 @@ fn decision(at: DateTime<Utc>, version: i32, digest: Vec<u8>) -> sqlx::Result<De
         at,
         policy: VersionInForce {
             version,
-            digest: digest
-                .try_into()
-                .map_err(|_| sqlx::Error::Decode("a policy digest is not 32 bytes".into()))?,
+            digest: policies::digest(digest)?,
         },
     })
 }
@@ -314,16 +311,13 @@ pub async fn record(
         record.key.key,
         &qualification_texts(record.facts.customer) as &[&str],
         record.facts.partner.kind.as_str(),
-        &texts(
-            &record
-                .facts
-                .partner
-                .reseller_qualifications
-                .iter()
-                .copied()
-                .collect::<Vec<_>>(),
-            ResellerQualification::as_str
-        ) as &[&str],
+        &record
+            .facts
+            .partner
+            .reseller_qualifications
+            .iter()
+            .map(|q| q.as_str())
+            .collect::<Vec<_>>() as &[&str],
         record.facts.related,
         record.facts.partner.has_indirect_provider,
         record.facts.gcc_history,

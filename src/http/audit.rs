@@ -125,7 +125,7 @@ impl EventParams {
         let policy_version = self
             .policy_version
             .map(|v| {
-                i32::try_from(v).ok().filter(|v| *v >= 1).ok_or_else(|| {
+                app::audit::policy_version_filter(v.into()).ok_or_else(|| {
                     ApiError::invalid_query("policy_version is a version number, from 1")
                 })
             })

@@ -82,8 +82,10 @@ impl FromRequestParts<AppState> for RequestContext {
             .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let deadline = parts.extensions.get::<super::Deadline>().map(|d| d.0);
-        Ok(RequestContext::new(Some(principal), request_id).answered_by(deadline))
+        Ok(
+            RequestContext::new(Some(principal), request_id)
+                .answered_by(super::Deadline::of(parts)),
+        )
     }
 }
 

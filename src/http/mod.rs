@@ -216,7 +216,14 @@ async fn ready(State(state): State<AppState>) -> Result<&'static str, ApiError> 
 /// When a request is answered 503 `request_timeout` if it is not done: a request extension, which
 /// the handlers pass to the use cases in their `RequestContext`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Deadline(pub(crate) tokio::time::Instant);
+pub(crate) struct Deadline(tokio::time::Instant);
+
+impl Deadline {
+    /// The deadline [`request_timeout`] set on a request, if it went through it.
+    pub(crate) fn of(parts: &axum::http::request::Parts) -> Option<tokio::time::Instant> {
+        parts.extensions.get::<Self>().map(|d| d.0)
+    }
+}
 
 /// Answers 503 `request_timeout` when producing a response takes longer than the configured
 /// limit. Dropping the handler's future rolls back its transaction (a purchase's last call, which

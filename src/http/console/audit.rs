@@ -194,9 +194,15 @@ fn check(raw: &RawFilters) -> (Filters, Option<EventQuery>) {
         }
     }
     if !filters.policy_version.value.is_empty() {
-        match filters.policy_version.value.parse::<i32>() {
-            Ok(v) if v >= 1 => query.policy_version = Some(v),
-            _ => filters
+        match filters
+            .policy_version
+            .value
+            .parse()
+            .ok()
+            .and_then(app::audit::policy_version_filter)
+        {
+            Some(v) => query.policy_version = Some(v),
+            None => filters
                 .policy_version
                 .fail("Not a policy version: a whole number, from 1."),
         }

@@ -35,9 +35,6 @@ use axum::{
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-/// What a request stopped at its time limit tells the user.
-const TOO_LONG: &str = "This took too long and was stopped; nothing was changed. Please try again.";
-
 use super::{AppState, REQUEST_ID};
 use crate::{
     app::{
@@ -48,6 +45,9 @@ use crate::{
     db::users::LiveSession,
     domain::{Action, PartnerId, Role, permits},
 };
+
+/// What a request stopped at its time limit tells the user.
+const TOO_LONG: &str = "This took too long and was stopped; nothing was changed. Please try again.";
 
 /// How the console keeps sessions.
 #[derive(Debug, Clone, Copy)]
@@ -208,7 +208,7 @@ impl FromRequestParts<AppState> for Staff {
             .map(str::to_owned);
         Ok(Self {
             ctx: RequestContext::new(Some(session.principal.clone()), request_id)
-                .answered_by(parts.extensions.get::<super::Deadline>().map(|d| d.0)),
+                .answered_by(super::Deadline::of(parts)),
             session,
         })
     }
