@@ -60,17 +60,8 @@ printf '%s\n' "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB
 echo "| run | side | load (1 min) | req/s | ms p50 / p95 / p99 / max | 5xx | deadlocks | GCC violations | CPU µs per purchase: service / PostgreSQL |"
 echo "|---|---|---|---|---|---|---|---|---|"
 declare -A sum count cpu_service cpu_postgres
+. scripts/bench/cpu.sh
 i=0
-# User + system CPU time, in ms, of the given processes (those still alive).
-cpu_ms() {
-    local ticks=0 pid stat
-    for pid in "$@"; do
-        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-        stat=${stat##*) }
-        ticks=$((ticks + $(cut -d' ' -f12 <<< "$stat") + $(cut -d' ' -f13 <<< "$stat")))
-    done
-    echo $((ticks * 1000 / $(getconf CLK_TCK)))
-}
 for side in $runs; do
     i=$((i + 1))
     [ -n "${bin[$side]:-}" ] || { echo "unknown run $side (base or new)" >&2; exit 2; }

@@ -9,7 +9,10 @@
 # partner of the dataset, and the platform, have an endpoint there (all event types), registered
 # through the API. After the load the script waits for every delivery to settle, then reports
 # purchases/s, the lag from each event's commit to its arrival, the drain (last arrival after the
-# load stopped), and whether every purchase's notices arrived.
+# load stopped), and whether every purchase's notices arrived. And the CPU time per purchase of
+# the service, PostgreSQL and the receiver, over the load and the drain together: on these two
+# cores the receiver's work is taken from the purchases too, and in production it runs elsewhere,
+# so "service + PostgreSQL, on / off" is delivery's own cost to the purchase path.
 #
 # Usage: scripts/bench-webhooks.sh   CLIENTS=32 SECONDS_PER_RUN=20 RUNS="off on off on"
 #        (PROFILE=debug builds without optimizations: a smoke run, not a measurement)
@@ -35,12 +38,14 @@ target=${CARGO_TARGET_DIR:-target}
 out=$target/bench-webhooks
 mkdir -p "$out"
 export PGHOST=127.0.0.1 PGUSER=postgres
+. scripts/bench/cpu.sh
 
 cleanup() {
     [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
     [ -n "${sink_pid:-}" ] && kill "$sink_pid" 2>/dev/null && wait "$sink_pid" 2>/dev/null
     dropdb --if-exists --force "$db" >/dev/null 2>&1 || true
     dropdb --if-exists --force "$template" >/dev/null 2>&1 || true
+    dropdb --if-exists --force "${template}_base" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
@@ -54,15 +59,23 @@ bin=$target/$profile/partner-catalog
 loadgen=$target/$profile/examples/loadgen
 sink=$target/$profile/examples/webhook_sink
 
-DATABASE_URL="$server/$template" "$bin" migrate >/dev/null
-"$loadgen" --database-url "$server/$template" seed
-# The seeded customers' events are history: a delivering instance starts past them.
-psql -q -v ON_ERROR_STOP=1 -d "$template" -c "
-    insert into webhook_chain_marks (chain_id, seq) select chain_id, seq from event_chain_heads
-    on conflict (chain_id) do update set seq = excluded.seq"
+# A template per binary, each migrated by its own (a binary refuses a database migrated by a newer
+# one): the same dataset on the schema each shipped with.
+prepare_template() {
+    DATABASE_URL="$server/$1" "$2" migrate >/dev/null
+    "$loadgen" --database-url "$server/$1" seed
+    # The seeded customers' events are history: a delivering instance starts past them.
+    psql -q -v ON_ERROR_STOP=1 -d "$1" -c "
+        insert into webhook_chain_marks (chain_id, seq) select chain_id, seq from event_chain_heads
+        on conflict (chain_id) do update set seq = excluded.seq"
+}
+prepare_template "$template" "$bin"
+case " $runs " in *" base "*) prepare_template "${template}_base" "${BASELINE_BIN:?a base run needs BASELINE_BIN}" ;; esac
 
 q() { psql -Atq -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< "$2"; }
+# CPU ms over the run's purchases, in µs each.
+per_purchase() { awk -v ms="$1" -v n="$purchases" 'BEGIN { printf "%.0f", n ? ms * 1000 / n : 0 }'; }
 
 printf '%s\n' "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(psql -Atc 'select version()' | cut -d, -f1); $clients clients, ${seconds} s per run, pool $pool"
 rows=()
@@ -70,13 +83,13 @@ i=0
 for mode in $runs; do
     i=$((i + 1))
     case $mode in
-        on) delivery=true; service=$bin ;;
-        off) delivery=false; service=$bin ;;
-        base) delivery=true; service=${BASELINE_BIN:?a base run needs BASELINE_BIN} ;;
+        on) delivery=true; service=$bin; from=$template ;;
+        off) delivery=false; service=$bin; from=$template ;;
+        base) delivery=true; service=$BASELINE_BIN; from=${template}_base ;;
         *) echo "unknown run $mode" >&2; exit 2 ;;
     esac
     dropdb --if-exists "$db" >/dev/null
-    createdb -T "$template" "$db"
+    createdb -T "$from" "$db"
     load=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "== run $i: delivery $mode ($clients clients, ${seconds} s), load $load"
     if [ "$delivery" = true ]; then
@@ -92,6 +105,7 @@ for mode in $runs; do
         for _ in $(seq 1 50); do curl -fsS "http://$sink_bind/stats" >/dev/null 2>&1 && break; sleep 0.2; done
         "$loadgen" --database-url "$server/$db" webhooks --url "http://$bind" --receiver "http://$sink_bind"
     fi
+    service0=$(cpu_ms "$pid") postgres0=$(cpu_ms $(pgrep -u postgres)) sink0=$(cpu_ms ${sink_pid:-})
     "$loadgen" --database-url "$server/$db" run --url "http://$bind" --scenario spread \
         --clients "$clients" --seconds "$seconds" | tee "$out/loadgen-$i.txt"
     result=$(grep '^RESULT' "$out/loadgen-$i.txt")
@@ -110,6 +124,7 @@ for mode in $runs; do
         states=$(q "select string_agg(state || ':' || n, ',' order by state)
                     from (select state, count(*) n from webhook_deliveries group by state) s")
         feed=$(q "select count(*) from partner_feed")
+        sink_ms=$(( $(cpu_ms "$sink_pid") - sink0 ))
         kill -TERM "$sink_pid"; wait "$sink_pid" || true; sink_pid=
         cat "$out/sink-$i.txt"
         got=$(grep '^RESULT' "$out/sink-$i.txt")
@@ -123,22 +138,26 @@ for mode in $runs; do
     else
         queued=$(q "select count(*) from webhook_deliveries")
         feed=$(q "select count(*) from partner_feed")
-        expected=0; distinct=-; states="queued $queued, feed $feed"; drain=-; lag=-; complete=-
+        expected=0; distinct=-; states="queued $queued, feed $feed"; drain=-; lag=-; complete=-; sink_ms=0
         [ "$queued" = 0 ] && [ "$feed" = 0 ] || { echo "delivery off, but $queued deliveries and $feed feed entries" >&2; exit 1; }
     fi
+    # Before the service stops, while its connections' backends are alive.
+    service_ms=$(( $(cpu_ms "$pid") - service0 )) postgres_ms=$(( $(cpu_ms $(pgrep -u postgres)) - postgres0 ))
+    cpu="$(per_purchase "$service_ms") / $(per_purchase "$postgres_ms") / $(per_purchase "$sink_ms")"
     rss=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
     kill "$pid"; wait "$pid" || true; pid=
-    rows+=("$i|$mode|$(field rps "$result")|$(field p50 "$result") / $(field p99 "$result")|$(field 5xx "$result")|$purchases|$expected|$distinct|$complete|$states|$lag|$drain|$rss|$load")
+    rows+=("$i|$mode|$(field rps "$result")|$(field p50 "$result") / $(field p99 "$result")|$(field 5xx "$result")|$purchases|$expected|$distinct|$complete|$states|$lag|$drain|$cpu|$rss|$load")
 done
 
 echo
-echo "| run | delivery | purchases/s | purchase ms p50 / p99 | 5xx | purchases | notices expected | arrived (distinct) | all arrived | deliveries | lag ms p50 / p99 / max | drain s | peak RSS MiB | load at start |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| run | delivery | purchases/s | purchase ms p50 / p99 | 5xx | purchases | notices expected | arrived (distinct) | all arrived | deliveries | lag ms p50 / p99 / max | drain s | CPU µs per purchase: service / PostgreSQL / receiver | peak RSS MiB | load at start |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}" | awk -F'|' '{ printf "| %s |", $1; for (i = 2; i <= NF; i++) printf " %s |", $i; print "" }'
 echo
-# Mean purchases/s with delivery off and on, and on/off (the cost of delivery to the purchase path).
+# Mean purchases/s with delivery off and on, and on/off (the cost of delivery to the purchase path);
+# the mean CPU per purchase of the service and PostgreSQL, on/off (delivery's own cost).
 printf '%s\n' "${rows[@]}" | awk -F'|' '
-    { n[$2]++; s[$2] += $3 }
+    { n[$2]++; s[$2] += $3; split($13, c, " / "); cpu[$2] += c[1] + c[2]; rx[$2] += c[3] }
     END {
         if (!n["off"]) exit
         off = s["off"] / n["off"]
@@ -150,5 +169,7 @@ printf '%s\n' "${rows[@]}" | awk -F'|' '
             on = s[m] / n[m]
             printf "purchases/s with delivery %s: %.0f (mean of %d runs), %s/off %.3f: delivery costs %.1f %%\n",
                 m, on, n[m], m, on / off, (1 - on / off) * 100
+            printf "CPU µs per purchase, service + PostgreSQL: off %.0f, %s %.0f (%+.1f %%), and the receiver %.0f\n",
+                cpu["off"] / n["off"], m, cpu[m] / n[m], (cpu[m] / n[m] / (cpu["off"] / n["off"]) - 1) * 100, rx[m] / n[m]
         }
     }'
