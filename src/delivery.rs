@@ -26,7 +26,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{
     client::legacy::{
@@ -42,7 +42,7 @@ use crate::{
     app::webhooks::resolve,
     db::{
         self,
-        webhooks::{Attempt, ChainEvent, Leased, Target},
+        webhooks::{Attempt, ChainEvent, ChainsBehind, Leased, Target},
     },
     domain::{
         EventType, PartnerId,
@@ -150,24 +150,37 @@ pub async fn run(
     }
 }
 
-/// How far back the quick look for chains with new events goes. An event whose transaction runs
-/// longer than this before committing (an import's batch, not a purchase: its event is written
-/// just before its commit) is found by the next full sweep instead. Each look reads every event
-/// of this window: 60 s of them cost 24 ms per poll at 1,400 purchases/s (BENCHMARKS.md).
+/// The furthest back a quick look goes, on the database's clock: where it reads from while rounds
+/// do not keep up (see [`QuickLooks`]), and after a restart.
 const RECENT: Duration = Duration::from_secs(5);
+/// How far before the start of the last look that took everything it found the next look starts:
+/// room for events that took their id (the database clock at their insert) before that look and
+/// committed after it. A purchase writes its event just before it commits; an event that commits
+/// later than this after its insert (an import's batch) is found by the next full sweep instead.
+const OVERLAP: chrono::TimeDelta = chrono::TimeDelta::milliseconds(500);
 /// How often every chain is compared with its mark.
 const FULL_SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 async fn dispatch_loop(pool: &PgPool, settings: &Settings) -> Infallible {
     let mut last_sweep: Option<Instant> = None;
+    let mut looks = QuickLooks::default();
     loop {
         let full = last_sweep.is_none_or(|at| at.elapsed() >= FULL_SWEEP_EVERY);
         if full {
             last_sweep = Some(Instant::now());
         }
-        match dispatch_round(pool, full).await {
-            Ok(0) => tokio::time::sleep(settings.poll).await,
-            Ok(_) => {}
+        let look = if full {
+            Look::Full
+        } else {
+            Look::Recent { from: looks.from() }
+        };
+        match dispatch_round(pool, look).await {
+            Ok(round) => {
+                looks.after(&round);
+                if round.events == 0 {
+                    tokio::time::sleep(settings.poll).await;
+                }
+            }
             Err(error) => {
                 tracing::warn!(?error, "webhook dispatch failed; retrying");
                 tokio::time::sleep(settings.poll.max(Duration::from_secs(1))).await;
@@ -176,22 +189,78 @@ async fn dispatch_loop(pool: &PgPool, settings: &Settings) -> Infallible {
     }
 }
 
-/// Turns the committed events of chains past their marks into feed entries and deliveries;
-/// returns how many events it took. A `full` round looks at every chain; the others only at
-/// chains with an event of the last [`RECENT`] seconds, which is cheap (a range of the events'
-/// primary key) and finds everything but events of transactions that took longer than that,
-/// which the next full round finds. Either way a chain is read from its mark, so what a round does
-/// not look at is delayed, never lost.
-pub async fn dispatch_round(pool: &PgPool, full: bool) -> anyhow::Result<usize> {
-    let mut chains = if full {
-        db::webhooks::chains_behind(pool, CHAINS_PER_ROUND).await?
-    } else {
-        let since = v7_floor(std::time::SystemTime::now() - RECENT);
-        db::webhooks::recent_chains_behind(pool, since, CHAINS_PER_ROUND).await?
+/// Where the dispatcher's quick looks start. Under load the dispatcher polls back to back, and a
+/// look costs every event of its window: a fixed window of [`RECENT`] cost 28–31 ms per poll at
+/// 1,000 purchases/s, most of it spent on chains dispatched long ago (BENCHMARKS.md). So a look
+/// starts [`OVERLAP`] before the last one that took everything it found, and reads little more
+/// than what is new since. Both instants are the database's, which stamps the event ids.
+#[derive(Debug, Default)]
+struct QuickLooks {
+    /// When the last round that took everything it found looked.
+    drained_at: Option<DateTime<Utc>>,
+}
+
+impl QuickLooks {
+    /// Where the next look starts; `None`: [`RECENT`] ago.
+    fn from(&self) -> Option<DateTime<Utc>> {
+        self.drained_at.map(|at| at - OVERLAP)
+    }
+
+    /// Takes note of a round: only one that left nothing behind in what it looked at lets the
+    /// next look start later.
+    fn after(&mut self, round: &Round) {
+        if round.drained {
+            self.drained_at = Some(round.looked_at);
+        }
+    }
+}
+
+/// Which chains a dispatch round looks at.
+#[derive(Debug, Clone, Copy)]
+pub enum Look {
+    /// Every chain behind its mark: the full sweep.
+    Full,
+    /// Chains behind their mark with an event after `from` and of the last [`RECENT`] (both on the
+    /// database's clock): cheap, a range of the events' id index.
+    Recent {
+        /// `None`: [`RECENT`] ago.
+        from: Option<DateTime<Utc>>,
+    },
+}
+
+/// What a dispatch round did.
+#[derive(Debug, Clone, Copy)]
+pub struct Round {
+    /// Events it took.
+    pub events: usize,
+    /// Whether it took every event its look found (or another instance did): no chain was over
+    /// the round's limits.
+    pub drained: bool,
+    /// When its look began, on the database's clock.
+    pub looked_at: DateTime<Utc>,
+}
+
+/// Turns the committed events of chains past their marks into feed entries and deliveries. The
+/// look says which chains it considers; either way a chain is read from its mark, so what a round
+/// does not look at is delayed until a later round, never lost.
+pub async fn dispatch_round(pool: &PgPool, look: Look) -> anyhow::Result<Round> {
+    let ChainsBehind {
+        mut chains,
+        looked_at,
+    } = match look {
+        Look::Full => db::webhooks::chains_behind(pool, CHAINS_PER_ROUND).await?,
+        Look::Recent { from } => {
+            db::webhooks::recent_chains_behind(pool, from, RECENT, CHAINS_PER_ROUND).await?
+        }
     };
     if chains.is_empty() {
-        return Ok(0);
+        return Ok(Round {
+            events: 0,
+            drained: true,
+            looked_at,
+        });
     }
+    let every_chain = (chains.len() as i64) < CHAINS_PER_ROUND;
     chains.sort_unstable();
     db::webhooks::create_marks(pool, &chains).await?;
     // The round's chains in one transaction, in a fixed number of statements however many chains
@@ -207,9 +276,19 @@ pub async fn dispatch_round(pool: &PgPool, full: bool) -> anyhow::Result<usize> 
     } else {
         db::webhooks::events_after_marks(&mut *tx, &marks, EVENTS_PER_CHAIN).await?
     };
+    // Chains another instance holds count as taken: if that instance fails, the full sweep finds
+    // them.
+    let drained = every_chain
+        && events
+            .chunk_by(|a, b| a.chain_id == b.chain_id)
+            .all(|chain| (chain.len() as i64) < EVENTS_PER_CHAIN);
     if events.is_empty() {
         tx.commit().await?;
-        return Ok(0);
+        return Ok(Round {
+            events: 0,
+            drained,
+            looked_at,
+        });
     }
     let mut feed = db::webhooks::Notices::default();
     let mut queue = db::webhooks::Queue::default();
@@ -286,20 +365,11 @@ pub async fn dispatch_round(pool: &PgPool, full: bool) -> anyhow::Result<usize> 
     if !audiences.is_empty() {
         db::webhooks::announce_feeds(pool, &audiences).await?;
     }
-    Ok(events.len())
-}
-
-/// The smallest UUIDv7 of the millisecond of `at`: event ids at or after `at` sort above it.
-fn v7_floor(at: std::time::SystemTime) -> Uuid {
-    let ms = at
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64;
-    let mut bytes = [0u8; 16];
-    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
-    bytes[6] = 0x70;
-    bytes[8] = 0x80;
-    Uuid::from_bytes(bytes)
+    Ok(Round {
+        events: events.len(),
+        drained,
+        looked_at,
+    })
 }
 
 fn wants(target: &Target, audience: Audience, kind: &str) -> bool {
@@ -624,25 +694,30 @@ async fn post(client: &HttpClient, allow: &AllowList, delivery: &Leased) -> Outc
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, UNIX_EPOCH};
+    use chrono::{DateTime, Duration, Utc};
 
-    use super::v7_floor;
+    use super::{OVERLAP, QuickLooks, Round};
+
+    fn round(at: DateTime<Utc>, drained: bool) -> Round {
+        Round {
+            events: 3,
+            drained,
+            looked_at: at,
+        }
+    }
 
     #[test]
-    fn the_v7_floor_sorts_below_every_id_of_its_millisecond_and_above_earlier_ones() {
-        let at = UNIX_EPOCH + Duration::from_millis(1_795_862_400_123);
-        let floor = v7_floor(at);
-        let same = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            1_795_862_400,
-            123_000_000,
-        ));
-        let earlier = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            1_795_862_400,
-            122_999_000,
-        ));
-        assert!(floor <= same && earlier < floor, "{earlier} {floor} {same}");
-        assert_eq!(floor.get_version_num(), 7);
+    fn a_quick_look_starts_just_before_the_last_look_that_took_everything() {
+        let t = DateTime::<Utc>::from_timestamp(1_795_862_400, 0).unwrap();
+        let mut looks = QuickLooks::default();
+        assert_eq!(looks.from(), None, "nothing taken yet: the whole window");
+        looks.after(&round(t, true));
+        assert_eq!(looks.from(), Some(t - OVERLAP));
+        // A round that left events behind does not move it: they are read again.
+        let next = t + Duration::milliseconds(40);
+        looks.after(&round(next, false));
+        assert_eq!(looks.from(), Some(t - OVERLAP));
+        looks.after(&round(next, true));
+        assert_eq!(looks.from(), Some(next - OVERLAP));
     }
 }

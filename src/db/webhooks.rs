@@ -235,45 +235,72 @@ pub async fn enabled_targets(db: impl PgExecutor<'_>) -> Result<Vec<Target>> {
     .context("webhooks::enabled_targets")
 }
 
-/// Chains with events past their mark (or never marked), at most `limit`.
-pub async fn chains_behind(db: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Uuid>> {
-    sqlx::query_scalar!(
-        r#"select h.chain_id as "chain_id!" -- fan-out: webhook dispatch
-         from event_chain_heads h left join webhook_chain_marks m on m.chain_id = h.chain_id
-         where h.seq > coalesce(m.seq, 0)
-         limit $1"#,
-        limit
-    )
-    .fetch_all(db)
-    .await
-    .context("webhooks::chains_behind")
+/// Chains behind their mark, and the database's clock when the look began.
+#[derive(Debug)]
+pub struct ChainsBehind {
+    /// At most the limit asked for.
+    pub chains: Vec<Uuid>,
+    /// The look's `statement_timestamp()`: events that commit after its snapshot have ids after
+    /// this instant, unless their transaction wrote them earlier.
+    pub looked_at: DateTime<Utc>,
 }
 
-/// Chains behind their mark among those with an event whose id is above `since` (a recent
-/// instant, as a UUIDv7 bound), at most `limit`: the cheap look between full sweeps.
+/// Chains with events past their mark (or never marked), at most `limit`.
+pub async fn chains_behind(db: impl PgExecutor<'_>, limit: i64) -> Result<ChainsBehind> {
+    let row = sqlx::query!(
+        r#"select statement_timestamp() as "looked_at!",
+                  array(select h.chain_id -- fan-out: webhook dispatch
+                        from event_chain_heads h
+                        left join webhook_chain_marks m on m.chain_id = h.chain_id
+                        where h.seq > coalesce(m.seq, 0)
+                        limit $1) as "chains!""#,
+        limit
+    )
+    .fetch_one(db)
+    .await
+    .context("webhooks::chains_behind")?;
+    Ok(ChainsBehind {
+        chains: row.chains,
+        looked_at: row.looked_at,
+    })
+}
+
+/// Chains behind their mark among those with an event after `from` and within the last `window`
+/// of the database's clock (which stamps event ids), at most `limit`: the cheap look between full
+/// sweeps.
 pub async fn recent_chains_behind(
     db: impl PgExecutor<'_>,
-    since: Uuid,
+    from: Option<DateTime<Utc>>,
+    window: std::time::Duration,
     limit: i64,
-) -> Result<Vec<Uuid>> {
+) -> Result<ChainsBehind> {
     // The range is closed by `Uuid::max()` as a parameter, not left open: the generic plan of an
-    // open range `id > $1` guesses a third of the table and walked the whole primary key
-    // (chain_id, id) instead of the range of `events_id_idx`: 24 ms per poll at 30,000 events,
-    // growing with the log (BENCHMARKS.md, "Purchases per second").
-    sqlx::query_scalar!(
-        r#"select h.chain_id as "chain_id!" -- fan-out: webhook dispatch
-           from (select distinct e.chain_id from events e where e.id > $1 and e.id <= $2) r
-           join event_chain_heads h on h.chain_id = r.chain_id
-           left join webhook_chain_marks m on m.chain_id = h.chain_id
-           where h.seq > coalesce(m.seq, 0)
-           limit $3"#,
-        since,
+    // open range guesses a third of the table and walked the whole primary key (chain_id, id)
+    // instead of the range of `events_id_idx`: 24 ms per poll at 30,000 events, growing with the
+    // log (BENCHMARKS.md, "Purchases per second").
+    let row = sqlx::query!(
+        r#"select statement_timestamp() as "looked_at!",
+                  array(select h.chain_id -- fan-out: webhook dispatch
+                        from (select distinct e.chain_id from events e
+                              where e.id > event_id_floor(greatest(
+                                        $1, statement_timestamp() - make_interval(secs => $2)))
+                                and e.id <= $3) r
+                        join event_chain_heads h on h.chain_id = r.chain_id
+                        left join webhook_chain_marks m on m.chain_id = h.chain_id
+                        where h.seq > coalesce(m.seq, 0)
+                        limit $4) as "chains!""#,
+        from,
+        window.as_secs_f64(),
         Uuid::max(),
         limit
     )
-    .fetch_all(db)
+    .fetch_one(db)
     .await
-    .context("webhooks::recent_chains_behind")
+    .context("webhooks::recent_chains_behind")?;
+    Ok(ChainsBehind {
+        chains: row.chains,
+        looked_at: row.looked_at,
+    })
 }
 
 /// The advisory lock (class, key) between dispatching and endpoints becoming enabled: a dispatch
@@ -737,8 +764,9 @@ pub struct Leased {
 /// Leases up to `limit` due deliveries to `owner` for `lease_secs`: pending, due, not leased (or
 /// the lease expired, e.g. its instance crashed), to an enabled endpoint, and with no earlier
 /// pending delivery of the same chain to the same endpoint (per customer in order). Rows another
-/// instance is leasing right now are skipped, never waited for. "No earlier pending" is one probe
-/// of `webhook_deliveries_pending_idx` (`scripts/bench-lease.sh` times this selection).
+/// instance is leasing right now are skipped, never waited for. The SQL function `webhook_lease`
+/// walks the due deliveries in order and stops at `limit`; "no earlier pending" is one probe of
+/// `webhook_deliveries_pending_idx` (`scripts/bench-lease.sh` times it).
 pub async fn lease(
     db: impl PgExecutor<'_>,
     owner: Uuid,
@@ -747,28 +775,10 @@ pub async fn lease(
 ) -> Result<Vec<Leased>> {
     sqlx::query_as!(
         Leased,
-        r#"with due as (
-               select d.chain_id, d.endpoint_id, d.chain_seq -- fan-out: webhook dispatch
-               from webhook_deliveries d
-               join webhook_endpoints ep on ep.id = d.endpoint_id and ep.disabled_at is null
-               where d.state = 'pending' and d.next_attempt_at <= now()
-                 and (d.lease_until is null or d.lease_until < now())
-                 and not exists (
-                     select 1 from webhook_deliveries p
-                     where p.chain_id = d.chain_id and p.endpoint_id = d.endpoint_id
-                       and p.chain_seq < d.chain_seq and p.state = 'pending')
-               order by d.next_attempt_at
-               limit $3
-               for update of d skip locked
-           )
-           update webhook_deliveries d
-           set lease_owner = $1, lease_until = now() + make_interval(secs => $2), attempts = d.attempts + 1
-           from due, webhook_endpoints ep
-           where d.chain_id = due.chain_id and d.endpoint_id = due.endpoint_id
-             and d.chain_seq = due.chain_seq and ep.id = d.endpoint_id
-           returning d.chain_id, d.endpoint_id, d.chain_seq, d.event_id, d.body, d.attempts, d.retry_base, ep.url,
-                     ep.secret,
-                     case when ep.previous_secret_until > now() then ep.previous_secret end as previous_secret"#,
+        r#"select chain_id as "chain_id!", endpoint_id as "endpoint_id!", chain_seq as "chain_seq!",
+                  event_id as "event_id!", body as "body!", attempts as "attempts!",
+                  retry_base as "retry_base!", url as "url!", secret as "secret!", previous_secret
+           from webhook_lease($1, $2, $3)"#,
         owner,
         lease_secs,
         limit

@@ -15,7 +15,10 @@ use axum::{
     response::IntoResponse,
     routing::post,
 };
-use partner_catalog::domain::Role;
+use partner_catalog::{
+    delivery::{Look, dispatch_round},
+    domain::Role,
+};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -531,6 +534,75 @@ async fn an_instance_without_delivery_queues_nothing_and_one_with_it_then_delive
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].id, linked.to_string());
     assert!(got[0].verified);
+}
+
+#[tokio::test]
+async fn a_quick_look_takes_recent_events_and_the_full_sweep_those_committed_after_it_passed() {
+    let app = spawn_app_with(|config| config.webhook_delivery = false).await;
+    let c = app.create_customer(&[]).await;
+    let first = dispatch_round(&app.pool, Look::Full).await.unwrap();
+    assert!(first.events > 0 && first.drained, "{first:?}");
+    let events = "insert into events (chain_id, customer_id, event_type, payload)
+                  select $1, $1, 'customer_qualifications_set', '{}' from generate_series(1, $2)";
+    let behind = || async {
+        sqlx::query_scalar::<_, i64>(
+            "select h.seq - m.seq from event_chain_heads h join webhook_chain_marks m using (chain_id)
+             where chain_id = $1",
+        )
+        .bind(c)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+    };
+    let quick = |from| dispatch_round(&app.pool, Look::Recent { from });
+
+    // The looks' window is on the database's clock, which stamps the ids: a fresh event is in it.
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query(events)
+        .bind(c)
+        .bind(1)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let look = quick(None).await.unwrap();
+    assert_eq!((look.events, look.drained, behind().await), (1, true, 0));
+
+    // An event whose transaction commits well after writing it (as an import's batch may), after
+    // a look has passed it: the next look starts after it, and the full sweep takes it.
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query(events)
+        .bind(c)
+        .bind(1)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let during = quick(Some(look.looked_at)).await.unwrap();
+    assert_eq!((during.events, during.drained), (0, true));
+    tx.commit().await.unwrap();
+    let after = quick(Some(during.looked_at)).await.unwrap();
+    assert_eq!((after.events, behind().await), (0, 1), "waiting, not lost");
+    let sweep = dispatch_round(&app.pool, Look::Full).await.unwrap();
+    assert_eq!((sweep.events, behind().await), (1, 0), "{sweep:?}");
+    let again = dispatch_round(&app.pool, Look::Full).await.unwrap();
+    assert_eq!(again.events, 0, "dispatched once");
+
+    // A chain over a round's limit (100 events) is taken over two rounds, and the first says it
+    // left some behind, so the quick looks do not move past them.
+    sqlx::query(events)
+        .bind(c)
+        .bind(150)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let partly = quick(None).await.unwrap();
+    assert_eq!(
+        (partly.events, partly.drained, behind().await),
+        (100, false, 50)
+    );
+    let rest = quick(None).await.unwrap();
+    assert_eq!((rest.events, rest.drained, behind().await), (50, true, 0));
 }
 
 #[tokio::test]
