@@ -542,8 +542,14 @@ async fn a_quick_look_takes_recent_events_and_the_full_sweep_those_committed_aft
     let c = app.create_customer(&[]).await;
     let first = dispatch_round(&app.pool, Look::Full).await.unwrap();
     assert!(first.events > 0 && first.drained, "{first:?}");
-    let events = "insert into events (chain_id, customer_id, event_type, payload)
-                  select $1, $1, 'customer_qualifications_set', '{}' from generate_series(1, $2)";
+    let write = |n: i32| {
+        sqlx::query(
+            "insert into events (chain_id, customer_id, event_type, payload)
+             select $1, $1, 'customer_qualifications_set', '{}' from generate_series(1, $2)",
+        )
+        .bind(c)
+        .bind(n)
+    };
     let behind = || async {
         sqlx::query_scalar::<_, i64>(
             "select h.seq - m.seq from event_chain_heads h join webhook_chain_marks m using (chain_id)
@@ -557,26 +563,14 @@ async fn a_quick_look_takes_recent_events_and_the_full_sweep_those_committed_aft
     let quick = |from| dispatch_round(&app.pool, Look::Recent { from });
 
     // The looks' window is on the database's clock, which stamps the ids: a fresh event is in it.
-    let mut tx = app.pool.begin().await.unwrap();
-    sqlx::query(events)
-        .bind(c)
-        .bind(1)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    write(1).execute(&app.pool).await.unwrap();
     let look = quick(None).await.unwrap();
     assert_eq!((look.events, look.drained, behind().await), (1, true, 0));
 
     // An event whose transaction commits well after writing it (as an import's batch may), after
     // a look has passed it: the next look starts after it, and the full sweep takes it.
     let mut tx = app.pool.begin().await.unwrap();
-    sqlx::query(events)
-        .bind(c)
-        .bind(1)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    write(1).execute(&mut *tx).await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     let during = quick(Some(look.looked_at)).await.unwrap();
     assert_eq!((during.events, during.drained), (0, true));
@@ -590,12 +584,7 @@ async fn a_quick_look_takes_recent_events_and_the_full_sweep_those_committed_aft
 
     // A chain over a round's limit (100 events) is taken over two rounds, and the first says it
     // left some behind, so the quick looks do not move past them.
-    sqlx::query(events)
-        .bind(c)
-        .bind(150)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    write(150).execute(&app.pool).await.unwrap();
     let partly = quick(None).await.unwrap();
     assert_eq!(
         (partly.events, partly.drained, behind().await),
