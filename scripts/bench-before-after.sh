@@ -33,6 +33,7 @@ out=$target/bench-before-after
 base_src=$out/base-src
 mkdir -p "$out"
 export PGHOST=127.0.0.1 PGUSER=postgres
+. scripts/bench/cpu.sh
 
 cleanup() {
     [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
@@ -60,7 +61,6 @@ printf '%s\n' "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB
 echo "| run | side | load (1 min) | req/s | ms p50 / p95 / p99 / max | 5xx | deadlocks | GCC violations | CPU µs per purchase: service / PostgreSQL |"
 echo "|---|---|---|---|---|---|---|---|---|"
 declare -A sum count cpu_service cpu_postgres
-. scripts/bench/cpu.sh
 i=0
 for side in $runs; do
     i=$((i + 1))

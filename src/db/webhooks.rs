@@ -247,7 +247,8 @@ pub struct ChainsBehind {
 
 /// Chains with events past their mark (or never marked), at most `limit`.
 pub async fn chains_behind(db: impl PgExecutor<'_>, limit: i64) -> Result<ChainsBehind> {
-    let row = sqlx::query!(
+    sqlx::query_as!(
+        ChainsBehind,
         r#"select statement_timestamp() as "looked_at!",
                   array(select h.chain_id -- fan-out: webhook dispatch
                         from event_chain_heads h
@@ -258,11 +259,7 @@ pub async fn chains_behind(db: impl PgExecutor<'_>, limit: i64) -> Result<Chains
     )
     .fetch_one(db)
     .await
-    .context("webhooks::chains_behind")?;
-    Ok(ChainsBehind {
-        chains: row.chains,
-        looked_at: row.looked_at,
-    })
+    .context("webhooks::chains_behind")
 }
 
 /// Chains behind their mark among those with an event after `from` and within the last `window`
@@ -278,7 +275,8 @@ pub async fn recent_chains_behind(
     // open range guesses a third of the table and walked the whole primary key (chain_id, id)
     // instead of the range of `events_id_idx`: 24 ms per poll at 30,000 events, growing with the
     // log (BENCHMARKS.md, "Purchases per second").
-    let row = sqlx::query!(
+    sqlx::query_as!(
+        ChainsBehind,
         r#"select statement_timestamp() as "looked_at!",
                   array(select h.chain_id -- fan-out: webhook dispatch
                         from (select distinct e.chain_id from events e
@@ -296,11 +294,7 @@ pub async fn recent_chains_behind(
     )
     .fetch_one(db)
     .await
-    .context("webhooks::recent_chains_behind")?;
-    Ok(ChainsBehind {
-        chains: row.chains,
-        looked_at: row.looked_at,
-    })
+    .context("webhooks::recent_chains_behind")
 }
 
 /// The advisory lock (class, key) between dispatching and endpoints becoming enabled: a dispatch
