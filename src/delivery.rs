@@ -13,7 +13,9 @@
 //! (`FOR UPDATE SKIP LOCKED`, so instances never queue on each other) until `now() + 2 × timeout +
 //! 5 s`; an instance that dies mid-send leaves the lease to expire, and another sends again (at
 //! least once). A delivery is due only when no earlier delivery of its chain to its endpoint is
-//! pending, so each endpoint hears about each customer in order.
+//! pending, so each endpoint hears about each customer in order. The deliveries that the lease
+//! would take at once are instead queued leased by the dispatcher and handed to its own sender,
+//! which saves writing each of them a second time (BENCHMARKS.md, "Webhook delivery").
 
 use std::{
     convert::Infallible,
@@ -42,7 +44,7 @@ use crate::{
     app::webhooks::resolve,
     db::{
         self,
-        webhooks::{Attempt, ChainEvent, ChainsBehind, Leased, Target},
+        webhooks::{Attempt, ChainEvent, ChainsBehind, Handover, Leased, Target},
     },
     domain::{
         EventType, PartnerId,
@@ -57,9 +59,10 @@ const BODY_PREFIX_BYTES: usize = 256;
 /// travel as arrays in a few statements, up to 20,000 events.
 const CHAINS_PER_ROUND: i64 = 200;
 const EVENTS_PER_CHAIN: i64 = 100;
-/// Deliveries leased per round, all sent at once. Leasing costs about the same however many it
-/// takes (it orders every due delivery: O(pending)), so under a backlog a larger batch is what
-/// lets the sender catch up; measured in BENCHMARKS.md, "Webhook delivery".
+/// Deliveries leased per round, all sent at once, and at most as many handed over by a dispatch
+/// round. Leasing costs about the same however many it takes (it orders every due delivery:
+/// O(pending)), so under a backlog a larger batch is what lets the sender catch up; measured in
+/// BENCHMARKS.md, "Webhook delivery".
 const LEASE_BATCH: i64 = 256;
 
 /// Delivery settings, from the configuration.
@@ -137,11 +140,23 @@ pub async fn run(
             return shutdown.await;
         }
     };
-    let owner = Uuid::now_v7();
+    let lease = Handover {
+        owner: Uuid::now_v7(),
+        // Long enough for an attempt and its recording, even after waiting for the round before
+        // it (see below); short enough that a crashed instance's deliveries are sent again within
+        // seconds.
+        lease_secs: (settings.timeout * 2 + Duration::from_secs(5)).as_secs_f64(),
+        limit: LEASE_BATCH,
+    };
+    // The dispatcher hands the deliveries it queued leased to the sender, one round at a time: a
+    // round waits here at most while the sender's round before it is out (one timeout and its
+    // recording), so it is sent inside its lease. While one waits, the dispatcher queues its
+    // deliveries unleased, for the lease.
+    let (hand, handed) = tokio::sync::mpsc::channel(1);
     let work = async {
         tokio::join!(
-            dispatch_loop(&pool, &settings),
-            send_loop(&pool, &settings, &client, owner)
+            dispatch_loop(&pool, &settings, lease, hand),
+            send_loop(&pool, &settings, &client, lease, handed)
         )
     };
     tokio::select! {
@@ -161,7 +176,12 @@ const OVERLAP: chrono::TimeDelta = chrono::TimeDelta::milliseconds(500);
 /// How often every chain is compared with its mark.
 const FULL_SWEEP_EVERY: Duration = Duration::from_secs(30);
 
-async fn dispatch_loop(pool: &PgPool, settings: &Settings) -> Infallible {
+async fn dispatch_loop(
+    pool: &PgPool,
+    settings: &Settings,
+    lease: Handover,
+    hand: tokio::sync::mpsc::Sender<Vec<Leased>>,
+) -> Infallible {
     let mut last_sweep: Option<Instant> = None;
     let mut looks = QuickLooks::default();
     loop {
@@ -174,9 +194,15 @@ async fn dispatch_loop(pool: &PgPool, settings: &Settings) -> Infallible {
         } else {
             Look::Recent { from: looks.from() }
         };
-        match dispatch_round(pool, look).await {
+        // Only this loop sends on `hand`: room now is room after the round.
+        let handover = (hand.capacity() > 0).then_some(lease);
+        match dispatch_round(pool, look, handover).await {
             Ok(round) => {
                 looks.after(&round);
+                if !round.handed.is_empty() && hand.try_send(round.handed).is_err() {
+                    // The sender is gone; the leases run out and the deliveries are leased again.
+                    tracing::warn!("the webhook sender took no handed deliveries");
+                }
                 if round.events == 0 {
                     tokio::time::sleep(settings.poll).await;
                 }
@@ -229,7 +255,7 @@ pub enum Look {
 }
 
 /// What a dispatch round did.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Round {
     /// Events it took.
     pub events: usize,
@@ -238,12 +264,19 @@ pub struct Round {
     pub drained: bool,
     /// When its look began, on the database's clock.
     pub looked_at: DateTime<Utc>,
+    /// The deliveries it queued leased to the handover's owner, to be sent now.
+    pub handed: Vec<Leased>,
 }
 
 /// Turns the committed events of chains past their marks into feed entries and deliveries. The
 /// look says which chains it considers; either way a chain is read from its mark, so what a round
-/// does not look at is delayed until a later round, never lost.
-pub async fn dispatch_round(pool: &PgPool, look: Look) -> anyhow::Result<Round> {
+/// does not look at is delayed until a later round, never lost. With a `handover`, the deliveries
+/// the lease would take at once are queued leased and returned (see [`db::webhooks::queue_all`]).
+pub async fn dispatch_round(
+    pool: &PgPool,
+    look: Look,
+    handover: Option<Handover>,
+) -> anyhow::Result<Round> {
     let ChainsBehind {
         mut chains,
         looked_at,
@@ -258,6 +291,7 @@ pub async fn dispatch_round(pool: &PgPool, look: Look) -> anyhow::Result<Round> 
             events: 0,
             drained: true,
             looked_at,
+            handed: Vec::new(),
         });
     }
     let every_chain = (chains.len() as i64) < CHAINS_PER_ROUND;
@@ -288,6 +322,7 @@ pub async fn dispatch_round(pool: &PgPool, look: Look) -> anyhow::Result<Round> 
             events: 0,
             drained,
             looked_at,
+            handed: Vec::new(),
         });
     }
     let mut feed = db::webhooks::Notices::default();
@@ -348,9 +383,11 @@ pub async fn dispatch_round(pool: &PgPool, look: Look) -> anyhow::Result<Round> 
     if !feed.audiences.is_empty() {
         db::webhooks::feed_append_all(&mut *tx, &feed).await?;
     }
-    if !queue.chains.is_empty() {
-        db::webhooks::queue_all(&mut *tx, &queue).await?;
-    }
+    let handed = if queue.chains.is_empty() {
+        Vec::new()
+    } else {
+        db::webhooks::queue_all(&mut *tx, &queue, handover).await?
+    };
     db::webhooks::set_marks(&mut *tx, &moved, &moved_to).await?;
     tx.commit().await?;
     for (queued, lag) in dispatched {
@@ -369,6 +406,7 @@ pub async fn dispatch_round(pool: &PgPool, look: Look) -> anyhow::Result<Round> 
         events: events.len(),
         drained,
         looked_at,
+        handed,
     })
 }
 
@@ -384,27 +422,33 @@ async fn send_loop(
     pool: &PgPool,
     settings: &Settings,
     client: &HttpClient,
-    owner: Uuid,
+    lease: Handover,
+    mut handed: tokio::sync::mpsc::Receiver<Vec<Leased>>,
 ) -> Infallible {
-    // Long enough for an attempt and its recording; short enough that a crashed instance's
-    // deliveries are sent again within seconds.
-    let lease_secs = (settings.timeout * 2 + Duration::from_secs(5)).as_secs_f64();
     loop {
-        let leased = match db::webhooks::lease(pool, owner, lease_secs, LEASE_BATCH).await {
-            Ok(leased) => leased,
+        let mut round = handed.try_recv().unwrap_or_default();
+        // Every round also leases: retries, a chain's later deliveries once the one before is
+        // settled, and those of an instance whose lease ran out are never handed over.
+        match db::webhooks::lease(pool, lease.owner, lease.lease_secs, lease.limit).await {
+            Ok(leased) => round.extend(leased),
             Err(error) => {
                 tracing::warn!(?error, "leasing webhook deliveries failed; retrying");
-                tokio::time::sleep(settings.poll.max(Duration::from_secs(1))).await;
-                continue;
+                if round.is_empty() {
+                    tokio::time::sleep(settings.poll.max(Duration::from_secs(1))).await;
+                    continue;
+                }
             }
-        };
-        if leased.is_empty() {
-            tokio::time::sleep(settings.poll).await;
-            continue;
         }
-        let sends = leased.iter().map(|d| attempt(settings, client, d));
+        if round.is_empty() {
+            // Idle: until the dispatcher hands a round over, or the poll comes round.
+            tokio::select! {
+                Some(next) = handed.recv() => round = next,
+                () = tokio::time::sleep(settings.poll) => continue,
+            }
+        }
+        let sends = round.iter().map(|d| attempt(settings, client, d));
         let sent = futures_util::future::join_all(sends).await;
-        if let Err(error) = settle_round(pool, settings, owner, &leased, &sent).await {
+        if let Err(error) = settle_round(pool, settings, lease.owner, &round, &sent).await {
             // The leases expire and another round sends them again.
             tracing::warn!(?error, "recording webhook attempts failed");
         }
@@ -703,6 +747,7 @@ mod tests {
             events: 3,
             drained,
             looked_at: at,
+            handed: Vec::new(),
         }
     }
 

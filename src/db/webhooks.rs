@@ -524,26 +524,80 @@ pub struct Queue {
     pub bodies: Vec<String>,
 }
 
+/// A dispatching instance's lease on the deliveries it queues, so that its own sender posts them
+/// at once instead of leasing them back (see [`queue_all`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Handover {
+    /// The instance, as in [`lease`].
+    pub owner: Uuid,
+    /// How long the lease lasts.
+    pub lease_secs: f64,
+    /// At most this many are leased.
+    pub limit: i64,
+}
+
 /// Queues deliveries (each once: the chain position is the key), in one statement, in key order
-/// (see [`lock_round`]).
-pub async fn queue_all(db: impl PgExecutor<'_>, q: &Queue) -> Result<u64> {
-    let done = sqlx::query!(
-        "insert into webhook_deliveries (chain_id, endpoint_id, chain_seq, event_id, event_type, body)
-         select * from unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[])
+/// (see [`lock_round`]). With a `handover`, those that [`lease`] would take at once are queued
+/// already leased to its owner and returned: the first of the round for each chain and endpoint
+/// that has no earlier pending delivery, up to its limit, in key order. The others are queued due,
+/// and the lease takes them once the delivery before them is settled. A delivery whose queueing
+/// found it already there is neither leased nor returned.
+pub async fn queue_all(
+    db: impl PgExecutor<'_>,
+    q: &Queue,
+    handover: Option<Handover>,
+) -> Result<Vec<Leased>> {
+    let (owner, lease_secs, limit) = match handover {
+        Some(h) => (Some(h.owner), h.lease_secs, h.limit),
+        None => (None, 0.0, 0),
+    };
+    sqlx::query_as!(
+        Leased,
+        r#"with round as (
+               select c, e, s, i, t, b, s = min(s) over (partition by c, e) as first
+               from unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[])
                     as q(c, e, s, i, t, b)
-         order by c, e, s
-         on conflict do nothing",
+           ), heads as (
+               select round.*, $7::uuid is not null and first and not exists (
+                   select 1 from webhook_deliveries p -- fan-out: webhook dispatch
+                   where p.chain_id = round.c and p.endpoint_id = round.e
+                     and p.chain_seq < round.s and p.state = 'pending') as head
+               from round
+           ), handed as (
+               select heads.*,
+                      head and count(*) filter (where head) over (order by c, e, s) <= $9 as leased
+               from heads
+           ), queued as (
+               insert into webhook_deliveries (chain_id, endpoint_id, chain_seq, event_id, event_type,
+                                               body, attempts, lease_owner, lease_until)
+               select c, e, s, i, t, b, case when leased then 1 else 0 end,
+                      case when leased then $7 end,
+                      case when leased then now() + make_interval(secs => $8) end
+               from handed
+               order by c, e, s
+               on conflict do nothing
+               returning chain_id, endpoint_id, chain_seq, event_id, body, attempts, retry_base,
+                         lease_owner
+           )
+           select queued.chain_id, queued.endpoint_id, queued.chain_seq, queued.event_id,
+                  queued.body, queued.attempts, queued.retry_base, ep.url, ep.secret,
+                  case when ep.previous_secret_until > now() then ep.previous_secret end
+                      as previous_secret
+           from queued join webhook_endpoints ep on ep.id = queued.endpoint_id
+           where queued.lease_owner is not null"#,
         &q.chains,
         &q.endpoints,
         &q.chain_seqs,
         &q.event_ids,
         &q.event_types,
         &q.bodies,
+        owner as Option<Uuid>,
+        lease_secs,
+        limit,
     )
-    .execute(db)
+    .fetch_all(db)
     .await
-    .context("webhooks::queue_all")?;
-    Ok(done.rows_affected())
+    .context("webhooks::queue_all")
 }
 
 /// Which notices of an audience to send an endpoint again.

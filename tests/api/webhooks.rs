@@ -16,6 +16,7 @@ use axum::{
     routing::post,
 };
 use partner_catalog::{
+    db::{self, webhooks::Handover},
     delivery::{Look, dispatch_round},
     domain::Role,
 };
@@ -540,7 +541,7 @@ async fn an_instance_without_delivery_queues_nothing_and_one_with_it_then_delive
 async fn a_quick_look_takes_recent_events_and_the_full_sweep_those_committed_after_it_passed() {
     let app = spawn_app_with(|config| config.webhook_delivery = false).await;
     let c = app.create_customer(&[]).await;
-    let first = dispatch_round(&app.pool, Look::Full).await.unwrap();
+    let first = dispatch_round(&app.pool, Look::Full, None).await.unwrap();
     assert!(first.events > 0 && first.drained, "{first:?}");
     let write = |n: i32| {
         sqlx::query(
@@ -560,7 +561,7 @@ async fn a_quick_look_takes_recent_events_and_the_full_sweep_those_committed_aft
         .await
         .unwrap()
     };
-    let quick = |from| dispatch_round(&app.pool, Look::Recent { from });
+    let quick = |from| dispatch_round(&app.pool, Look::Recent { from }, None);
 
     // The looks' window is on the database's clock, which stamps the ids: a fresh event is in it.
     write(1).execute(&app.pool).await.unwrap();
@@ -577,9 +578,9 @@ async fn a_quick_look_takes_recent_events_and_the_full_sweep_those_committed_aft
     tx.commit().await.unwrap();
     let after = quick(Some(during.looked_at)).await.unwrap();
     assert_eq!((after.events, behind().await), (0, 1), "waiting, not lost");
-    let sweep = dispatch_round(&app.pool, Look::Full).await.unwrap();
+    let sweep = dispatch_round(&app.pool, Look::Full, None).await.unwrap();
     assert_eq!((sweep.events, behind().await), (1, 0), "{sweep:?}");
-    let again = dispatch_round(&app.pool, Look::Full).await.unwrap();
+    let again = dispatch_round(&app.pool, Look::Full, None).await.unwrap();
     assert_eq!(again.events, 0, "dispatched once");
 
     // A chain over a round's limit (100 events) is taken over two rounds, and the first says it
@@ -592,6 +593,129 @@ async fn a_quick_look_takes_recent_events_and_the_full_sweep_those_committed_aft
     );
     let rest = quick(None).await.unwrap();
     assert_eq!((rest.events, rest.drained, behind().await), (50, true, 0));
+}
+
+#[tokio::test]
+async fn a_dispatch_round_hands_over_leased_just_what_the_lease_would_take_at_once() {
+    let app = spawn_app_with(|config| config.webhook_delivery = false).await;
+    let a = app.create_qualified_partner().await;
+    let admin = issue_token(&app.pool, Role::GlobalAdmin, Some(a)).await;
+    let (receiver, url) = Receiver::start(Behaviour::Ok).await;
+    let types = ["customer.qualifications_changed"];
+    let first = register(&app, &admin, &receiver, &url, &types).await;
+    let second = register(&app, &admin, &receiver, &url, &types).await;
+    let (c, d) = (
+        app.create_customer(&[]).await,
+        app.create_customer(&[]).await,
+    );
+    app.link(c, a).await;
+    app.link(d, a).await;
+    dispatch_round(&app.pool, Look::Full, None).await.unwrap();
+    let pool = &app.pool;
+    let changes = |customer: Uuid, n: i32| async move {
+        sqlx::query(
+            "insert into events (chain_id, customer_id, event_type, payload)
+             select $1, $1, 'customer_qualifications_set', '{\"after\": []}'
+             from generate_series(1, $2)",
+        )
+        .bind(customer)
+        .bind(n)
+        .execute(pool)
+        .await
+        .unwrap();
+    };
+    let owner = Uuid::now_v7();
+    let handover = |limit| {
+        Some(Handover {
+            owner,
+            lease_secs: 60.0,
+            limit,
+        })
+    };
+    let leased = |customer: Uuid| async move {
+        sqlx::query_as::<_, (Uuid, i64, i32, bool)>(
+            "select endpoint_id, chain_seq, attempts, lease_owner is not distinct from $2
+             from webhook_deliveries where chain_id = $1 and state = 'pending'
+             order by endpoint_id, chain_seq",
+        )
+        .bind(customer)
+        .bind(owner)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    };
+
+    // Three changes of one customer to two endpoints: the first to each is handed over, leased,
+    // and the two after it wait for it, unleased.
+    changes(c, 3).await;
+    let round = dispatch_round(&app.pool, Look::Full, handover(256))
+        .await
+        .unwrap();
+    let mut handed: Vec<(Uuid, Uuid, i64, i32, &str)> = round
+        .handed
+        .iter()
+        .map(|d| {
+            (
+                d.chain_id,
+                d.endpoint_id,
+                d.chain_seq,
+                d.attempts,
+                d.url.as_str(),
+            )
+        })
+        .collect();
+    handed.sort_unstable();
+    let rows = leased(c).await;
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    let heads: Vec<(Uuid, i64)> = rows
+        .iter()
+        .filter(|(_, _, attempts, ours)| *ours && *attempts == 1)
+        .map(|(endpoint, seq, _, _)| (*endpoint, *seq))
+        .collect();
+    let seq = rows[0].1;
+    let mut expected = vec![
+        (c, first, seq, 1, url.as_str()),
+        (c, second, seq, 1, url.as_str()),
+    ];
+    expected.sort_unstable();
+    assert_eq!(handed, expected);
+    assert_eq!(heads.len(), 2, "{rows:?}");
+    assert!(heads.iter().all(|(_, s)| *s == seq), "{rows:?}");
+    assert!(
+        rows.iter()
+            .filter(|r| r.1 != seq)
+            .all(|r| (r.2, r.3) == (0, false)),
+        "{rows:?}"
+    );
+    // The lease of any instance finds nothing: the heads are leased, the rest wait for them.
+    let other = db::webhooks::lease(&app.pool, Uuid::now_v7(), 60.0, 256)
+        .await
+        .unwrap();
+    assert!(other.is_empty(), "{other:?}");
+
+    // A later change of the same customer waits for the pending ones: nothing is handed over.
+    changes(c, 1).await;
+    let round = dispatch_round(&app.pool, Look::Full, handover(256))
+        .await
+        .unwrap();
+    assert_eq!((round.events, round.handed.len()), (1, 0));
+    assert_eq!(leased(c).await.len(), 8);
+
+    // No more than the limit, in key order; without a handover nothing is leased.
+    changes(d, 1).await;
+    let round = dispatch_round(&app.pool, Look::Full, handover(1))
+        .await
+        .unwrap();
+    let taken: Vec<Uuid> = round.handed.iter().map(|h| h.endpoint_id).collect();
+    assert_eq!(taken, vec![first.min(second)]);
+    changes(d, 1).await;
+    dispatch_round(&app.pool, Look::Full, None).await.unwrap();
+    let rows = leased(d).await;
+    assert_eq!(
+        rows.iter().filter(|r| r.3).count(),
+        1,
+        "only the one handed over: {rows:?}"
+    );
 }
 
 #[tokio::test]
