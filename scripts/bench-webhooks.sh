@@ -12,12 +12,17 @@
 # load stopped), and whether every purchase's notices arrived. And the CPU time per purchase of
 # the service, PostgreSQL and the receiver, over the load and the drain together: on these two
 # cores the receiver's work is taken from the purchases too, and in production it runs elsewhere,
-# so "service + PostgreSQL, on / off" is delivery's own cost to the purchase path.
+# so "service + PostgreSQL, on / off" is delivery's own cost to the purchase path. CPU time moves
+# with whatever else the shared machine runs; the database's work per purchase does not: the WAL
+# records and bytes it wrote (the whole server's, so it must be otherwise idle) and the buffers its
+# statements touched, counted until the service's backends have exited and reported them.
 #
 # Usage: scripts/bench-webhooks.sh   CLIENTS=32 SECONDS_PER_RUN=20 RUNS="off on off on"
 #        (PROFILE=debug builds without optimizations: a smoke run, not a measurement)
 #        BASELINE_BIN=path/to/an/older/partner-catalog and a run "base" (delivery on with that
 #        binary), e.g. RUNS="off base on off base on": before and after a change, in one run.
+#        WAL_STATS=1: also each run's WAL by record type (pg_walinspect, created in the database
+#        postgres): what the database wrote per purchase, and why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -76,6 +81,11 @@ q() { psql -Atq -v ON_ERROR_STOP=1 -d "$db" -c "$1"; }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< "$2"; }
 # CPU ms over the run's purchases, in µs each.
 per_purchase() { awk -v ms="$1" -v n="$purchases" 'BEGIN { printf "%.0f", n ? ms * 1000 / n : 0 }'; }
+# The database's work so far: WAL records, WAL bytes, buffers read or hit in the run's database.
+pg_work() {
+    psql -Atq -F' ' -d postgres -c "select wal_records, wal_bytes,
+        (select blks_hit + blks_read from pg_stat_database where datname = '$db') from pg_stat_wal"
+}
 
 printf '%s\n' "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(psql -Atc 'select version()' | cut -d, -f1); $clients clients, ${seconds} s per run, pool $pool"
 rows=()
@@ -106,6 +116,8 @@ for mode in $runs; do
         "$loadgen" --database-url "$server/$db" webhooks --url "http://$bind" --receiver "http://$sink_bind"
     fi
     service0=$(cpu_ms "$pid") postgres0=$(cpu_ms $(pgrep -u postgres)) sink0=$(cpu_ms ${sink_pid:-})
+    read -r wal0 walb0 buf0 <<< "$(pg_work)"
+    lsn0=$(psql -Atq -d postgres -c "select pg_current_wal_lsn()")
     "$loadgen" --database-url "$server/$db" run --url "http://$bind" --scenario spread \
         --clients "$clients" --seconds "$seconds" | tee "$out/loadgen-$i.txt"
     result=$(grep '^RESULT' "$out/loadgen-$i.txt")
@@ -146,18 +158,31 @@ for mode in $runs; do
     cpu="$(per_purchase "$service_ms") / $(per_purchase "$postgres_ms") / $(per_purchase "$sink_ms")"
     rss=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status")
     kill "$pid"; wait "$pid" || true; pid=
-    rows+=("$i|$mode|$(field rps "$result")|$(field p50 "$result") / $(field p99 "$result")|$(field 5xx "$result")|$purchases|$expected|$distinct|$complete|$states|$lag|$drain|$cpu|$rss|$load")
+    sleep 1
+    read -r wal1 walb1 buf1 <<< "$(pg_work)"
+    if [ -n "${WAL_STATS:-}" ]; then
+        echo "WAL of run $i by record type, per purchase (count, bytes with full-page images):"
+        psql -q -d postgres -c "create extension if not exists pg_walinspect" -c "
+            select \"resource_manager/record_type\" as record, round(count::numeric / $purchases, 2) as count,
+                   round(combined_size::numeric / $purchases) as bytes
+            from pg_get_wal_stats('$lsn0', pg_current_wal_lsn(), true)
+            where count > 0 order by count desc limit 30" | tee "$out/wal-$i.txt"
+    fi
+    work=$(awk -v r=$((wal1 - wal0)) -v b=$((walb1 - walb0)) -v k=$((buf1 - buf0)) -v n="$purchases" \
+        'BEGIN { printf "%.1f / %.2f / %.0f", r / n, b / n / 1024, k / n }')
+    rows+=("$i|$mode|$(field rps "$result")|$(field p50 "$result") / $(field p99 "$result")|$(field 5xx "$result")|$purchases|$expected|$distinct|$complete|$states|$lag|$drain|$cpu|$work|$rss|$load")
 done
 
 echo
-echo "| run | delivery | purchases/s | purchase ms p50 / p99 | 5xx | purchases | notices expected | arrived (distinct) | all arrived | deliveries | lag ms p50 / p99 / max | drain s | CPU µs per purchase: service / PostgreSQL / receiver | peak RSS MiB | load at start |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| run | delivery | purchases/s | purchase ms p50 / p99 | 5xx | purchases | notices expected | arrived (distinct) | all arrived | deliveries | lag ms p50 / p99 / max | drain s | CPU µs per purchase: service / PostgreSQL / receiver | per purchase: WAL records / WAL KiB / buffers | peak RSS MiB | load at start |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}" | awk -F'|' '{ printf "| %s |", $1; for (i = 2; i <= NF; i++) printf " %s |", $i; print "" }'
 echo
 # Mean purchases/s with delivery off and on, and on/off (the cost of delivery to the purchase path);
 # the mean CPU per purchase of the service and PostgreSQL, on/off (delivery's own cost).
 printf '%s\n' "${rows[@]}" | awk -F'|' '
-    { n[$2]++; s[$2] += $3; split($13, c, " / "); cpu[$2] += c[1] + c[2]; rx[$2] += c[3] }
+    { n[$2]++; s[$2] += $3; split($13, c, " / "); cpu[$2] += c[1] + c[2]; rx[$2] += c[3]
+      split($14, w, " / "); wal[$2] += w[1]; walk[$2] += w[2]; buf[$2] += w[3] }
     END {
         if (!n["off"]) exit
         off = s["off"] / n["off"]
@@ -171,5 +196,8 @@ printf '%s\n' "${rows[@]}" | awk -F'|' '
                 m, on, n[m], m, on / off, (1 - on / off) * 100
             printf "CPU µs per purchase, service + PostgreSQL: off %.0f, %s %.0f (%+.1f %%), and the receiver %.0f\n",
                 cpu["off"] / n["off"], m, cpu[m] / n[m], (cpu[m] / n[m] / (cpu["off"] / n["off"]) - 1) * 100, rx[m] / n[m]
+            printf "PostgreSQL per purchase, off / %s: WAL records %.1f / %.1f, WAL KiB %.2f / %.2f, buffers %.0f / %.0f (%+.1f %%)\n",
+                m, wal["off"] / n["off"], wal[m] / n[m], walk["off"] / n["off"], walk[m] / n[m],
+                buf["off"] / n["off"], buf[m] / n[m], (buf[m] / n[m] / (buf["off"] / n["off"]) - 1) * 100
         }
     }'

@@ -569,10 +569,14 @@ pub async fn queue_all(
                from heads
            ), queued as (
                insert into webhook_deliveries (chain_id, endpoint_id, chain_seq, event_id, event_type,
-                                               body, attempts, lease_owner, lease_until)
+                                               body, attempts, lease_owner, lease_until,
+                                               next_attempt_at)
                select c, e, s, i, t, b, case when leased then 1 else 0 end,
                       case when leased then $7 end,
-                      case when leased then now() + make_interval(secs => $8) end
+                      case when leased then now() + make_interval(secs => $8) end,
+                      -- Due now, or, leased, when the lease runs out (as `webhook_lease` does).
+                      case when leased then now() + make_interval(secs => $8)
+                           else clock_timestamp() end
                from handed
                order by c, e, s
                on conflict do nothing
