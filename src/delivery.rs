@@ -59,11 +59,12 @@ const BODY_PREFIX_BYTES: usize = 256;
 /// travel as arrays in a few statements, up to 20,000 events.
 const CHAINS_PER_ROUND: i64 = 200;
 const EVENTS_PER_CHAIN: i64 = 100;
-/// Deliveries leased per round, all sent at once, and at most as many handed over by a dispatch
-/// round. Leasing costs about the same however many it takes (it orders every due delivery:
-/// O(pending)), so under a backlog a larger batch is what lets the sender catch up; measured in
-/// BENCHMARKS.md, "Webhook delivery".
-const LEASE_BATCH: i64 = 256;
+/// Deliveries sent per round, all at once: those handed over by a dispatch round, at most half of
+/// them, and as many leased as make up the rest, so the lease always has room for retries and a
+/// customer's later notices. Leasing costs about the same however many it takes, so under a
+/// backlog a larger batch is what lets the sender catch up; measured in BENCHMARKS.md, "Webhook
+/// delivery".
+const ROUND: i64 = 256;
 
 /// Delivery settings, from the configuration.
 #[derive(Debug, Clone)]
@@ -146,7 +147,7 @@ pub async fn run(
         // it (see below); short enough that a crashed instance's deliveries are sent again within
         // seconds.
         lease_secs: (settings.timeout * 2 + Duration::from_secs(5)).as_secs_f64(),
-        limit: LEASE_BATCH,
+        limit: ROUND / 2,
     };
     // The dispatcher hands the deliveries it queued leased to the sender, one round at a time: a
     // round waits here at most while the sender's round before it is out (one timeout and its
@@ -429,7 +430,8 @@ async fn send_loop(
         let mut round = handed.try_recv().unwrap_or_default();
         // Every round also leases: retries, a chain's later deliveries once the one before is
         // settled, and those of an instance whose lease ran out are never handed over.
-        match db::webhooks::lease(pool, lease.owner, lease.lease_secs, lease.limit).await {
+        let room = ROUND - round.len() as i64;
+        match db::webhooks::lease(pool, lease.owner, lease.lease_secs, room).await {
             Ok(leased) => round.extend(leased),
             Err(error) => {
                 tracing::warn!(?error, "leasing webhook deliveries failed; retrying");
