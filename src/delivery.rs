@@ -141,7 +141,7 @@ pub async fn run(
             return shutdown.await;
         }
     };
-    let lease = Handover {
+    let handover = Handover {
         owner: Uuid::now_v7(),
         // Long enough for an attempt and its recording, even after waiting for the round before
         // it (see below); short enough that a crashed instance's deliveries are sent again within
@@ -156,8 +156,8 @@ pub async fn run(
     let (hand, handed) = tokio::sync::mpsc::channel(1);
     let work = async {
         tokio::join!(
-            dispatch_loop(&pool, &settings, lease, hand),
-            send_loop(&pool, &settings, &client, lease, handed)
+            dispatch_loop(&pool, &settings, handover, hand),
+            send_loop(&pool, &settings, &client, handover, handed)
         )
     };
     tokio::select! {
@@ -180,7 +180,7 @@ const FULL_SWEEP_EVERY: Duration = Duration::from_secs(30);
 async fn dispatch_loop(
     pool: &PgPool,
     settings: &Settings,
-    lease: Handover,
+    handover: Handover,
     hand: tokio::sync::mpsc::Sender<Vec<Leased>>,
 ) -> Infallible {
     let mut last_sweep: Option<Instant> = None;
@@ -196,8 +196,8 @@ async fn dispatch_loop(
             Look::Recent { from: looks.from() }
         };
         // Only this loop sends on `hand`: room now is room after the round.
-        let handover = (hand.capacity() > 0).then_some(lease);
-        match dispatch_round(pool, look, handover).await {
+        let room = (hand.capacity() > 0).then_some(handover);
+        match dispatch_round(pool, look, room).await {
             Ok(round) => {
                 looks.after(&round);
                 if !round.handed.is_empty() && hand.try_send(round.handed).is_err() {
@@ -423,6 +423,7 @@ async fn send_loop(
     pool: &PgPool,
     settings: &Settings,
     client: &HttpClient,
+    // The same owner and lease as what is handed over; its limit is the dispatcher's.
     lease: Handover,
     mut handed: tokio::sync::mpsc::Receiver<Vec<Leased>>,
 ) -> Infallible {
