@@ -59,9 +59,9 @@ const BODY_PREFIX_BYTES: usize = 256;
 /// travel as arrays in a few statements, up to 20,000 events.
 const CHAINS_PER_ROUND: i64 = 200;
 const EVENTS_PER_CHAIN: i64 = 100;
-/// Deliveries sent per round, all at once: those handed over by a dispatch round, at most half of
-/// them, and as many leased as make up the rest, so the lease always has room for retries and a
-/// customer's later notices. Leasing costs about the same however many it takes, so under a
+/// Deliveries sent per round, all at once: those the dispatcher handed over since the last round,
+/// at most half of them, and as many leased as make up the rest, so the lease always has room for
+/// retries and a customer's later notices. Leasing costs about the same however many it takes, so under a
 /// backlog a larger batch is what lets the sender catch up; measured in BENCHMARKS.md, "Webhook
 /// delivery".
 const ROUND: i64 = 256;
@@ -141,23 +141,18 @@ pub async fn run(
             return shutdown.await;
         }
     };
-    let handover = Handover {
+    let lease = Lease {
         owner: Uuid::now_v7(),
-        // Long enough for an attempt and its recording, even after waiting for the round before
-        // it (see below); short enough that a crashed instance's deliveries are sent again within
-        // seconds.
-        lease_secs: (settings.timeout * 2 + Duration::from_secs(5)).as_secs_f64(),
-        limit: ROUND / 2,
+        // Long enough for an attempt and its recording, even after waiting in the handoff for
+        // the round before it; short enough that a crashed instance's deliveries are sent again
+        // within seconds.
+        secs: (settings.timeout * 2 + Duration::from_secs(5)).as_secs_f64(),
     };
-    // The dispatcher hands the deliveries it queued leased to the sender, one round at a time: a
-    // round waits here at most while the sender's round before it is out (one timeout and its
-    // recording), so it is sent inside its lease. While one waits, the dispatcher queues its
-    // deliveries unleased, for the lease.
-    let (hand, handed) = tokio::sync::mpsc::channel(1);
+    let handoff = Handoff::default();
     let work = async {
         tokio::join!(
-            dispatch_loop(&pool, &settings, handover, hand),
-            send_loop(&pool, &settings, &client, handover, handed)
+            dispatch_loop(&pool, &settings, lease, &handoff),
+            send_loop(&pool, &settings, &client, lease, &handoff)
         )
     };
     tokio::select! {
@@ -177,11 +172,53 @@ const OVERLAP: chrono::TimeDelta = chrono::TimeDelta::milliseconds(500);
 /// How often every chain is compared with its mark.
 const FULL_SWEEP_EVERY: Duration = Duration::from_secs(30);
 
+/// This instance's leases: its id and how long one lasts.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    owner: Uuid,
+    secs: f64,
+}
+
+/// The deliveries the dispatcher queued leased, waiting for the sender's next round, which takes
+/// them all: none waits longer than the round in progress (one timeout and its recording), so
+/// each is sent inside its lease. At most half a round, so the lease always has room.
+#[derive(Default)]
+struct Handoff {
+    waiting: std::sync::Mutex<Vec<Leased>>,
+    bell: tokio::sync::Notify,
+}
+
+impl Handoff {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<Leased>> {
+        // Nothing panics while holding it; a poisoned list is still a list.
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many more may be handed over now. Only the dispatcher adds, so there is no less room
+    /// once its round is over.
+    fn room(&self) -> i64 {
+        ROUND / 2 - self.waiting().len() as i64
+    }
+
+    fn give(&self, leased: Vec<Leased>) {
+        if !leased.is_empty() {
+            self.waiting().extend(leased);
+            self.bell.notify_one();
+        }
+    }
+
+    fn take(&self) -> Vec<Leased> {
+        std::mem::take(&mut *self.waiting())
+    }
+}
+
 async fn dispatch_loop(
     pool: &PgPool,
     settings: &Settings,
-    handover: Handover,
-    hand: tokio::sync::mpsc::Sender<Vec<Leased>>,
+    lease: Lease,
+    handoff: &Handoff,
 ) -> Infallible {
     let mut last_sweep: Option<Instant> = None;
     let mut looks = QuickLooks::default();
@@ -195,15 +232,16 @@ async fn dispatch_loop(
         } else {
             Look::Recent { from: looks.from() }
         };
-        // Only this loop sends on `hand`: room now is room after the round.
-        let room = (hand.capacity() > 0).then_some(handover);
-        match dispatch_round(pool, look, room).await {
+        let room = handoff.room();
+        let handover = (room > 0).then_some(Handover {
+            owner: lease.owner,
+            lease_secs: lease.secs,
+            limit: room,
+        });
+        match dispatch_round(pool, look, handover).await {
             Ok(round) => {
                 looks.after(&round);
-                if !round.handed.is_empty() && hand.try_send(round.handed).is_err() {
-                    // The sender is gone; the leases run out and the deliveries are leased again.
-                    tracing::warn!("the webhook sender took no handed deliveries");
-                }
+                handoff.give(round.handed);
                 if round.events == 0 {
                     tokio::time::sleep(settings.poll).await;
                 }
@@ -423,16 +461,15 @@ async fn send_loop(
     pool: &PgPool,
     settings: &Settings,
     client: &HttpClient,
-    // The same owner and lease as what is handed over; its limit is the dispatcher's.
-    lease: Handover,
-    mut handed: tokio::sync::mpsc::Receiver<Vec<Leased>>,
+    lease: Lease,
+    handoff: &Handoff,
 ) -> Infallible {
     loop {
-        let mut round = handed.try_recv().unwrap_or_default();
+        let mut round = handoff.take();
         // Every round also leases: retries, a chain's later deliveries once the one before is
         // settled, and those of an instance whose lease ran out are never handed over.
         let room = ROUND - round.len() as i64;
-        match db::webhooks::lease(pool, lease.owner, lease.lease_secs, room).await {
+        match db::webhooks::lease(pool, lease.owner, lease.secs, room).await {
             Ok(leased) => round.extend(leased),
             Err(error) => {
                 tracing::warn!(?error, "leasing webhook deliveries failed; retrying");
@@ -443,10 +480,14 @@ async fn send_loop(
             }
         }
         if round.is_empty() {
-            // Idle: until the dispatcher hands a round over, or the poll comes round.
+            // Idle: until the dispatcher hands deliveries over, or the poll comes round.
             tokio::select! {
-                Some(next) = handed.recv() => round = next,
-                () = tokio::time::sleep(settings.poll) => continue,
+                () = handoff.bell.notified() => round = handoff.take(),
+                () = tokio::time::sleep(settings.poll) => {}
+            }
+            // A ring whose deliveries the round above already took brings none.
+            if round.is_empty() {
+                continue;
             }
         }
         let sends = round.iter().map(|d| attempt(settings, client, d));
