@@ -59,11 +59,11 @@ const BODY_PREFIX_BYTES: usize = 256;
 /// travel as arrays in a few statements, up to 20,000 events.
 const CHAINS_PER_ROUND: i64 = 200;
 const EVENTS_PER_CHAIN: i64 = 100;
-/// Deliveries sent per round, all at once: those the dispatcher handed over since the last round,
-/// at most half of them, and as many leased as make up the rest, so the lease always has room for
-/// retries and a customer's later notices. Leasing costs about the same however many it takes, so under a
-/// backlog a larger batch is what lets the sender catch up; measured in BENCHMARKS.md, "Webhook
-/// delivery".
+/// Deliveries sent per round, all at once (so one receiver may get this many requests at a time):
+/// those the dispatcher handed over since the last round, at most half of them, and as many leased
+/// as make up the rest, so the lease always has room for retries and a customer's later notices.
+/// Under a backlog a larger batch is what lets the sender catch up; measured in BENCHMARKS.md,
+/// "Webhook delivery".
 const ROUND: i64 = 256;
 
 /// Delivery settings, from the configuration.
