@@ -60,11 +60,13 @@ const BODY_PREFIX_BYTES: usize = 256;
 const CHAINS_PER_ROUND: i64 = 200;
 const EVENTS_PER_CHAIN: i64 = 100;
 /// Deliveries sent per round, all at once (so one receiver may get this many requests at a time):
-/// those the dispatcher handed over since the last round, at most half of them, and as many leased
-/// as make up the rest, so the lease always has room for retries and a customer's later notices.
+/// those the dispatcher handed over since the last round and as many leased as make up the rest.
 /// Under a backlog a larger batch is what lets the sender catch up; measured in BENCHMARKS.md,
 /// "Webhook delivery".
 const ROUND: i64 = 256;
+/// Deliveries handed over and waiting for the sender, at most: half a round, so that the lease
+/// always has room for retries and a customer's later notices.
+const HANDED_AT_MOST: i64 = ROUND / 2;
 
 /// Delivery settings, from the configuration.
 #[derive(Debug, Clone)]
@@ -146,7 +148,7 @@ pub async fn run(
         // Long enough for an attempt and its recording, even after waiting in the handoff for
         // the round before it; short enough that a crashed instance's deliveries are sent again
         // within seconds.
-        secs: (settings.timeout * 2 + Duration::from_secs(5)).as_secs_f64(),
+        length: settings.timeout * 2 + Duration::from_secs(5),
     };
     let handoff = Handoff::default();
     let work = async {
@@ -176,20 +178,23 @@ const FULL_SWEEP_EVERY: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy)]
 struct Lease {
     owner: Uuid,
-    secs: f64,
+    length: Duration,
 }
 
+/// A delivery handed over, and when: no later than its lease began.
+type Handed = (Instant, Leased);
+
 /// The deliveries the dispatcher queued leased, waiting for the sender's next round, which takes
-/// them all: none waits longer than the round in progress (one timeout and its recording), so
-/// each is sent inside its lease. At most half a round, so the lease always has room.
+/// them all: normally none waits longer than the round in progress (one timeout and its
+/// recording), well inside its lease. At most [`HANDED_AT_MOST`].
 #[derive(Default)]
 struct Handoff {
-    waiting: std::sync::Mutex<Vec<Leased>>,
+    waiting: std::sync::Mutex<Vec<Handed>>,
     bell: tokio::sync::Notify,
 }
 
 impl Handoff {
-    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<Leased>> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<Handed>> {
         // Nothing panics while holding it; a poisoned list is still a list.
         self.waiting
             .lock()
@@ -199,17 +204,17 @@ impl Handoff {
     /// How many more may be handed over now. Only the dispatcher adds, so there is no less room
     /// once its round is over.
     fn room(&self) -> i64 {
-        ROUND / 2 - self.waiting().len() as i64
+        HANDED_AT_MOST - self.waiting().len() as i64
     }
 
-    fn give(&self, leased: Vec<Leased>) {
+    fn give(&self, at: Instant, leased: Vec<Leased>) {
         if !leased.is_empty() {
-            self.waiting().extend(leased);
+            self.waiting().extend(leased.into_iter().map(|d| (at, d)));
             self.bell.notify_one();
         }
     }
 
-    fn take(&self) -> Vec<Leased> {
+    fn take(&self) -> Vec<Handed> {
         std::mem::take(&mut *self.waiting())
     }
 }
@@ -235,13 +240,15 @@ async fn dispatch_loop(
         let room = handoff.room();
         let handover = (room > 0).then_some(Handover {
             owner: lease.owner,
-            lease_secs: lease.secs,
+            lease_secs: lease.length.as_secs_f64(),
             limit: room,
         });
+        // Before the round's transaction, whose start the leases count from.
+        let leased_at = Instant::now();
         match dispatch_round(pool, look, handover).await {
             Ok(round) => {
                 looks.after(&round);
-                handoff.give(round.handed);
+                handoff.give(leased_at, round.handed);
                 if round.events == 0 {
                     tokio::time::sleep(settings.poll).await;
                 }
@@ -438,8 +445,12 @@ pub async fn dispatch_round(
     let mut audiences = feed.audiences;
     audiences.sort_unstable();
     audiences.dedup();
-    if !audiences.is_empty() {
-        db::webhooks::announce_feeds(pool, &audiences).await?;
+    // The round is committed: a failed announcement delays long polls (they wait out their
+    // timeout) but must not lose the deliveries handed over.
+    if !audiences.is_empty()
+        && let Err(error) = db::webhooks::announce_feeds(pool, &audiences).await
+    {
+        tracing::warn!(?error, "announcing the partner feeds' news failed");
     }
     Ok(Round {
         events: events.len(),
@@ -464,31 +475,64 @@ async fn send_loop(
     lease: Lease,
     handoff: &Handoff,
 ) -> Infallible {
+    // A handed delivery is sent only while its lease outlasts an attempt; after that another
+    // instance may lease it, and this one must not send it beside or after a later notice.
+    let send_within = lease
+        .length
+        .saturating_sub(settings.timeout + Duration::from_secs(1));
     loop {
-        let mut round = handoff.take();
+        let mut handed = handoff.take();
+        let mut round = Vec::new();
         // Every round also leases: retries, a chain's later deliveries once the one before is
         // settled, and those of an instance whose lease ran out are never handed over.
-        let room = ROUND - round.len() as i64;
-        match db::webhooks::lease(pool, lease.owner, lease.secs, room).await {
-            Ok(leased) => round.extend(leased),
+        let room = ROUND - handed.len() as i64;
+        match db::webhooks::lease(pool, lease.owner, lease.length.as_secs_f64(), room).await {
+            Ok(leased) => round = leased,
             Err(error) => {
                 tracing::warn!(?error, "leasing webhook deliveries failed; retrying");
-                if round.is_empty() {
+                if handed.is_empty() {
                     tokio::time::sleep(settings.poll.max(Duration::from_secs(1))).await;
                     continue;
                 }
             }
         }
-        if round.is_empty() {
+        if handed.is_empty() && round.is_empty() {
             // Idle: until the dispatcher hands deliveries over, or the poll comes round.
             tokio::select! {
-                () = handoff.bell.notified() => round = handoff.take(),
+                () = handoff.bell.notified() => handed = handoff.take(),
                 () = tokio::time::sleep(settings.poll) => {}
             }
-            // A ring whose deliveries the round above already took brings none.
-            if round.is_empty() {
-                continue;
-            }
+        }
+        // Those to endpoints disabled meanwhile (a `410 Gone` in the last round, an owner) stay
+        // leased: due when the lease runs out, for the lease, which skips disabled endpoints.
+        let disabled = if handed.is_empty() {
+            Vec::new()
+        } else {
+            let endpoints: Vec<Uuid> = handed.iter().map(|(_, d)| d.endpoint_id).collect();
+            db::webhooks::disabled_among(pool, &endpoints)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(?error, "checking webhook endpoints failed; sending anyway");
+                    Vec::new()
+                })
+        };
+        let (handed_count, leased_count) = (handed.len(), round.len());
+        round.extend(
+            handed
+                .into_iter()
+                .filter(|(at, d)| at.elapsed() < send_within && !disabled.contains(&d.endpoint_id))
+                .map(|(_, d)| d),
+        );
+        let held_back = handed_count + leased_count - round.len();
+        if held_back > 0 {
+            tracing::warn!(
+                held_back,
+                "handed-over webhook deliveries held back (lease running out or endpoint \
+                 disabled); due again when their lease ends"
+            );
+        }
+        if round.is_empty() {
+            continue;
         }
         let sends = round.iter().map(|d| attempt(settings, client, d));
         let sent = futures_util::future::join_all(sends).await;

@@ -111,6 +111,17 @@ pub async fn list_endpoints(
     .context("webhooks::list_endpoints")
 }
 
+/// Those of `endpoints` that are disabled.
+pub async fn disabled_among(db: impl PgExecutor<'_>, endpoints: &[Uuid]) -> Result<Vec<Uuid>> {
+    sqlx::query_scalar!(
+        "select id from webhook_endpoints where id = any($1) and disabled_at is not null",
+        endpoints
+    )
+    .fetch_all(db)
+    .await
+    .context("webhooks::disabled_among")
+}
+
 /// Disables an endpoint with `reason`, unless it is disabled already; whether it was enabled.
 pub async fn disable_endpoint(db: impl PgExecutor<'_>, id: Uuid, reason: &str) -> Result<bool> {
     let done = sqlx::query!(
@@ -539,9 +550,10 @@ pub struct Handover {
 /// Queues deliveries (each once: the chain position is the key), in one statement, in key order
 /// (see [`lock_round`]). With a `handover`, those that [`lease`] would take at once are queued
 /// already leased to its owner and returned: the first of the round for each chain and endpoint
-/// that has no earlier pending delivery, up to its limit, in key order. The others are queued due,
-/// and the lease takes them once the delivery before them is settled. A delivery whose queueing
-/// found it already there is neither leased nor returned.
+/// that has no earlier pending delivery, up to its limit, in key order. Their next attempt is the
+/// lease's end (due again only if this one is lost), so the lease's walk of due deliveries does
+/// not pass them while they wait to be sent. The others are queued due, for the lease. A
+/// delivery whose queueing found it already there is neither leased nor returned.
 pub async fn queue_all(
     db: impl PgExecutor<'_>,
     q: &Queue,
@@ -574,7 +586,7 @@ pub async fn queue_all(
                select c, e, s, i, t, b, case when leased then 1 else 0 end,
                       case when leased then $7 end,
                       case when leased then now() + make_interval(secs => $8) end,
-                      -- Due now, or, leased, when the lease runs out (as `webhook_lease` does).
+                      -- Due now, or, leased, only once the lease has run out.
                       case when leased then now() + make_interval(secs => $8)
                            else clock_timestamp() end
                from handed
@@ -994,7 +1006,8 @@ pub struct Delivery {
     pub attempts: i32,
     /// When it was queued.
     pub created_at: DateTime<Utc>,
-    /// When the next attempt is due, while pending.
+    /// When the next attempt is due, while pending (for one handed over and in flight, when its
+    /// lease ends).
     pub next_attempt_at: DateTime<Utc>,
     /// When it was delivered.
     pub delivered_at: Option<DateTime<Utc>>,
