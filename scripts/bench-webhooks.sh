@@ -15,7 +15,8 @@
 # so "service + PostgreSQL, on / off" is delivery's own cost to the purchase path. CPU time moves
 # with whatever else the shared machine runs; the database's work per purchase does not: the WAL
 # records and bytes it wrote (the whole server's, so it must be otherwise idle) and the buffers its
-# statements touched, counted until the service's backends have exited and reported them.
+# statements touched (with the script's own few checks), read a second after the service stopped,
+# when its backends have exited and reported them.
 #
 # Usage: scripts/bench-webhooks.sh   CLIENTS=32 SECONDS_PER_RUN=20 RUNS="off on off on"
 #        (PROFILE=debug builds without optimizations: a smoke run, not a measurement)
