@@ -1006,8 +1006,8 @@ pub struct Delivery {
     pub attempts: i32,
     /// When it was queued.
     pub created_at: DateTime<Utc>,
-    /// When the next attempt is due, while pending (for one handed over and in flight, when its
-    /// lease ends).
+    // For a delivery handed over and in flight, when its lease ends (`queue_all`).
+    /// When the next attempt is due, while pending.
     pub next_attempt_at: DateTime<Utc>,
     /// When it was delivered.
     pub delivered_at: Option<DateTime<Utc>>,
