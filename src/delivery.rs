@@ -551,6 +551,13 @@ struct Outcome {
     body_prefix: Option<String>,
 }
 
+impl Outcome {
+    /// A 2xx answer delivers the notice.
+    fn delivered(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
 /// What a test notice's one attempt came to.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct TestOutcome {
@@ -622,6 +629,19 @@ struct Sent {
     outcome: Outcome,
 }
 
+impl Sent {
+    /// The attempt as recorded.
+    fn attempt(&self) -> Attempt<'_> {
+        Attempt {
+            started_at: self.started_at,
+            latency_ms: i32::try_from(self.latency.as_millis()).unwrap_or(i32::MAX),
+            status: self.outcome.status.map(i32::from),
+            error: self.outcome.error.as_deref(),
+            body_prefix: self.outcome.body_prefix.as_deref(),
+        }
+    }
+}
+
 async fn attempt(settings: &Settings, client: &HttpClient, delivery: &Leased) -> Sent {
     let started_at = Utc::now();
     let clock = Instant::now();
@@ -647,9 +667,9 @@ async fn attempt(settings: &Settings, client: &HttpClient, delivery: &Leased) ->
 }
 
 /// Records a round's attempts and settles its deliveries, in one transaction: the deliveries
-/// locked first, in key order (see [`db::webhooks::lock_round`]), then the attempts in one
-/// statement, the delivered ones in another, the rest (retries, `410 Gone`, failures) one by one,
-/// and last the endpoints to disable, in id order.
+/// locked first, in key order (see [`db::webhooks::lock_round`]), then the attempts that did not
+/// deliver in one statement, the delivered ones with their attempts in another, the rest
+/// (retries, `410 Gone`, failures) one by one, and last the endpoints to disable, in id order.
 async fn settle_round(
     pool: &PgPool,
     settings: &Settings,
@@ -658,25 +678,20 @@ async fn settle_round(
     sent: &[Sent],
 ) -> anyhow::Result<()> {
     let deliveries: Vec<&Leased> = leased.iter().collect();
-    let attempts: Vec<Attempt<'_>> = sent
-        .iter()
-        .map(|s| Attempt {
-            started_at: s.started_at,
-            latency_ms: i32::try_from(s.latency.as_millis()).unwrap_or(i32::MAX),
-            status: s.outcome.status.map(i32::from),
-            error: s.outcome.error.as_deref(),
-            body_prefix: s.outcome.body_prefix.as_deref(),
-        })
-        .collect();
+    let (mut delivered, mut undelivered) = (Vec::new(), Vec::new());
+    for (delivery, sent) in leased.iter().zip(sent) {
+        let to = if sent.outcome.delivered() {
+            &mut delivered
+        } else {
+            &mut undelivered
+        };
+        to.push((delivery, sent.attempt()));
+    }
     let mut tx = pool.begin().await?;
     db::webhooks::lock_round(&mut *tx, &deliveries).await?;
-    db::webhooks::record_attempts(&mut *tx, &deliveries, &attempts).await?;
-    let delivered: Vec<&Leased> = leased
-        .iter()
-        .zip(sent)
-        .filter(|(_, s)| s.outcome.status.is_some_and(|st| (200..300).contains(&st)))
-        .map(|(d, _)| d)
-        .collect();
+    if !undelivered.is_empty() {
+        db::webhooks::record_attempts(&mut *tx, &undelivered).await?;
+    }
     if !delivered.is_empty() {
         db::webhooks::settle_delivered(&mut *tx, &delivered, owner).await?;
     }
@@ -686,7 +701,7 @@ async fn settle_round(
     let mut to_disable: Vec<(Uuid, &str)> = Vec::new();
     for (delivery, sent) in leased.iter().zip(sent) {
         let result = match sent.outcome.status {
-            Some(status) if (200..300).contains(&status) => "delivered",
+            Some(_) if sent.outcome.delivered() => "delivered",
             Some(410) => {
                 if db::webhooks::settle(&mut *tx, delivery, owner, "pending", None).await? {
                     to_disable.push((delivery.endpoint_id, "the endpoint answered 410 Gone"));

@@ -894,42 +894,26 @@ pub async fn lock_round(db: impl PgExecutor<'_>, deliveries: &[&Leased]) -> Resu
     Ok(())
 }
 
-/// Records the attempts of one sending round, `attempts` pairing with `deliveries`, in one
-/// statement.
+/// Records attempts of one sending round that did not deliver, in one statement.
 pub async fn record_attempts(
     db: impl PgExecutor<'_>,
-    deliveries: &[&Leased],
-    attempts: &[Attempt<'_>],
+    round: &[(&Leased, Attempt<'_>)],
 ) -> Result<()> {
-    let chains: Vec<Uuid> = deliveries.iter().map(|d| d.chain_id).collect();
-    let endpoints: Vec<Uuid> = deliveries.iter().map(|d| d.endpoint_id).collect();
-    let seqs: Vec<i64> = deliveries.iter().map(|d| d.chain_seq).collect();
-    let numbers: Vec<i32> = deliveries.iter().map(|d| d.attempts).collect();
-    let started: Vec<DateTime<Utc>> = attempts.iter().map(|a| a.started_at).collect();
-    let latencies: Vec<i32> = attempts.iter().map(|a| a.latency_ms).collect();
-    let statuses: Vec<Option<i32>> = attempts.iter().map(|a| a.status).collect();
-    let errors: Vec<Option<String>> = attempts
-        .iter()
-        .map(|a| a.error.map(str::to_owned))
-        .collect();
-    let prefixes: Vec<Option<String>> = attempts
-        .iter()
-        .map(|a| a.body_prefix.map(str::to_owned))
-        .collect();
+    let c = AttemptColumns::of(round);
     sqlx::query!(
         "insert into webhook_attempts (chain_id, endpoint_id, chain_seq, attempt, started_at, latency_ms, status, error, body_prefix)
          select * from unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::int[], $5::timestamptz[],
                               $6::int[], $7::int[], $8::text[], $9::text[])
          on conflict do nothing",
-        &chains,
-        &endpoints,
-        &seqs,
-        &numbers,
-        &started,
-        &latencies,
-        &statuses as &[Option<i32>],
-        &errors as &[Option<String>],
-        &prefixes as &[Option<String>],
+        &c.chains,
+        &c.endpoints,
+        &c.seqs,
+        &c.numbers,
+        &c.started,
+        &c.latencies,
+        &c.statuses as &[Option<i32>],
+        &c.errors as &[Option<String>],
+        &c.prefixes as &[Option<String>],
     )
     .execute(db)
     .await
@@ -937,31 +921,96 @@ pub async fn record_attempts(
     Ok(())
 }
 
-/// Settles as delivered those of `deliveries` still leased to `owner` (see [`settle`]), in one
-/// statement.
+/// Settles as delivered, in one statement, those of a round's deliveries still leased to `owner`
+/// (see [`settle`]), each with the attempt that delivered it in its row; a delivering attempt
+/// already there (delivered before a redelivery) moves to `webhook_attempts`. The attempt of a
+/// delivery whose lease was lost meanwhile settles nothing and goes to `webhook_attempts`.
 pub async fn settle_delivered(
     db: impl PgExecutor<'_>,
-    deliveries: &[&Leased],
+    round: &[(&Leased, Attempt<'_>)],
     owner: Uuid,
 ) -> Result<()> {
-    let chains: Vec<Uuid> = deliveries.iter().map(|d| d.chain_id).collect();
-    let endpoints: Vec<Uuid> = deliveries.iter().map(|d| d.endpoint_id).collect();
-    let seqs: Vec<i64> = deliveries.iter().map(|d| d.chain_seq).collect();
+    let c = AttemptColumns::of(round);
     sqlx::query!(
-        "update webhook_deliveries d -- fan-out: webhook dispatch
-         set state = 'delivered', lease_owner = null, lease_until = null, delivered_at = now()
-         from unnest($1::uuid[], $2::uuid[], $3::bigint[]) as n(chain_id, endpoint_id, chain_seq)
-         where d.chain_id = n.chain_id and d.endpoint_id = n.endpoint_id
-           and d.chain_seq = n.chain_seq and d.lease_owner = $4",
-        &chains,
-        &endpoints,
-        &seqs,
+        "with n as (
+             select * from unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::int[], $5::timestamptz[],
+                                  $6::int[], $7::int[], $8::text[])
+                 as n(chain_id, endpoint_id, chain_seq, attempt, started_at, latency_ms, status, body_prefix)
+         ), settled as (
+             update webhook_deliveries d -- fan-out: webhook dispatch
+             set state = 'delivered', lease_owner = null, lease_until = null, delivered_at = now(),
+                 delivered_attempt = n.attempt, delivered_started_at = n.started_at,
+                 delivered_latency_ms = n.latency_ms, delivered_status = n.status,
+                 delivered_body_prefix = n.body_prefix
+             from n
+             where d.chain_id = n.chain_id and d.endpoint_id = n.endpoint_id
+               and d.chain_seq = n.chain_seq and d.lease_owner = $9
+             returning d.chain_id, d.endpoint_id, d.chain_seq
+         ), earlier as (
+             -- The same snapshot as the update: the row as it was before it.
+             select d.chain_id, d.endpoint_id, d.chain_seq, d.delivered_attempt as attempt,
+                    d.delivered_started_at as started_at, d.delivered_latency_ms as latency_ms,
+                    d.delivered_status as status, d.delivered_body_prefix as body_prefix
+             from webhook_deliveries d join settled s using (chain_id, endpoint_id, chain_seq)
+             where d.delivered_attempt is not null
+         )
+         insert into webhook_attempts (chain_id, endpoint_id, chain_seq, attempt, started_at, latency_ms, status, body_prefix)
+         select * from earlier
+         union all
+         select * from n
+         where not exists (select 1 from settled s
+                           where s.chain_id = n.chain_id and s.endpoint_id = n.endpoint_id
+                             and s.chain_seq = n.chain_seq)
+         on conflict do nothing",
+        &c.chains,
+        &c.endpoints,
+        &c.seqs,
+        &c.numbers,
+        &c.started,
+        &c.latencies,
+        &c.statuses as &[Option<i32>],
+        &c.prefixes as &[Option<String>],
         owner,
     )
     .execute(db)
     .await
     .context("webhooks::settle_delivered")?;
     Ok(())
+}
+
+/// A round's attempts, column by column, for `unnest`.
+struct AttemptColumns {
+    chains: Vec<Uuid>,
+    endpoints: Vec<Uuid>,
+    seqs: Vec<i64>,
+    numbers: Vec<i32>,
+    started: Vec<DateTime<Utc>>,
+    latencies: Vec<i32>,
+    statuses: Vec<Option<i32>>,
+    errors: Vec<Option<String>>,
+    prefixes: Vec<Option<String>>,
+}
+
+impl AttemptColumns {
+    fn of(round: &[(&Leased, Attempt<'_>)]) -> Self {
+        Self {
+            chains: round.iter().map(|(d, _)| d.chain_id).collect(),
+            endpoints: round.iter().map(|(d, _)| d.endpoint_id).collect(),
+            seqs: round.iter().map(|(d, _)| d.chain_seq).collect(),
+            numbers: round.iter().map(|(d, _)| d.attempts).collect(),
+            started: round.iter().map(|(_, a)| a.started_at).collect(),
+            latencies: round.iter().map(|(_, a)| a.latency_ms).collect(),
+            statuses: round.iter().map(|(_, a)| a.status).collect(),
+            errors: round
+                .iter()
+                .map(|(_, a)| a.error.map(str::to_owned))
+                .collect(),
+            prefixes: round
+                .iter()
+                .map(|(_, a)| a.body_prefix.map(str::to_owned))
+                .collect(),
+        }
+    }
 }
 
 /// Settles a delivery leased to `owner`: `delivered`, `failed`, or `pending` again at
@@ -1029,7 +1078,7 @@ pub async fn recent_deliveries(
                   coalesce((select jsonb_agg(jsonb_build_object('attempt', a.attempt, 'started_at', a.started_at,
                                 'latency_ms', a.latency_ms, 'status', a.status, 'error', a.error,
                                 'body_prefix', a.body_prefix) order by a.attempt)
-                            from webhook_attempts a
+                            from webhook_attempt_log a
                             where a.chain_id = d.chain_id and a.endpoint_id = d.endpoint_id
                               and a.chain_seq = d.chain_seq), '[]'::jsonb) as "attempt_log!"
            from webhook_deliveries d

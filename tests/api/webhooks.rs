@@ -332,7 +332,7 @@ async fn every_committed_event_reaches_every_matching_endpoint_once_in_order_sig
     // until 204, and every attempt is recorded, with a small prefix of the answer only.
     let attempts: Vec<(Uuid, Option<i32>, Option<String>)> = sqlx::query_as(
         "select d.event_id, a.status, a.body_prefix
-         from webhook_attempts a join webhook_deliveries d using (chain_id, endpoint_id, chain_seq)
+         from webhook_attempt_log a join webhook_deliveries d using (chain_id, endpoint_id, chain_seq)
          where d.endpoint_id = $1 order by d.event_id, a.attempt",
     )
     .bind(eb)
@@ -496,7 +496,7 @@ async fn gone_disables_the_endpoint_and_slow_or_busy_receivers_are_retried_after
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].id, got[1].id);
     let error: Option<String> = sqlx::query_scalar(
-        "select a.error from webhook_attempts a join webhook_deliveries d using (chain_id, endpoint_id, chain_seq)
+        "select a.error from webhook_attempt_log a join webhook_deliveries d using (chain_id, endpoint_id, chain_seq)
          join webhook_endpoints e on e.id = d.endpoint_id where e.url like $1 and a.attempt = 1",
     )
     .bind(format!("{url_slow}%"))
@@ -1068,6 +1068,41 @@ async fn a_failed_endpoint_is_enabled_and_redelivered_what_it_missed_with_a_fres
             .all(|r| r.verified && r.id != foreign.to_string())
     );
     assert_eq!(delivery_of(&app, endpoint, e2).await.0, "delivered");
+    // Delivered twice, at its 7th and 8th attempts: the first delivering attempt, kept in the
+    // delivery's row until then, stays on record beside the second.
+    let deliveries: Value = as_token(
+        &app,
+        reqwest::Method::GET,
+        &format!("/v1/webhook-endpoints/{endpoint}/deliveries"),
+        &admin,
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let log = deliveries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["event_id"] == json!(e1))
+        .map(|d| d["attempt_log"].as_array().unwrap().clone())
+        .unwrap();
+    let attempts: Vec<(i64, i64)> = log
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_i64().unwrap(),
+                a["status"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(i64, i64)> = (1..=6)
+        .map(|n| (n, 500))
+        .chain([(7, 204), (8, 204)])
+        .collect();
+    assert_eq!(attempts, expected);
 
     // Another partner's event is no notice of this endpoint; another partner's admin does not
     // see the endpoint; a request naming both an event and a range, or neither, is refused.
