@@ -137,6 +137,8 @@ for mode in $runs; do
         states=$(q "select string_agg(state || ':' || n, ',' order by state)
                     from (select state, count(*) n from webhook_deliveries group by state) s")
         feed=$(q "select count(*) from partner_feed")
+        # Disk per delivery (heap, indexes and TOAST): what each page's room for updates costs.
+        table_bytes=$(q "select pg_total_relation_size('webhook_deliveries') / greatest(count(*), 1) from webhook_deliveries")
         sink_ms=$(( $(cpu_ms "$sink_pid") - sink0 ))
         kill -TERM "$sink_pid"; wait "$sink_pid" || true; sink_pid=
         cat "$out/sink-$i.txt"
@@ -147,7 +149,7 @@ for mode in $runs; do
         drain=$(awk -v a="$(field last_at "$got")" -v b="$(field ended_at "$result")" 'BEGIN { printf "%.1f", a - b }')
         lag="$(field lag_p50 "$got") / $(field lag_p99 "$got") / $(field lag_max "$got")"
         complete=$([ "$distinct" = "$expected" ] && echo "yes" || echo "**NO**")
-        echo "delivery: $expected notices expected, $distinct distinct arrived ($(field requests "$got") requests), deliveries $states, feed entries $feed, drain ${drain} s"
+        echo "delivery: $expected notices expected, $distinct distinct arrived ($(field requests "$got") requests), deliveries $states, feed entries $feed, drain ${drain} s, webhook_deliveries $table_bytes bytes per delivery"
     else
         queued=$(q "select count(*) from webhook_deliveries")
         feed=$(q "select count(*) from partner_feed")

@@ -552,8 +552,14 @@ pub struct Handover {
 /// already leased to its owner and returned: the first of the round for each chain and endpoint
 /// that has no earlier pending delivery, up to its limit, in key order. Their next attempt is the
 /// lease's end (due again only if this one is lost), so the lease's walk of due deliveries does
-/// not pass them while they wait to be sent. The others are queued due, for the lease. A
-/// delivery whose queueing found it already there is neither leased nor returned.
+/// not pass them while they wait to be sent. The others are queued due, for the lease.
+///
+/// One already there is skipped, neither leased nor returned. The chain's mark, locked and moved
+/// in the same transaction, rules that out unless a mark was moved back by hand (a redelivery
+/// queues only notices of the feed, written with their round's deliveries). So the check is a
+/// guard, and a plain `NOT EXISTS`: `ON CONFLICT` would write a confirmation record per row.
+/// Should another transaction insert the same delivery meanwhile, this round fails, and the next
+/// one skips it.
 pub async fn queue_all(
     db: impl PgExecutor<'_>,
     q: &Queue,
@@ -569,6 +575,9 @@ pub async fn queue_all(
                select c, e, s, i, t, b, s = min(s) over (partition by c, e) as first
                from unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[])
                     as q(c, e, s, i, t, b)
+               where not exists (
+                   select 1 from webhook_deliveries x -- fan-out: webhook dispatch
+                   where x.chain_id = q.c and x.endpoint_id = q.e and x.chain_seq = q.s)
            ), heads as (
                select round.*, $7::uuid is not null and first and not exists (
                    select 1 from webhook_deliveries p -- fan-out: webhook dispatch
@@ -591,7 +600,6 @@ pub async fn queue_all(
                            else clock_timestamp() end
                from handed
                order by c, e, s
-               on conflict do nothing
                returning chain_id, endpoint_id, chain_seq, event_id, body, attempts, retry_base,
                          lease_owner
            )

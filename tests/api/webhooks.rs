@@ -728,6 +728,20 @@ async fn a_dispatch_round_hands_over_leased_just_what_the_lease_would_take_at_on
     .await
     .unwrap();
     assert_eq!(in_flight, vec![(true, true); 3]);
+
+    // A delivery already there (a mark moved back by hand) is skipped: the round goes through,
+    // and queues and hands over nothing twice.
+    let before = leased(d).await;
+    sqlx::query("update webhook_chain_marks set seq = seq - 1 where chain_id = $1")
+        .bind(d)
+        .execute(pool)
+        .await
+        .unwrap();
+    let round = dispatch_round(&app.pool, Look::Full, handover(256))
+        .await
+        .unwrap();
+    assert_eq!((round.events, round.handed.len()), (1, 0));
+    assert_eq!(leased(d).await, before);
 }
 
 #[tokio::test]
