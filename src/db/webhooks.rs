@@ -656,7 +656,8 @@ pub struct FeedNotice {
 }
 
 /// Up to `limit` notices of `audience` that `which` selects, of the types wanted (empty: all),
-/// oldest first. Two statements, so that each has the plan of its index.
+/// oldest first. Two statements, so that each has its own plan; both read the feed by
+/// `(partner_id, occurred_at)`, one event's at its `occurred_at`.
 pub async fn notices_to_redeliver(
     db: impl PgExecutor<'_>,
     audience: Uuid,
@@ -671,6 +672,8 @@ pub async fn notices_to_redeliver(
                 r#"select chain_id, chain_seq, event_id, event_type, occurred_at, data
                from partner_feed
                where partner_id = $1 and event_id = $2
+                 and occurred_at = (select e.occurred_at from events e -- fan-out: webhook dispatch
+                                    where e.id = $2)
                  and (cardinality($3::text[]) = 0 or event_type = any($3))
                order by seq limit $4"#,
                 audience,
