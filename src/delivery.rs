@@ -701,7 +701,7 @@ async fn settle_round(
     let mut to_disable: Vec<(Uuid, &str)> = Vec::new();
     for (delivery, sent) in leased.iter().zip(sent) {
         let result = match sent.outcome.status {
-            Some(_) if sent.outcome.delivered() => "delivered",
+            _ if sent.outcome.delivered() => "delivered",
             Some(410) => {
                 if db::webhooks::settle(&mut *tx, delivery, owner, "pending", None).await? {
                     to_disable.push((delivery.endpoint_id, "the endpoint answered 410 Gone"));

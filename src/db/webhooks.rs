@@ -657,7 +657,7 @@ pub struct FeedNotice {
 
 /// Up to `limit` notices of `audience` that `which` selects, of the types wanted (empty: all),
 /// oldest first. Two statements, so that each has its own plan; both read the feed by
-/// `(partner_id, occurred_at)`, one event's at its `occurred_at`.
+/// `(partner_id, occurred_at)`, one event's in the millisecond its id names.
 pub async fn notices_to_redeliver(
     db: impl PgExecutor<'_>,
     audience: Uuid,
@@ -672,12 +672,12 @@ pub async fn notices_to_redeliver(
                 r#"select chain_id, chain_seq, event_id, event_type, occurred_at, data
                from partner_feed
                where partner_id = $1 and event_id = $2
-                 and occurred_at = (select e.occurred_at from events e -- fan-out: webhook dispatch
-                                    where e.id = $2)
-                 and (cardinality($3::text[]) = 0 or event_type = any($3))
-               order by seq limit $4"#,
+                 and occurred_at >= $3 and occurred_at < $3 + interval '1 millisecond'
+                 and (cardinality($4::text[]) = 0 or event_type = any($4))
+               order by seq limit $5"#,
                 audience,
                 event,
+                event_millisecond(event),
                 event_types,
                 limit
             )
@@ -703,6 +703,15 @@ pub async fn notices_to_redeliver(
         }
     }
     .context("webhooks::notices_to_redeliver")
+}
+
+/// The millisecond an event happened in: its id begins with it (the database stamps ids from
+/// `occurred_at`; `events_id_encodes_occurred_at`).
+fn event_millisecond(event: Uuid) -> DateTime<Utc> {
+    let ms = event.as_bytes()[..6]
+        .iter()
+        .fold(0_i64, |ms, byte| ms << 8 | i64::from(*byte));
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
 /// Queues notices for an endpoint again, due now, each with a fresh retry schedule: new
@@ -942,31 +951,32 @@ pub async fn settle_delivered(
     owner: Uuid,
 ) -> Result<()> {
     let c = AttemptColumns::of(round);
+    // The row as it was comes back from the update's own join (`was`), not from a separate read
+    // of the table: on Citus a data-modifying CTE runs before the rest of the statement.
     sqlx::query!(
         "with n as (
              select * from unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::int[], $5::timestamptz[],
-                                  $6::int[], $7::int[], $8::text[])
-                 as n(chain_id, endpoint_id, chain_seq, attempt, started_at, latency_ms, status, body_prefix)
+                                  $6::int[], $7::int[], $8::text[], $9::text[])
+                 as n(chain_id, endpoint_id, chain_seq, attempt, started_at, latency_ms, status, error,
+                      body_prefix)
          ), settled as (
              update webhook_deliveries d -- fan-out: webhook dispatch
              set state = 'delivered', lease_owner = null, lease_until = null, delivered_at = now(),
                  delivered_attempt = n.attempt, delivered_started_at = n.started_at,
                  delivered_latency_ms = n.latency_ms, delivered_status = n.status,
                  delivered_body_prefix = n.body_prefix
-             from n
+             from n join webhook_deliveries was using (chain_id, endpoint_id, chain_seq)
              where d.chain_id = n.chain_id and d.endpoint_id = n.endpoint_id
-               and d.chain_seq = n.chain_seq and d.lease_owner = $9
-             returning d.chain_id, d.endpoint_id, d.chain_seq
-         ), earlier as (
-             -- The same snapshot as the update: the row as it was before it.
-             select d.chain_id, d.endpoint_id, d.chain_seq, d.delivered_attempt as attempt,
-                    d.delivered_started_at as started_at, d.delivered_latency_ms as latency_ms,
-                    d.delivered_status as status, d.delivered_body_prefix as body_prefix
-             from webhook_deliveries d join settled s using (chain_id, endpoint_id, chain_seq)
-             where d.delivered_attempt is not null
+               and d.chain_seq = n.chain_seq and d.lease_owner = $10
+             returning d.chain_id, d.endpoint_id, d.chain_seq, was.delivered_attempt,
+                       was.delivered_started_at, was.delivered_latency_ms, was.delivered_status,
+                       was.delivered_body_prefix
          )
-         insert into webhook_attempts (chain_id, endpoint_id, chain_seq, attempt, started_at, latency_ms, status, body_prefix)
-         select * from earlier
+         insert into webhook_attempts (chain_id, endpoint_id, chain_seq, attempt, started_at,
+                                       latency_ms, status, error, body_prefix)
+         select chain_id, endpoint_id, chain_seq, delivered_attempt, delivered_started_at,
+                delivered_latency_ms, delivered_status, null, delivered_body_prefix
+         from settled where delivered_attempt is not null
          union all
          select * from n
          where not exists (select 1 from settled s
@@ -980,6 +990,7 @@ pub async fn settle_delivered(
         &c.started,
         &c.latencies,
         &c.statuses as &[Option<i32>],
+        &c.errors as &[Option<String>],
         &c.prefixes as &[Option<String>],
         owner,
     )
@@ -1024,8 +1035,9 @@ impl AttemptColumns {
     }
 }
 
-/// Settles a delivery leased to `owner`: `delivered`, `failed`, or `pending` again at
-/// `next_attempt_at`; whether it still held the lease. If the lease ran out and another instance
+/// Settles a delivery leased to `owner` that was not delivered (delivered ones:
+/// [`settle_delivered`]): `failed`, or `pending` again at `next_attempt_at`; whether it still
+/// held the lease. If the lease ran out and another instance
 /// took the delivery over, or a redelivery took it back, this outcome settles nothing.
 pub async fn settle(
     db: impl PgExecutor<'_>,
@@ -1037,8 +1049,7 @@ pub async fn settle(
     let done = sqlx::query!(
         "update webhook_deliveries
          set state = $4, lease_owner = null, lease_until = null,
-             next_attempt_at = coalesce($5, next_attempt_at),
-             delivered_at = case when $4 = 'delivered' then now() end
+             next_attempt_at = coalesce($5, next_attempt_at), delivered_at = null
          where chain_id = $1 and endpoint_id = $2 and chain_seq = $3 and lease_owner = $6",
         delivery.chain_id,
         delivery.endpoint_id,

@@ -360,6 +360,38 @@ mod tests {
         PartnerId(Uuid::from_u128(n))
     }
 
+    // A round queues one delivery per event and endpoint (its key), and an endpoint has one
+    // audience: two notices of one event to one audience would collide there.
+    #[test]
+    fn an_event_makes_at_most_one_notice_per_audience() {
+        let payload = json!({"subscription_id": "s", "offer_id": "o", "segment": "gcc",
+                             "partner_id": partner(3).0, "before": [], "after": ["gcc"]});
+        let linked = [partner(1), partner(2), partner(3)];
+        for &event_type in EventType::ALL {
+            for partner_id in [None, Some(partner(1))] {
+                let event = EventFacts {
+                    id: Uuid::nil(),
+                    event_type,
+                    customer_id: Some(Uuid::from_u128(9)),
+                    partner_id,
+                    payload: &payload,
+                };
+                let mut audiences: Vec<Audience> = notices(&event, &linked)
+                    .iter()
+                    .map(|n| n.audience)
+                    .collect();
+                let all = audiences.len();
+                audiences.sort_unstable();
+                audiences.dedup();
+                assert_eq!(
+                    audiences.len(),
+                    all,
+                    "{event_type:?}, partner {partner_id:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_gcc_purchase_tells_the_other_partners_that_a_lockout_applies_and_not_who_caused_it() {
         let payload = json!({"subscription_id": "s", "offer_id": "o", "segment": "gcc"});

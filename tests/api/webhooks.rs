@@ -729,8 +729,9 @@ async fn a_dispatch_round_hands_over_leased_just_what_the_lease_would_take_at_on
     .unwrap();
     assert_eq!(in_flight, vec![(true, true); 3]);
 
-    // A delivery already there (a mark moved back by hand) is skipped: the round goes through,
-    // and queues and hands over nothing twice.
+    // A delivery already there (a mark moved back by hand) is skipped: the round goes through
+    // and queues no delivery twice (the feed gets the event again: a mark moved back announces
+    // again).
     let before = leased(d).await;
     sqlx::query("update webhook_chain_marks set seq = seq - 1 where chain_id = $1")
         .bind(d)
@@ -1405,4 +1406,54 @@ async fn enabling_an_endpoint_locks_its_deliveries_before_the_endpoint() {
     settled(&app).await;
     assert_eq!(delivery_of(&app, endpoint, event).await.0, "delivered");
     assert_eq!(receiver.got().len(), 2);
+}
+
+#[tokio::test]
+async fn a_delivering_attempt_whose_lease_was_lost_settles_nothing_but_is_on_record_once() {
+    let app = spawn_app_with(|config| config.webhook_delivery = false).await;
+    let a = app.create_qualified_partner().await;
+    let admin = issue_token(&app.pool, Role::GlobalAdmin, Some(a)).await;
+    let (receiver, url) = Receiver::start(Behaviour::Ok).await;
+    let endpoint = register(&app, &admin, &receiver, &url, &["customer.linked"]).await;
+    let c = app.create_customer(&[]).await;
+    app.link(c, a).await;
+    dispatch_round(&app.pool, Look::Full, None).await.unwrap();
+    let ours = Uuid::now_v7();
+    let leased = db::webhooks::lease(&app.pool, ours, 60.0, 10)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    // Its lease ran out and another instance took the delivery over while this one sent it.
+    let theirs = Uuid::now_v7();
+    sqlx::query("update webhook_deliveries set lease_owner = $1 where endpoint_id = $2")
+        .bind(theirs)
+        .bind(endpoint)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let attempt = db::webhooks::Attempt {
+        started_at: chrono::Utc::now(),
+        latency_ms: 3,
+        status: Some(204),
+        error: None,
+        body_prefix: None,
+    };
+    db::webhooks::settle_delivered(&app.pool, &[(&leased[0], attempt)], ours)
+        .await
+        .unwrap();
+    let row: (String, Option<Uuid>, Option<i32>) = sqlx::query_as(
+        "select state, lease_owner, delivered_attempt from webhook_deliveries where endpoint_id = $1",
+    )
+    .bind(endpoint)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(row, ("pending".into(), Some(theirs), None));
+    let log: Vec<(i32, Option<i32>)> =
+        sqlx::query_as("select attempt, status from webhook_attempt_log where endpoint_id = $1")
+            .bind(endpoint)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(log, vec![(1, Some(204))]);
 }
