@@ -8,7 +8,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{Context, Keyset, Result};
-use crate::domain::PartnerId;
+use crate::domain::{PartnerId, audit::event_millisecond};
 
 /// A registered endpoint, as its owner sees it (never its secret).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -705,15 +705,6 @@ pub async fn notices_to_redeliver(
     .context("webhooks::notices_to_redeliver")
 }
 
-/// The millisecond an event happened in: its id begins with it (the database stamps ids from
-/// `occurred_at`; `events_id_encodes_occurred_at`).
-fn event_millisecond(event: Uuid) -> DateTime<Utc> {
-    let ms = event.as_bytes()[..6]
-        .iter()
-        .fold(0_i64, |ms, byte| ms << 8 | i64::from(*byte));
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
 /// Queues notices for an endpoint again, due now, each with a fresh retry schedule: new
 /// deliveries for notices never queued for it, and delivered, failed or pending ones made pending
 /// again (their attempts stay on record). One in flight loses its owner, so that attempt's outcome
@@ -944,7 +935,9 @@ pub async fn record_attempts(
 /// Settles as delivered, in one statement, those of a round's deliveries still leased to `owner`
 /// (see [`settle`]), each with the attempt that delivered it in its row; a delivering attempt
 /// already there (delivered before a redelivery) moves to `webhook_attempts`. The attempt of a
-/// delivery whose lease was lost meanwhile settles nothing and goes to `webhook_attempts`.
+/// delivery whose lease was lost meanwhile settles nothing and goes to `webhook_attempts`. The
+/// round's rows must be locked ([`lock_round`]) earlier in the transaction, so that the row as it
+/// was is the row as it is updated.
 pub async fn settle_delivered(
     db: impl PgExecutor<'_>,
     round: &[(&Leased, Attempt<'_>)],

@@ -301,6 +301,15 @@ pub fn event_id_floor(at: DateTime<Utc>) -> Uuid {
     Uuid::from_bytes(bytes)
 }
 
+/// The millisecond an event occurred in: its id begins with it (see [`event_id_at`]).
+pub fn event_millisecond(id: Uuid) -> DateTime<Utc> {
+    let millis = id.as_bytes()[..6]
+        .iter()
+        .fold(0_i64, |millis, byte| millis << 8 | i64::from(*byte));
+    // 48 bits of milliseconds always make a valid instant.
+    DateTime::from_timestamp_millis(millis).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,5 +449,16 @@ mod tests {
             event_id_floor(at("2026-01-01T00:00:00.000002Z"))
         );
         assert!(event_id_at(micros + 999, 0) < event_id_at(micros + 1000, 0));
+    }
+
+    #[test]
+    fn an_event_id_names_the_millisecond_its_event_occurred_in() {
+        let ms = at("2026-01-01T00:00:00.001Z");
+        for micros in [0, 1, 500, 999] {
+            let id = event_id_at(ms.timestamp_micros() + micros, u64::MAX);
+            assert_eq!(event_millisecond(id), ms, "{micros} µs into it");
+        }
+        let next = event_id_at(ms.timestamp_micros() + 1000, 0);
+        assert_eq!(event_millisecond(next), at("2026-01-01T00:00:00.002Z"));
     }
 }
