@@ -1030,8 +1030,8 @@ impl AttemptColumns {
 
 /// Settles a delivery leased to `owner` that was not delivered (delivered ones:
 /// [`settle_delivered`]): `failed`, or `pending` again at `next_attempt_at`; whether it still
-/// held the lease. If the lease ran out and another instance
-/// took the delivery over, or a redelivery took it back, this outcome settles nothing.
+/// held the lease. If the lease ran out and another instance took the delivery over, or a
+/// redelivery took it back, this outcome settles nothing.
 pub async fn settle(
     db: impl PgExecutor<'_>,
     delivery: &Leased,
