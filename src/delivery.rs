@@ -552,9 +552,8 @@ struct Outcome {
 }
 
 impl Outcome {
-    /// A 2xx answer delivers the notice.
     fn delivered(&self) -> bool {
-        self.status.is_some_and(|s| (200..300).contains(&s))
+        self.status.is_some_and(webhook::delivers)
     }
 }
 
@@ -834,7 +833,7 @@ async fn post(client: &HttpClient, allow: &AllowList, delivery: &Leased) -> Outc
     Outcome {
         status: Some(status),
         retry_after,
-        error: (!(200..300).contains(&status)).then(|| format!("answered {status}")),
+        error: (!webhook::delivers(status)).then(|| format!("answered {status}")),
         body_prefix: (!text.is_empty()).then_some(text),
     }
 }

@@ -249,6 +249,11 @@ pub fn signature_header(keys: &[Vec<u8>], id: &str, timestamp: i64, body: &str) 
 /// The default waits before each retry: about three days in all (75.6 hours over 10 attempts).
 pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,14h,20h,24h";
 
+/// Whether a receiver's answer delivers the notice: any 2xx.
+pub fn delivers(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
 /// How long to wait before the attempt after `attempts` failed ones, with `jitter` in [0, 1)
 /// spreading it by ±20 %, and at least what the receiver asked for (`Retry-After`, up to a day);
 /// `None` once the schedule is spent: the delivery has failed.
@@ -358,6 +363,16 @@ mod tests {
 
     fn partner(n: u128) -> PartnerId {
         PartnerId(Uuid::from_u128(n))
+    }
+
+    #[test]
+    fn any_2xx_answer_delivers_and_nothing_else_does() {
+        for status in [200, 201, 204, 299] {
+            assert!(delivers(status), "{status}");
+        }
+        for status in [100, 199, 300, 304, 410, 429, 500] {
+            assert!(!delivers(status), "{status}");
+        }
     }
 
     // A round queues one delivery per event and endpoint (its key), and an endpoint has one

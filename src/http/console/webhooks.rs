@@ -39,7 +39,10 @@ use crate::{
         webhooks::{Delivery, Endpoint, Redelivery},
     },
     delivery::TestOutcome,
-    domain::{Action, PartnerId, checked_text, webhook::WebhookEventType},
+    domain::{
+        Action, PartnerId, checked_text,
+        webhook::{WebhookEventType, delivers},
+    },
     http::AppState,
 };
 
@@ -529,7 +532,7 @@ impl From<TestOutcome> for TestView {
     fn from(t: TestOutcome) -> Self {
         Self {
             id: t.id.to_string(),
-            ok: t.status.is_some_and(|s| (200..300).contains(&s)),
+            ok: t.status.is_some_and(delivers),
             status: t
                 .status
                 .map_or_else(|| "no answer".to_owned(), |s| s.to_string()),
