@@ -743,6 +743,26 @@ async fn a_dispatch_round_hands_over_leased_just_what_the_lease_would_take_at_on
         .unwrap();
     assert_eq!((round.events, round.handed.len()), (1, 0));
     assert_eq!(leased(d).await, before);
+    // The feed now holds that event twice; a redelivery of it queues it once, not fails.
+    let event: Uuid = sqlx::query_scalar(
+        "select id from events where chain_id = $1 order by chain_seq desc limit 1",
+    )
+    .bind(d)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let reply = as_token(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/webhook-endpoints/{first}/redeliver"),
+        &admin,
+    )
+    .json(&json!({"event_id": event}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(reply.status(), 202);
+    assert_eq!(reply.json::<Value>().await.unwrap()["queued"], 1);
 }
 
 #[tokio::test]
