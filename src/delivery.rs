@@ -503,8 +503,7 @@ async fn send_loop(
                 () = tokio::time::sleep(settings.poll) => {}
             }
         }
-        // Those to endpoints disabled meanwhile (a `410 Gone` in the last round, an owner) stay
-        // leased: due when the lease runs out, for the lease, which skips disabled endpoints.
+        // Endpoints disabled meanwhile: a `410 Gone` in the last round, an owner.
         let disabled = if handed.is_empty() {
             Vec::new()
         } else {
@@ -516,14 +515,8 @@ async fn send_loop(
                     Vec::new()
                 })
         };
-        let (handed_count, leased_count) = (handed.len(), round.len());
-        round.extend(
-            handed
-                .into_iter()
-                .filter(|(at, d)| at.elapsed() < send_within && !disabled.contains(&d.endpoint_id))
-                .map(|(_, d)| d),
-        );
-        let held_back = handed_count + leased_count - round.len();
+        let held_back = keep_back(&mut handed, &disabled, Instant::now(), send_within);
+        round.extend(handed.into_iter().map(|(_, d)| d));
         if held_back > 0 {
             tracing::warn!(
                 held_back,
@@ -541,6 +534,23 @@ async fn send_loop(
             tracing::warn!(?error, "recording webhook attempts failed");
         }
     }
+}
+
+/// Takes out of `handed` those not to be sent now, and says how many: a delivery whose lease no
+/// longer outlasts an attempt (`send_within` after it was handed over), as another instance may
+/// lease it once it runs out, and one to an endpoint disabled meanwhile. Both stay leased, due
+/// when their lease ends, for the lease, which skips disabled endpoints.
+fn keep_back(
+    handed: &mut Vec<Handed>,
+    disabled: &[Uuid],
+    now: Instant,
+    send_within: Duration,
+) -> usize {
+    let before = handed.len();
+    handed.retain(|(at, d)| {
+        now.saturating_duration_since(*at) < send_within && !disabled.contains(&d.endpoint_id)
+    });
+    before - handed.len()
 }
 
 /// What one attempt came to.
@@ -840,9 +850,13 @@ async fn post(client: &HttpClient, allow: &AllowList, delivery: &Leased) -> Outc
 
 #[cfg(test)]
 mod tests {
-    use chrono::{DateTime, Duration, Utc};
+    use std::time::Instant;
 
-    use super::{OVERLAP, QuickLooks, Round};
+    use chrono::{DateTime, Duration, Utc};
+    use uuid::Uuid;
+
+    use super::{OVERLAP, QuickLooks, Round, keep_back};
+    use crate::db::webhooks::Leased;
 
     fn round(at: DateTime<Utc>, drained: bool) -> Round {
         Round {
@@ -866,5 +880,43 @@ mod tests {
         assert_eq!(looks.from(), Some(t - OVERLAP));
         looks.after(&round(next, true));
         assert_eq!(looks.from(), Some(next - OVERLAP));
+    }
+
+    fn to(endpoint: Uuid, chain_seq: i64) -> Leased {
+        Leased {
+            chain_id: Uuid::nil(),
+            endpoint_id: endpoint,
+            chain_seq,
+            event_id: Uuid::nil(),
+            body: String::new(),
+            attempts: 1,
+            retry_base: 0,
+            url: "https://example.com/hook".into(),
+            secret: "whsec_x".into(),
+            previous_secret: None,
+        }
+    }
+
+    #[test]
+    fn a_handed_delivery_is_kept_back_when_its_lease_runs_short_or_its_endpoint_was_disabled() {
+        let (on, off) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let secs = std::time::Duration::from_secs;
+        // A minute on from now, so that every instant handed over below is a valid `Instant`.
+        let now = Instant::now() + secs(60);
+        let within = secs(30);
+        let ago = |n| now - secs(n);
+        let mut handed = vec![
+            (ago(1), to(on, 1)),
+            (ago(30), to(on, 2)),
+            (ago(1), to(off, 3)),
+            (ago(29), to(on, 4)),
+        ];
+        assert_eq!(keep_back(&mut handed, &[off], now, within), 2);
+        let sent: Vec<i64> = handed.iter().map(|(_, d)| d.chain_seq).collect();
+        assert_eq!(sent, vec![1, 4]);
+        // Nothing disabled, all fresh: all are sent.
+        let mut handed = vec![(now, to(on, 1)), (now, to(off, 2))];
+        assert_eq!(keep_back(&mut handed, &[], now, within), 0);
+        assert_eq!(handed.len(), 2);
     }
 }
