@@ -43,8 +43,9 @@ pub struct EventRow {
 
 /// Which events to read. Every bound is on the id: ids sort like `occurred_at` (the constraint
 /// `events_id_encodes_occurred_at`), so a time range and the pagination cursor are one id range,
-/// which the primary key and the `(customer_id, id)`, `(partner_id, id)` and `(event_type, id)`
-/// indexes all serve newest first.
+/// which the `(id)` index, the primary key `(chain_id, id)` (a customer's events are its chain:
+/// `events_chain_id_is_its_subject`) and the `(partner_id, id)` and `(event_type, id)` indexes
+/// all serve newest first.
 #[derive(Debug, Clone)]
 pub struct EventFilter {
     /// Only events with an id at or above this one.
@@ -99,7 +100,7 @@ pub fn events<'e>(
                   payload::text as "payload!", chain_id, chain_seq, prev_hash, hash
            from events -- fan-out: audit search
            where id >= $1 and id < $2
-             and ($3::uuid is null or customer_id = $3)
+             and ($3::uuid is null or (chain_id = $3 and customer_id = $3))
              and ($4::uuid is null or partner_id = $4)
              and ($5::text is null or actor = $5)
              and ($6::text is null or event_type = $6)
