@@ -150,6 +150,25 @@ fn as_token(
         .bearer_auth(token)
 }
 
+/// Asks, as `token`, for the notice of `event` to be sent to `endpoint` again.
+async fn redeliver_event(
+    app: &TestApp,
+    token: &str,
+    endpoint: Uuid,
+    event: Uuid,
+) -> reqwest::Response {
+    as_token(
+        app,
+        reqwest::Method::POST,
+        &format!("/v1/webhook-endpoints/{endpoint}/redeliver"),
+        token,
+    )
+    .json(&json!({"event_id": event}))
+    .send()
+    .await
+    .unwrap()
+}
+
 /// Registers an endpoint as `token`; returns its id and sets the receiver's secret.
 async fn register(
     app: &TestApp,
@@ -751,16 +770,7 @@ async fn a_dispatch_round_hands_over_leased_just_what_the_lease_would_take_at_on
     .fetch_one(pool)
     .await
     .unwrap();
-    let reply = as_token(
-        &app,
-        reqwest::Method::POST,
-        &format!("/v1/webhook-endpoints/{first}/redeliver"),
-        &admin,
-    )
-    .json(&json!({"event_id": event}))
-    .send()
-    .await
-    .unwrap();
+    let reply = redeliver_event(&app, &admin, first, event).await;
     assert_eq!(reply.status(), 202);
     assert_eq!(reply.json::<Value>().await.unwrap()["queued"], 1);
 }
@@ -1263,16 +1273,7 @@ async fn an_attempt_whose_delivery_was_redelivered_meanwhile_neither_settles_it_
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The schedule's last attempt is in flight: redeliver the event now.
-    let reply = as_token(
-        &app,
-        reqwest::Method::POST,
-        &format!("/v1/webhook-endpoints/{endpoint}/redeliver"),
-        &admin,
-    )
-    .json(&json!({"event_id": event}))
-    .send()
-    .await
-    .unwrap();
+    let reply = redeliver_event(&app, &admin, endpoint, event).await;
     assert_eq!(reply.status(), 202);
     // That attempt's failure settles nothing: the endpoint stays enabled, and the redelivery is
     // sent once the attempt is over (not beside it), and arrives.
