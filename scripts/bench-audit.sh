@@ -73,7 +73,7 @@ SEARCH="select id, occurred_at, actor, request_id, customer_id, partner_id, even
                   payload::text, chain_id, chain_seq, prev_hash, hash
            from events
            where id >= \$1 and id < \$2
-             and (\$3::uuid is null or customer_id = \$3)
+             and (\$3::uuid is null or (chain_id = \$3 and customer_id = \$3))
              and (\$4::uuid is null or partner_id = \$4)
              and (\$5::text is null or actor = \$5)
              and (\$6::text is null or event_type = \$6)

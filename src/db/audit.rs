@@ -100,6 +100,8 @@ pub fn events<'e>(
                   payload::text as "payload!", chain_id, chain_seq, prev_hash, hash
            from events -- fan-out: audit search
            where id >= $1 and id < $2
+             -- The chain, which a customer's events are on, makes it the primary key's range:
+             -- no index has the customer alone.
              and ($3::uuid is null or (chain_id = $3 and customer_id = $3))
              and ($4::uuid is null or partner_id = $4)
              and ($5::text is null or actor = $5)
