@@ -503,7 +503,7 @@ async fn send_loop(
                 () = tokio::time::sleep(settings.poll) => {}
             }
         }
-        // Endpoints disabled meanwhile: a `410 Gone` in the last round, an owner.
+        // Endpoints disabled meanwhile: by a `410 Gone` in the last round, or by their owner.
         let disabled = if handed.is_empty() {
             Vec::new()
         } else {
@@ -882,7 +882,7 @@ mod tests {
         assert_eq!(looks.from(), Some(next - OVERLAP));
     }
 
-    fn to(endpoint: Uuid, chain_seq: i64) -> Leased {
+    fn leased_to(endpoint: Uuid, chain_seq: i64) -> Leased {
         Leased {
             chain_id: Uuid::nil(),
             endpoint_id: endpoint,
@@ -906,16 +906,16 @@ mod tests {
         let within = secs(30);
         let ago = |n| now - secs(n);
         let mut handed = vec![
-            (ago(1), to(on, 1)),
-            (ago(30), to(on, 2)),
-            (ago(1), to(off, 3)),
-            (ago(29), to(on, 4)),
+            (ago(1), leased_to(on, 1)),
+            (ago(30), leased_to(on, 2)),
+            (ago(1), leased_to(off, 3)),
+            (ago(29), leased_to(on, 4)),
         ];
         assert_eq!(keep_back(&mut handed, &[off], now, within), 2);
         let sent: Vec<i64> = handed.iter().map(|(_, d)| d.chain_seq).collect();
         assert_eq!(sent, vec![1, 4]);
         // Nothing disabled, all fresh: all are sent.
-        let mut handed = vec![(now, to(on, 1)), (now, to(off, 2))];
+        let mut handed = vec![(now, leased_to(on, 1)), (now, leased_to(off, 2))];
         assert_eq!(keep_back(&mut handed, &[], now, within), 0);
         assert_eq!(handed.len(), 2);
     }

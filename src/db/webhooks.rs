@@ -711,7 +711,8 @@ pub async fn notices_to_redeliver(
 /// settles nothing, but keeps its lease's end: it is sent again once that attempt is over, never
 /// beside it (nor is the customer's next notice released meanwhile). `bodies` pairs with
 /// `notices`. Rows are written in key order, not the notices' (see [`lock_round`]). A notice the
-/// feed holds twice (a mark moved back by hand appends its events again) is queued once.
+/// feed holds twice (a mark moved back by hand appends its events again) is queued once, with
+/// its first body.
 pub async fn requeue(
     db: impl PgExecutor<'_>,
     endpoint: Uuid,
@@ -725,8 +726,9 @@ pub async fn requeue(
     let done = sqlx::query!(
         "insert into webhook_deliveries (chain_id, endpoint_id, chain_seq, event_id, event_type, body)
          select distinct on (c, s) c, $1, s, i, t, b
-         from unnest($2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[]) as n(c, s, i, t, b)
-         order by c, s
+         from unnest($2::uuid[], $3::bigint[], $4::uuid[], $5::text[], $6::text[])
+              with ordinality as n(c, s, i, t, b, o)
+         order by c, s, o
          on conflict (chain_id, endpoint_id, chain_seq) do update
          set state = 'pending', next_attempt_at = now(), retry_base = webhook_deliveries.attempts,
              delivered_at = null, lease_owner = null",

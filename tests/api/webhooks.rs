@@ -762,17 +762,48 @@ async fn a_dispatch_round_hands_over_leased_just_what_the_lease_would_take_at_on
         .unwrap();
     assert_eq!((round.events, round.handed.len()), (1, 0));
     assert_eq!(leased(d).await, before);
-    // The feed now holds that event twice; a redelivery of it queues it once, not fails.
-    let event: Uuid = sqlx::query_scalar(
-        "select id from events where chain_id = $1 order by chain_seq desc limit 1",
+}
+
+#[tokio::test]
+async fn a_notice_the_feed_holds_twice_is_redelivered_once() {
+    let app = spawn_app_with(|config| config.webhook_delivery = false).await;
+    let a = app.create_qualified_partner().await;
+    let admin = issue_token(&app.pool, Role::GlobalAdmin, Some(a)).await;
+    let (receiver, url) = Receiver::start(Behaviour::Ok).await;
+    let endpoint = register(&app, &admin, &receiver, &url, &["customer.linked"]).await;
+    let c = app.create_customer(&[]).await;
+    app.link(c, a).await;
+    let event = latest_event(&app, c, "customer_partner_linked").await;
+    dispatch_round(&app.pool, Look::Full, None).await.unwrap();
+    // A mark moved back by hand: the next round appends the event to the feed again.
+    sqlx::query("update webhook_chain_marks set seq = seq - 1 where chain_id = $1")
+        .bind(c)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    dispatch_round(&app.pool, Look::Full, None).await.unwrap();
+    let in_feed: i64 = sqlx::query_scalar(
+        "select count(*) from partner_feed where partner_id = $1 and event_id = $2",
     )
-    .bind(d)
-    .fetch_one(pool)
+    .bind(a)
+    .bind(event)
+    .fetch_one(&app.pool)
     .await
     .unwrap();
-    let reply = redeliver_event(&app, &admin, first, event).await;
+    assert_eq!(in_feed, 2);
+
+    let reply = redeliver_event(&app, &admin, endpoint, event).await;
     assert_eq!(reply.status(), 202);
     assert_eq!(reply.json::<Value>().await.unwrap()["queued"], 1);
+    let deliveries: i64 = sqlx::query_scalar(
+        "select count(*) from webhook_deliveries where endpoint_id = $1 and event_id = $2 and state = 'pending'",
+    )
+    .bind(endpoint)
+    .bind(event)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(deliveries, 1);
 }
 
 #[tokio::test]
